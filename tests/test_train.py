@@ -1,0 +1,101 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_classifier.config import TrainConfig
+from mnist_classifier.train import main, make_scheduler, parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_are_the_seeds():
+    config = parse_config(["--model_fn", "m.pth"])
+    assert (config.train_ratio, config.batch_size, config.n_epochs, config.n_layers) == (0.8, 256, 20, 5)
+    assert (config.use_dropout, config.dropout_p, config.verbose, config.lr) == (False, 0.3, 1, 1e-3)
+    assert config.gpu_id == (0 if torch.cuda.is_available() else -1)
+    assert config.lr_schedule == "cosine"
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_cosine_schedule_decays_to_zero_over_the_run():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    config = TrainConfig(model_fn="m.pth", n_epochs=3, batch_size=10)
+    scheduler = make_scheduler(optimizer, config, n_train=95)  # 10 batches an epoch
+    rates = []
+    for _ in range(30):
+        optimizer.step()
+        scheduler.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-12
+    config.lr_schedule = "constant"
+    assert make_scheduler(optimizer, config, n_train=95) is None
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--train_ratio", "1.5"], "--train_ratio must be between 0 and 1"),
+        (["--train_ratio", "0"], "--train_ratio must be between 0 and 1"),
+        (["--batch_size", "0"], "--batch_size must be a positive integer"),
+        (["--n_epochs", "-1"], "--n_epochs must be a positive integer"),
+        (["--n_layers", "0"], "--n_layers must be a positive integer"),
+        (["--dropout_p", "1"], "--dropout_p must be in"),
+        (["--lr", "0"], "--lr must be positive"),
+        (["--batch_size", "abc"], "invalid int value"),
+        (["--gpu_id", "99"], "--gpu_id 99"),
+        (["--no_such_flag"], "unrecognized arguments"),
+        (["--lr_schedule", "linear"], "invalid choice"),
+    ],
+)
+def test_impossible_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--data_dir", str(tmp_path / "none"), *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "none").exists()  # refused before any data or training work
+
+
+@pytest.mark.parametrize("model_fn", ["{tmp}/missing_dir/m.pth", "{tmp}/a_file/m.pth", "{tmp}"])
+def test_unwritable_model_path_is_refused_before_training(tmp_path, capsys, model_fn):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", model_fn.format(tmp=tmp_path), "--data_dir", str(tmp_path / "none")])
+    assert exit_info.value.code == 2
+    assert "--model_fn" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
+def test_missing_model_fn_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([])
+    assert exit_info.value.code == 2 and "--model_fn" in capsys.readouterr().err
+
+
+def test_train_py_end_to_end_writes_a_safe_model_file(fake_mnist, tmp_path):
+    model_fn = tmp_path / "model.pth"
+    command = [sys.executable, str(ROOT / "train.py"), "--model_fn", str(model_fn), "--data_dir", str(fake_mnist),
+               "--n_epochs", "3", "--batch_size", "64", "--seed", "0", "--gpu_id", "-1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("Epoch(") == 3
+    accuracy = float(re.search(r"Test accuracy: ([\d.]+)%", result.stdout).group(1))
+    assert accuracy > 50  # the fake digits are learnable: far above chance (10%)
+
+    saved = torch.load(model_fn, weights_only=True)
+    assert saved["config"]["n_epochs"] == 3 and saved["config"]["seed"] == 0
+    assert isinstance(saved["config"], dict) and len(saved["history"]) == 3
+    assert saved["architecture"] == {"input_size": 784, "output_size": 10, "hidden_sizes": [630, 476, 322, 168],
+                                     "use_batch_norm": True, "dropout_p": 0.3}
+    assert "state" in saved["opt"] and saved["classes"] == [str(d) for d in range(10)]
+
+
+def test_installed_console_command_runs():
+    command = Path(sys.executable).parent / "mnist-train"
+    result = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--model_fn" in result.stdout

@@ -1,0 +1,77 @@
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from mnist_classifier.trainer import Trainer, evaluate
+
+
+def config(n_epochs: int, batch_size: int) -> SimpleNamespace:
+    # The trainer reads only these three fields: any object carrying them will do.
+    return SimpleNamespace(n_epochs=n_epochs, batch_size=batch_size, verbose=0)
+
+
+def train_slope(n_epochs: int):
+    """Fit y = 2x while validating on y = 0.5x: validation improves, then gets worse."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 1)
+    model = nn.Linear(1, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
+    history = trainer.train((x, 2 * x), (x, 0.5 * x), config(n_epochs, batch_size=16))
+    return trainer, history, model, (x, 0.5 * x)
+
+
+def test_restores_the_weights_of_the_best_validation_epoch():
+    trainer, history, model, valid = train_slope(n_epochs=8)
+    losses = [h["valid_loss"] for h in history]
+    best = losses.index(min(losses)) + 1
+    assert 1 <= best < 8 and losses[-1] > min(losses)  # validation really got worse later
+    assert trainer.best_epoch == best
+    # The returned weights are those after epoch `best`: a run stopped there ends with the same.
+    _, _, stopped_at_best, _ = train_slope(n_epochs=best)
+    assert torch.equal(model.weight, stopped_at_best.weight)
+    assert abs(evaluate(model, nn.MSELoss(), valid)["loss"] - min(losses)) < 1e-6
+
+
+def test_fits_a_regression_model_without_log_softmax():
+    torch.manual_seed(0)
+    x = torch.randn(512, 5)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5], [0.0], [3.0]]) + 0.01 * torch.randn(512, 1)
+    model = nn.Sequential(nn.Linear(5, 32), nn.ReLU(), nn.Linear(32, 1))
+    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.MSELoss())
+    history = trainer.train((x[:400], y[:400]), (x[400:], y[400:]), config(n_epochs=30, batch_size=32))
+    assert len(history) == 30
+    assert "valid_accuracy" not in history[0]
+    assert history[-1]["valid_loss"] < history[0]["valid_loss"] / 20
+    assert trainer.best_valid_loss < 0.1
+
+
+def test_classification_records_accuracy_and_learns():
+    torch.manual_seed(0)
+    y = torch.randint(0, 2, (600,))
+    x = torch.randn(600, 2) + 3 * y.unsqueeze(1).float()
+    model = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2), nn.LogSoftmax(-1))
+    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.NLLLoss())
+    history = trainer.train((x[:500], y[:500]), (x[500:], y[500:]), config(n_epochs=5, batch_size=64))
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+    assert history[-1]["valid_accuracy"] > 0.95
+    assert all(h["seconds"] >= 0 for h in history)
+
+
+def test_a_last_batch_of_one_does_not_break_batch_norm():
+    torch.manual_seed(0)
+    x, y = torch.randn(65, 3), torch.randint(0, 2, (65,))  # 65 = 2 * 32 + 1
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2), nn.LogSoftmax(-1))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss())
+    history = trainer.train((x, y), (x, y), config(n_epochs=2, batch_size=32))
+    assert len(history) == 2
+
+
+def test_epochs_print_one_line_each_when_verbose(capsys):
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    model = nn.Sequential(nn.Linear(3, 2), nn.LogSoftmax(-1))
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss())
+    trainer.train((x, y), (x, y), SimpleNamespace(n_epochs=3, batch_size=8, verbose=1))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[2].startswith("Epoch(3/3)") and "valid_accuracy=" in lines[2]

@@ -1,0 +1,6 @@
+"""Train the MNIST classifier: ``python train.py --model_fn model.pth`` (see ``--help``)."""
+
+from mnist_classifier.train import main
+
+if __name__ == "__main__":
+    main()
