@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import LR_SCHEDULES, TrainConfig
+from .augment import RandomDistortion
+from .config import LR_SCHEDULES, PRESETS, TrainConfig
 from .data import load_mnist
 from .errors import UserError
 from .model import ImageClassifier
@@ -46,17 +47,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", type=int, default=1, help="0: quiet, 1: a line per epoch (default: %(default)s)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed for a repeatable run (default: a random one, saved in the model file)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--hidden_sizes", type=_int_list, default=None,
+                   help="comma-separated hidden sizes, e.g. 1024,512; overrides --n_layers")
+    p.add_argument("--lr", type=float, default=1e-3,
+                   help="Adam's learning rate; the peak rate with onecycle (default: %(default)s)")
     p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="cosine",
-                   help="cosine: decay the learning rate to 0 over the run; constant: the seed's fixed rate "
-                        "(default: %(default)s)")
+                   help="cosine: decay the learning rate to 0 over the run; onecycle: warm up, then decay; "
+                        "constant: the seed's fixed rate (default: %(default)s)")
+    p.add_argument("--weight_decay", type=float, default=0.0,
+                   help="decoupled weight decay (AdamW); 0 is plain Adam (default: %(default)s)")
+    p.add_argument("--label_smoothing", type=float, default=0.0,
+                   help="share of each target spread over all classes (default: %(default)s)")
+    p.add_argument("--augment", action="store_true",
+                   help="distort training images (random affine and elastic) on every batch")
+    p.add_argument("--patience", type=int, default=0,
+                   help="stop after this many epochs without a lower validation loss; 0: never (default: 0)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the training step with torch.compile: faster epochs after a slow first one")
+    p.add_argument("--amp", action="store_true",
+                   help="bfloat16 mixed precision: about 2.5x faster on CPUs with AVX512-BF16 and on recent GPUs")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a named set of defaults, e.g. record (see README); flags given too still win")
     p.add_argument("--data_dir", default="data", help="where MNIST is kept (default: %(default)s)")
     return p
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Flags -> a validated ``TrainConfig``."""
-    config = TrainConfig(**vars(build_parser().parse_args(argv)))
+    """Flags -> a validated ``TrainConfig``; a ``--preset`` supplies defaults, explicit flags win."""
+    pre = _OneLineParser(prog="mnist-train", add_help=False)
+    pre.add_argument("--preset", choices=sorted(PRESETS))
+    preset = pre.parse_known_args(argv)[0].preset
+    parser = build_parser()
+    if preset:
+        parser.set_defaults(**PRESETS[preset])
+    config = TrainConfig(**vars(parser.parse_args(argv)))
     config.validate()
     return config
 
@@ -82,7 +113,50 @@ def make_scheduler(optimizer, config: TrainConfig, n_train: int):
     if config.lr_schedule == "constant":
         return None
     steps = config.n_epochs * math.ceil(n_train / config.batch_size)
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
+def build_trainer(config: TrainConfig, input_size: int, output_size: int, n_train: int,
+                  device: torch.device) -> Trainer:
+    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
+    hidden_sizes = config.hidden_sizes or get_hidden_sizes(input_size, output_size, config.n_layers)
+    model = ImageClassifier(
+        input_size, output_size, hidden_sizes, use_batch_norm=not config.use_dropout, dropout_p=config.dropout_p
+    ).to(device)
+    # The fused kernel updates all parameters at once; the default per-parameter loop took about a
+    # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return Trainer(
+        model,
+        optimizer,
+        make_loss(config),
+        make_scheduler(optimizer, config, n_train),
+        compile=config.compile,
+        amp=config.amp,
+        augment=make_augment(config, input_size),
+        patience=config.patience,
+    )
+
+
+def make_loss(config: TrainConfig) -> nn.Module:
+    """NLLLoss on the model's log-probabilities, as the seed; label smoothing when asked."""
+    if not config.label_smoothing:
+        return nn.NLLLoss()
+    # log_softmax leaves log-probabilities unchanged, so CrossEntropyLoss on them is NLLLoss
+    # with label smoothing, computed by torch itself.
+    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+
+def make_augment(config: TrainConfig, input_size: int) -> RandomDistortion | None:
+    if not config.augment:
+        return None
+    side = math.isqrt(input_size)
+    if side * side != input_size:
+        raise UserError(f"--augment needs square images, but the inputs have {input_size} values")
+    return RandomDistortion(side)
 
 
 def run(config: TrainConfig) -> dict:
@@ -101,19 +175,10 @@ def run(config: TrainConfig) -> dict:
     say(f"Train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, test {tuple(test_data[0].shape)}"
         f" on {device}, seed {config.seed}")
 
-    input_size, output_size = x.size(-1), int(y.max()) + 1
-    model = ImageClassifier(
-        input_size,
-        output_size,
-        get_hidden_sizes(input_size, output_size, config.n_layers),
-        use_batch_norm=not config.use_dropout,
-        dropout_p=config.dropout_p,
-    ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    crit = nn.NLLLoss()
+    output_size = int(y.max()) + 1
+    trainer = build_trainer(config, x.size(-1), output_size, len(train_data[0]), device)
+    model, optimizer, crit = trainer.model, trainer.optimizer, trainer.crit
     say(model)
-
-    trainer = Trainer(model, optimizer, crit, make_scheduler(optimizer, config, len(train_data[0])))
     started = time.perf_counter()
     history = trainer.train(train_data, valid_data, config)
     train_seconds = time.perf_counter() - started

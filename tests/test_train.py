@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnist_classifier.config import TrainConfig
-from mnist_classifier.train import main, make_scheduler, parse_config
+from mnist_classifier.train import main, make_loss, make_scheduler, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,10 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         (["--gpu_id", "99"], "--gpu_id 99"),
         (["--no_such_flag"], "unrecognized arguments"),
         (["--lr_schedule", "linear"], "invalid choice"),
+        (["--hidden_sizes", "512,x"], "comma-separated integers"),
+        (["--hidden_sizes", "512,0"], "--hidden_sizes must be positive"),
+        (["--preset", "fastest"], "invalid choice"),
+        (["--label_smoothing", "1"], "--label_smoothing must be in"),
     ],
 )
 def test_impossible_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
@@ -99,3 +103,19 @@ def test_installed_console_command_runs():
     command = Path(sys.executable).parent / "mnist-train"
     result = subprocess.run([str(command), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--model_fn" in result.stdout
+
+
+def test_preset_sets_defaults_that_flags_still_override():
+    config = parse_config(["--model_fn", "m.pth", "--preset", "record", "--n_epochs", "5"])
+    assert config.preset == "record" and config.augment and config.hidden_sizes == [1024, 1024, 1024]
+    assert config.n_epochs == 5
+    assert parse_config(["--model_fn", "m.pth"]).hidden_sizes is None  # no preset, the seed's sizes
+
+
+def test_label_smoothing_on_log_probabilities():
+    log_probs = torch.randn(8, 10).log_softmax(dim=-1)
+    target = torch.randint(0, 10, (8,))
+    config = TrainConfig(model_fn="m.pth", label_smoothing=0.1)
+    expected = 0.9 * torch.nn.functional.nll_loss(log_probs, target) + 0.1 * (-log_probs.mean(dim=-1)).mean()
+    torch.testing.assert_close(make_loss(config)(log_probs, target), expected)
+    assert isinstance(make_loss(TrainConfig(model_fn="m.pth")), torch.nn.NLLLoss)

@@ -11,13 +11,13 @@ def config(n_epochs: int, batch_size: int) -> SimpleNamespace:
     return SimpleNamespace(n_epochs=n_epochs, batch_size=batch_size, verbose=0)
 
 
-def train_slope(n_epochs: int):
+def train_slope(n_epochs: int, **trainer_options):
     """Fit y = 2x while validating on y = 0.5x: validation improves, then gets worse."""
     torch.manual_seed(0)
     x = torch.randn(64, 1)
     model = nn.Linear(1, 1, bias=False)
     nn.init.zeros_(model.weight)
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss())
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), **trainer_options)
     history = trainer.train((x, 2 * x), (x, 0.5 * x), config(n_epochs, batch_size=16))
     return trainer, history, model, (x, 0.5 * x)
 
@@ -75,3 +75,23 @@ def test_epochs_print_one_line_each_when_verbose(capsys):
     trainer.train((x, y), (x, y), SimpleNamespace(n_epochs=3, batch_size=8, verbose=1))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[2].startswith("Epoch(3/3)") and "valid_accuracy=" in lines[2]
+
+
+def test_patience_stops_after_that_many_epochs_without_improvement():
+    trainer, history, _, _ = train_slope(n_epochs=30, patience=2)
+    assert len(history) == trainer.best_epoch + 2 < 30
+
+
+def test_augment_touches_training_batches_only():
+    seen = []
+
+    def mark(x_batch):
+        seen.append(len(x_batch))
+        return x_batch + 100.0  # far off the data, so a leak into validation would show
+
+    x, y = torch.randn(48, 3), torch.randn(48, 1)
+    model = nn.Linear(3, 1)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.MSELoss(), augment=mark)
+    history = trainer.train((x, y), (x, y), config(n_epochs=1, batch_size=16))
+    assert seen == [16, 16, 16]
+    assert abs(history[0]["valid_loss"] - evaluate(model, nn.MSELoss(), (x, y))["loss"]) < 1e-6
