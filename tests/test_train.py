@@ -95,7 +95,8 @@ def test_train_py_end_to_end_writes_a_safe_model_file(fake_mnist, tmp_path):
     assert saved["config"]["n_epochs"] == 3 and saved["config"]["seed"] == 0
     assert isinstance(saved["config"], dict) and len(saved["history"]) == 3
     assert saved["architecture"] == {"input_size": 784, "output_size": 10, "hidden_sizes": [630, 476, 322, 168],
-                                     "use_batch_norm": True, "dropout_p": 0.3}
+                                     "use_batch_norm": True, "dropout_p": 0.3,
+                                     "classify": True}
     assert "state" in saved["opt"] and saved["classes"] == [str(d) for d in range(10)]
 
 
@@ -119,3 +120,43 @@ def test_label_smoothing_on_log_probabilities():
     expected = 0.9 * torch.nn.functional.nll_loss(log_probs, target) + 0.1 * (-log_probs.mean(dim=-1)).mean()
     torch.testing.assert_close(make_loss(config)(log_probs, target), expected)
     assert isinstance(make_loss(TrainConfig(model_fn="m.pth")), torch.nn.NLLLoss)
+
+
+def test_digits_trains_from_the_command_line(tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "d.pth"), "--dataset", "digits", "--n_epochs", "10", "--batch_size", "64",
+          "--seed", "0", "--verbose", "0"])
+    accuracy = float(re.search(r"Test accuracy: ([\d.]+)% \(360 images\)", capsys.readouterr().out).group(1))
+    assert accuracy > 80
+    saved = torch.load(tmp_path / "d.pth", weights_only=True)
+    assert saved["dataset"]["input_shape"] == [8, 8] and saved["architecture"]["input_size"] == 64
+
+
+def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "r.pth"), "--dataset", "diabetes", "--n_epochs", "15", "--batch_size", "32",
+          "--seed", "0", "--verbose", "0"])
+    out = capsys.readouterr().out
+    rmse = float(re.search(r"Test RMSE: ([\d.]+)", out).group(1))
+    assert 30 < rmse < 80  # in the target's units; predicting the mean would give about 73
+    saved = torch.load(tmp_path / "r.pth", weights_only=True)
+    losses = [h["train_loss"] for h in saved["history"]]
+    assert losses[-1] < losses[0] and "valid_accuracy" not in saved["history"][0]
+    assert saved["architecture"]["classify"] is False and saved["dataset"]["task"] == "regression"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--dataset", "digits", "--task", "regression"], "--task regression: the dataset digits is a classification"),
+        (["--dataset", "digits", "--batch_size", "5000"], "fewer than one batch"),
+        (["--dataset", "digits", "--loss", "mse"], "--loss mse is a regression loss"),
+        (["--dataset", "diabetes", "--loss", "nll"], "--loss nll needs class targets"),
+        (["--dataset", "diabetes", "--augment"], "--augment needs square images"),
+        (["--dataset", "csv:/no/such.csv"], "no such CSV file"),
+    ],
+)
+def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *flags])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

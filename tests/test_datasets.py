@@ -1,0 +1,82 @@
+import gzip
+import hashlib
+
+import pytest
+import torch
+from torchvision import datasets as tv_datasets
+
+from mnist_classifier import data
+from mnist_classifier.data import ensure_fashion_mnist, load_fashion_mnist
+from mnist_classifier.datasets import CLASSIFICATION, REGRESSION, load_dataset
+from mnist_classifier.errors import UserError
+
+from .conftest import write_fake_mnist
+
+
+def test_mnist_loader_gives_images_and_class_names(fake_mnist):
+    dataset = load_dataset("mnist", str(fake_mnist))
+    assert dataset.task == CLASSIFICATION and dataset.input_shape == (28, 28) and dataset.output_size == 10
+    assert dataset.train[0].shape == (600, 784) and dataset.test[0].shape == (200, 784)
+    assert dataset.metadata()["classes"] == [str(d) for d in range(10)]
+
+
+def test_digits_needs_no_download():
+    dataset = load_dataset("digits")
+    (x_train, y_train), (x_test, _) = dataset.train, dataset.test
+    assert dataset.input_shape == (8, 8) and len(x_train) + len(x_test) == 1797
+    assert 0 <= x_train.min() and x_train.max() <= 1 and y_train.dtype == torch.int64
+    assert torch.equal(load_dataset("digits").test[0], x_test)  # the test split is fixed
+
+
+def test_diabetes_is_standardised_with_training_statistics():
+    dataset = load_dataset("diabetes")
+    (x_train, y_train), (x_test, _) = dataset.train, dataset.test
+    assert dataset.task == REGRESSION and dataset.output_size == 1 and y_train.shape[1] == 1
+    torch.testing.assert_close(x_train.mean(dim=0), torch.zeros(10), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x_train.std(dim=0), torch.ones(10), atol=1e-5, rtol=0)
+    assert abs(y_train.mean().item()) < 1e-5 and abs(x_test.mean().item()) > 1e-4  # test stats not used
+    assert 50 < dataset.y_std < 100 and len(dataset.metadata()["x_mean"]) == 10
+
+
+def test_unknown_dataset_is_a_clear_error():
+    with pytest.raises(UserError, match="unknown; choose one of mnist, fashion-mnist"):
+        load_dataset("cifar")
+
+
+def fake_debian_fashion(folder, tmp_path):
+    """Debian's layout: the four official .gz files; returns the MD5s they really have."""
+    source = write_fake_mnist(tmp_path / "made") / "MNIST" / "raw"
+    folder.mkdir()
+    resources = []
+    for name, _ in tv_datasets.FashionMNIST.resources:
+        packed = gzip.compress((source / name.removesuffix(".gz")).read_bytes())
+        (folder / name).write_bytes(packed)
+        resources.append((name, hashlib.md5(packed).hexdigest()))
+    return resources
+
+
+def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path, monkeypatch, capsys):
+    debian = tmp_path / "debian"
+    monkeypatch.setattr(tv_datasets.FashionMNIST, "resources", fake_debian_fashion(debian, tmp_path))
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
+    assert ensure_fashion_mnist(tmp_path / "data", debian_dir=debian) == "debian"
+    assert "Debian's copy" in capsys.readouterr().err
+    x, y = load_fashion_mnist(is_train=False, data_dir=tmp_path / "data")
+    assert x.shape == (200, 784) and y.max() < 10
+    assert ensure_fashion_mnist(tmp_path / "data", debian_dir=debian) == "cache"
+
+
+def test_fashion_mnist_refuses_a_file_that_fails_its_checksum(tmp_path, monkeypatch):
+    debian = tmp_path / "debian"
+    resources = fake_debian_fashion(debian, tmp_path)
+    resources[0] = (resources[0][0], "0" * 32)
+    monkeypatch.setattr(tv_datasets.FashionMNIST, "resources", resources)
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
+    with pytest.raises(UserError, match="train-images-idx3-ubyte.gz is missing or does not match"):
+        ensure_fashion_mnist(tmp_path / "data", debian_dir=debian)
+
+
+def test_fashion_mnist_without_any_source_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        ensure_fashion_mnist(tmp_path / "data", debian_dir=tmp_path / "absent")
