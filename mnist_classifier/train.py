@@ -210,6 +210,9 @@ def run(config: TrainConfig) -> dict:
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {train_seconds:.1f}s")
     test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
+    if dataset.task == REGRESSION:
+        # Targets were standardised for training; the RMSE is reported in the target's own units.
+        test["rmse"] = math.sqrt(test["mse"]) * dataset.y_std
     print(describe_test(test, dataset))
     return test
 
@@ -227,8 +230,7 @@ def describe_test(test: dict, dataset: Dataset) -> str:
     n = len(dataset.test[0])
     if dataset.task == CLASSIFICATION:
         return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if len(dataset.input_shape) == 2 else 'rows'})"
-    # Targets were standardised for training; the RMSE is reported in the target's own units.
-    return f"Test RMSE: {math.sqrt(test['mse']) * dataset.y_std:.4g}  R^2: {test['r2']:.4f} ({n} rows)"
+    return f"Test RMSE: {test['rmse']:.4g}  R^2: {test['r2']:.4f} ({n} rows)"
 
 
 def main(argv: list[str] | None = None) -> None:
