@@ -83,6 +83,14 @@ def _read_images(dataset_class, data_dir, train: bool, flatten: bool) -> tuple[t
 
 
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+# torchvision publishes the MD5s of the .gz files; Debian recompressed them, so its copy is checked
+# against the MD5s published for the uncompressed official files instead.
+FASHION_IDX_MD5 = {
+    "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+}
 
 
 def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN_DIR) -> str:
@@ -104,13 +112,25 @@ def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN
         )
     print(f"Fashion-MNIST: official mirror unreachable ({error}); using Debian's copy in {debian_dir}",
           file=sys.stderr)
-    for name, md5 in resources:
+    for name, gz_md5 in resources:
         source = debian_dir / name
-        if not source.is_file() or hashlib.md5(source.read_bytes()).hexdigest() != md5:
-            raise UserError(f"{source} is missing or does not match torchvision's published MD5 {md5}; "
-                            "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`")
-        (raw_dir / source.stem).write_bytes(gzip.decompress(source.read_bytes()))
+        content = _verified_gz_content(source, gz_md5, FASHION_IDX_MD5[source.stem])
+        (raw_dir / source.stem).write_bytes(content)
     return "debian"
+
+
+def _verified_gz_content(source: Path, gz_md5: str, content_md5: str) -> bytes:
+    """The uncompressed bytes of ``source``, if either the .gz or its content has the published MD5."""
+    hint = "reinstall it with `apt-get install --reinstall dataset-fashion-mnist`"
+    try:
+        packed = source.read_bytes()
+        content = gzip.decompress(packed)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise UserError(f"{source}: missing or not a readable .gz file ({e}); {hint}") from e
+    if hashlib.md5(packed).hexdigest() != gz_md5 and hashlib.md5(content).hexdigest() != content_md5:
+        raise UserError(f"{source}: does not match the published MD5 (of the .gz, {gz_md5}, or of its content, "
+                        f"{content_md5}); {hint}")
+    return content
 
 
 def ensure_mnist(data_dir: str | Path) -> str:

@@ -12,8 +12,12 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 Data = tuple[torch.Tensor, torch.Tensor]
+
+# The bar's running loss needs a device sync; every 20 batches keeps that cost negligible.
+BAR_REFRESH_STEPS = 20
 
 # Evaluation keeps no activations for backward, so it can use much larger batches.
 MIN_EVAL_BATCH_SIZE = 1024
@@ -108,7 +112,11 @@ class Trainer:
         best_state = _copy_state(self.model)
         for epoch in range(1, config.n_epochs + 1):
             started = time.perf_counter()
-            train_loss = self._train_epoch(train_data, config.batch_size)
+            # A bar only on a terminal (disable=None): logs and CI output stay clean.
+            bar = tqdm(desc=f"Epoch {epoch}/{config.n_epochs}", unit="batch", leave=False,
+                       disable=None if config.verbose >= 1 else True)
+            train_loss = self._train_epoch(train_data, config.batch_size, bar)
+            bar.close()
             valid_started = time.perf_counter()
             valid = evaluate(self.model, self.crit, valid_data, config.batch_size, self.amp)
             record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
@@ -129,14 +137,17 @@ class Trainer:
         self.model.load_state_dict(best_state)
         return self.history
 
-    def _train_epoch(self, data: Data, batch_size: int) -> float:
+    def _train_epoch(self, data: Data, batch_size: int, bar: tqdm) -> float:
         self.model.train()
         x, y = data
         # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
         order = torch.randperm(len(x), device=x.device)
         total_loss = torch.zeros((), device=x.device)
         seen = 0
-        for batch in order.split(batch_size):
+        batches = order.split(batch_size)
+        bar.reset(total=len(batches))
+        for step, batch in enumerate(batches, start=1):
+            bar.update()
             if len(batch) < 2 or (self.compile and len(batch) < batch_size):
                 continue  # BatchNorm cannot train on one sample; the next epoch's order differs.
             x_batch = x[batch] if self.augment is None else self.augment(x[batch])
@@ -149,6 +160,8 @@ class Trainer:
                 self.scheduler.step()
             total_loss += loss.detach() * len(batch)
             seen += len(batch)
+            if not bar.disable and step % BAR_REFRESH_STEPS == 0:
+                bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", refresh=False)
         return total_loss.item() / max(seen, 1)
 
     def _describe(self, record: dict, n_epochs: int) -> str:

@@ -35,3 +35,44 @@ def write_fake_mnist(data_dir: Path, n_train: int = 600, n_test: int = 200) -> P
 def fake_mnist(tmp_path: Path) -> Path:
     """A data folder holding a small, learnable MNIST look-alike; no download is attempted."""
     return write_fake_mnist(tmp_path / "data")
+
+
+def render_digit(digit: int, font_size: int, at: tuple[int, int], size=(90, 80), light_background=True):
+    from PIL import Image, ImageDraw, ImageFont
+
+    paper, ink = (235, 25) if light_background else (15, 240)
+    image = Image.new("L", size, paper)
+    ImageDraw.Draw(image).text(at, str(digit), font=ImageFont.load_default(size=font_size), fill=ink)
+    return image
+
+
+@pytest.fixture(scope="session")
+def digit_model(tmp_path_factory) -> Path:
+    """A small model trained on Pillow-rendered digits made MNIST-like: it knows real digit shapes."""
+    import torch
+
+    from mnist_classifier.images import mnist_like
+    from mnist_classifier.model import ImageClassifier
+    from mnist_classifier.model_file import save_model_file
+    from mnist_classifier.predictor import MNIST_METADATA
+
+    torch.manual_seed(0)
+    images, labels = [], []
+    for digit in range(10):
+        for font_size in (30, 38, 46, 54):
+            for at in ((4, 2), (30, 20)):
+                images.append(mnist_like(render_digit(digit, font_size, at)))
+                labels.append(digit)
+    x = torch.from_numpy(np.stack(images)).view(len(images), -1)
+    y = torch.tensor(labels)
+    model = ImageClassifier(784, 10, [64])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(60):
+        loss = torch.nn.functional.nll_loss(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("model") / "digits.pth"
+    save_model_file(path, model.eval(), optimizer, {}, history=[], classes=MNIST_METADATA["classes"],
+                    dataset=MNIST_METADATA)
+    return path

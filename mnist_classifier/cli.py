@@ -1,0 +1,25 @@
+"""The command-line edge shared by every entry point: one-line errors, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from .errors import UserError
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr (no usage dump), still with exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def run_cli(prog: str, action: Callable[[], object]) -> None:
+    """Run ``action``; a ``UserError`` becomes one line on stderr and exit status 2, never a traceback."""
+    try:
+        action()
+    except UserError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        sys.exit(2)

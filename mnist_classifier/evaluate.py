@@ -1,0 +1,117 @@
+"""``mnist-evaluate``: how good is a model file, and where does it go wrong?
+
+    mnist-evaluate --model_fn model.pth --out_dir evaluation
+
+Prints the test accuracy and per-class precision, recall and F1, and writes into ``--out_dir``:
+confusion_matrix.png, worst_mistakes.png, learning_curves.png and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import classification_report, confusion_matrix
+
+from . import plots
+from .cli import OneLineParser, run_cli
+from .config import TrainConfig
+from .datasets import CLASSIFICATION, Dataset, load_dataset
+from .errors import UserError
+from .model_file import load_model
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="mnist-evaluate", description=__doc__)
+    p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
+    p.add_argument("--out_dir", default="evaluation", help="where the plots and metrics.json go (default: %(default)s)")
+    p.add_argument("--data_dir", help="where the dataset is kept (default: the one used for training)")
+    p.add_argument("--worst", type=int, default=24, help="how many mistakes to show (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
+    return p
+
+
+def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24) -> dict:
+    """Compute the test metrics of a model file and write the plots and metrics.json into ``out_dir``."""
+    model, saved = load_model(model_fn)
+    config = TrainConfig.from_dict(saved.get("config") or {"model_fn": model_fn})
+    dataset = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target,
+                           test_csv=config.test_csv, drop_na=config.drop_na, task=config.task or CLASSIFICATION)
+    if dataset.task != CLASSIFICATION:
+        raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
+    x, y = dataset.test
+    if x.size(1) != saved["architecture"]["input_size"]:
+        raise UserError(f"{model_fn}: the model takes {saved['architecture']['input_size']} inputs, but "
+                        f"{dataset.name} has {x.size(1)}")
+    with torch.inference_mode():
+        probabilities = torch.cat([model(chunk).exp() for chunk in x.split(4096)])
+    confidence, predicted = probabilities.max(dim=-1)
+    y_true, y_pred = y.numpy(), predicted.numpy()
+    classes = dataset.classes
+    labels = list(range(len(classes)))
+
+    report = classification_report(y_true, y_pred, labels=labels, target_names=classes, output_dict=True,
+                                   zero_division=0)
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    metrics = {
+        "model_fn": str(model_fn),
+        "dataset": dataset.name,
+        "n_test": len(y_true),
+        "accuracy": float((y_true == y_pred).mean()),
+        "per_class": {name: report[name] for name in classes},
+        "macro_avg": report["macro avg"],
+        "confusion_matrix": matrix.tolist(),
+    }
+    files = _write_outputs(out_dir, metrics, dataset, saved.get("history", []), y_true, y_pred, confidence, worst)
+    metrics["files"] = files
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["report_text"] = classification_report(y_true, y_pred, labels=labels, target_names=classes, digits=4,
+                                                   zero_division=0)
+    return metrics
+
+
+def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list[dict], y_true: np.ndarray,
+                   y_pred: np.ndarray, confidence: torch.Tensor, worst: int) -> dict:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out_dir {out_dir}: cannot create the folder ({e.strerror})") from e
+    classes = dataset.classes
+    files = {"confusion_matrix": str(plots.save(plots.confusion_matrix_figure(
+        np.array(metrics["confusion_matrix"]), classes), out_dir / "confusion_matrix.png"))}
+    wrong = np.flatnonzero(y_true != y_pred)
+    if len(dataset.input_shape) == 2 and len(wrong):
+        # The most confident mistakes are the most telling: sort by the wrong class's probability.
+        order = wrong[np.argsort(-confidence.numpy()[wrong])][:worst]
+        images = dataset.test[0][order].view(-1, *dataset.input_shape).numpy()
+        figure = plots.mistakes_figure(images, [classes[i] for i in y_true[order]],
+                                       [classes[i] for i in y_pred[order]], confidence.numpy()[order])
+        files["worst_mistakes"] = str(plots.save(figure, out_dir / "worst_mistakes.png"))
+    if history:
+        files["learning_curves"] = str(plots.save(plots.learning_curves_figure(history),
+                                                  out_dir / "learning_curves.png"))
+    files["metrics"] = str(out_dir / "metrics.json")
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    def action():
+        args = build_parser().parse_args(argv)
+        if args.worst < 0:
+            raise UserError(f"--worst must not be negative, got {args.worst}")
+        metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst)
+        text = metrics.pop("report_text")
+        if args.json:
+            print(json.dumps(metrics, indent=2))
+        else:
+            print(text)
+            print(f"Test accuracy: {metrics['accuracy']:.2%} ({metrics['n_test']} images)")
+            print("Wrote " + ", ".join(metrics["files"].values()))
+
+    run_cli("mnist-evaluate", action)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+import json
+
+import pytest
+from PIL import Image
+
+from mnist_classifier.evaluate import main
+from mnist_classifier.train import main as train_main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from .conftest import write_fake_mnist
+
+    root = tmp_path_factory.mktemp("evaluate")
+    data_dir = write_fake_mnist(root / "data")
+    model_fn = root / "model.pth"
+    train_main(["--model_fn", str(model_fn), "--data_dir", str(data_dir), "--n_epochs", "2", "--batch_size", "64",
+                "--seed", "0", "--verbose", "0"])
+    return model_fn
+
+
+def test_writes_the_four_files_and_prints_the_report(trained, tmp_path, capsys):
+    capsys.readouterr()
+    main(["--model_fn", str(trained), "--out_dir", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "precision" in out and "recall" in out and "Test accuracy:" in out
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["confusion_matrix.png", "learning_curves.png", "metrics.json", "worst_mistakes.png"]
+    for name in names[:2] + names[3:]:
+        width, height = Image.open(tmp_path / "out" / name).size
+        assert width >= 400 and height >= 300
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["n_test"] == 200 and 0 <= metrics["accuracy"] <= 1
+    assert set(metrics["per_class"]["3"]) >= {"precision", "recall", "f1-score", "support"}
+    assert sum(map(sum, metrics["confusion_matrix"])) == 200
+
+
+def test_json_flag_prints_the_numbers(trained, tmp_path, capsys):
+    capsys.readouterr()
+    main(["--model_fn", str(trained), "--out_dir", str(tmp_path / "o"), "--json"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["dataset"] == "mnist" and len(metrics["per_class"]) == 10
+    assert set(metrics["files"]) == {"confusion_matrix", "worst_mistakes", "learning_curves", "metrics"}
+
+
+def test_missing_model_file_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "none.pth"), "--out_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "none.pth: no such model file" in err
+    assert not (tmp_path / "o").exists()  # nothing written on failure

@@ -1,0 +1,59 @@
+import io
+import json
+import sys
+
+import pytest
+from PIL import Image
+
+from mnist_classifier.predict import main
+
+from .conftest import render_digit
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_json_for_files_and_folders(digit_model, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    render_digit(4, 40, (20, 10)).save(tmp_path / "mine" / "a.png")
+    render_digit(7, 50, (5, 5)).convert("RGB").save(tmp_path / "mine" / "b.jpg")
+    render_digit(2, 36, (35, 25)).save(tmp_path / "two.png")
+    main(["--model_fn", str(digit_model), "--json", "--top_k", "2", str(tmp_path / "mine"), str(tmp_path / "two.png")])
+    results = json.loads(capsys.readouterr().out)
+    assert [r["label"] for r in results] == ["4", "7", "2"]
+    assert set(results[0]) == {"source", "label", "probability", "top_k"} and len(results[0]["top_k"]) == 2
+    assert results[0]["top_k"][0]["label"] == "4" and results[0]["source"].endswith("a.png")
+
+
+def test_standard_input_and_show(digit_model, tmp_path, capsys, monkeypatch):
+    png = io.BytesIO()
+    render_digit(5, 44, (30, 20)).save(png, format="PNG")
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(png.getvalue())})())
+    main(["--model_fn", str(digit_model), "--show", str(tmp_path / "seen"), "-"])
+    assert capsys.readouterr().out.startswith("-: 5 (5 ")
+    (preview,) = (tmp_path / "seen").iterdir()
+    assert preview.name == "000_stdin_as_5.png" and Image.open(preview).size == (28, 28)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda d: d / "absent.png", "absent.png: no such file"),
+        (lambda d: (d / "x.png").write_text("text") and d / "x.png", "x.png: not an image"),
+        (lambda d: Image.new("L", (30, 30), 255).save(d / "w.png") or d / "w.png", "w.png: the image is empty"),
+        (lambda d: Image.new("L", (30, 30), 0).save(d / "k.png") or d / "k.png", "k.png: the image is empty"),
+    ],
+)
+def test_bad_images_are_one_line_errors(digit_model, tmp_path, capsys, make, message):
+    code, captured = run(["--model_fn", str(digit_model), str(make(tmp_path))], capsys)
+    assert code == 2 and message in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_a_model_file_that_is_not_ours_is_refused(tmp_path, capsys):
+    (tmp_path / "model.pth").write_bytes(b"\x00" * 64)
+    render_digit(1, 40, (10, 10)).save(tmp_path / "one.png")
+    code, captured = run(["--model_fn", str(tmp_path / "model.pth"), str(tmp_path / "one.png")], capsys)
+    assert code == 2 and "model.pth: not a readable model file" in captured.err
