@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import ConfusionMatrixDisplay
 
-matplotlib.use("Agg")  # files only: no screen is needed, and none is opened
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+# Figures are built without pyplot: no GUI backend is touched, so this works on a headless
+# server, and a notebook shows a returned figure as it is.
 
 
-def confusion_matrix_figure(matrix: np.ndarray, classes: list[str]) -> plt.Figure:
+def confusion_matrix_figure(matrix: np.ndarray, classes: list[str]) -> Figure:
     size = max(5.0, 0.6 * len(classes))
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, cmap="Blues", colorbar=False,
                                                                  xticks_rotation=45)
     ax.set_title("Confusion matrix (test set)")
@@ -23,10 +24,11 @@ def confusion_matrix_figure(matrix: np.ndarray, classes: list[str]) -> plt.Figur
 
 
 def mistakes_figure(images: np.ndarray, true: list[str], predicted: list[str], probability: np.ndarray,
-                    cols: int = 8) -> plt.Figure:
+                    cols: int = 8) -> Figure:
     """A grid of images titled 'true -> predicted (probability)'."""
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.9), squeeze=False)
+    fig = Figure(figsize=(cols * 1.6, rows * 1.9))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -37,10 +39,11 @@ def mistakes_figure(images: np.ndarray, true: list[str], predicted: list[str], p
     return fig
 
 
-def learning_curves_figure(history: list[dict]) -> plt.Figure:
+def learning_curves_figure(history: list[dict]) -> Figure:
     epochs = [h["epoch"] for h in history]
     has_accuracy = bool(history) and "valid_accuracy" in history[0]
-    fig, axes = plt.subplots(1, 2 if has_accuracy else 1, figsize=(11 if has_accuracy else 6, 4), squeeze=False)
+    fig = Figure(figsize=(11 if has_accuracy else 6, 4))
+    axes = fig.subplots(1, 2 if has_accuracy else 1, squeeze=False)
     loss_ax = axes[0, 0]
     loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
     loss_ax.plot(epochs, [h["valid_loss"] for h in history], label="valid loss")
@@ -54,7 +57,6 @@ def learning_curves_figure(history: list[dict]) -> plt.Figure:
     return fig
 
 
-def save(fig: plt.Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

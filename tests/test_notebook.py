@@ -4,9 +4,13 @@ import nbformat
 import torch
 from nbclient import NotebookClient
 
+from mnist_classifier.config import TrainConfig
 from mnist_classifier.data import load_mnist
 from mnist_classifier.model import ImageClassifier
 from mnist_classifier.model_file import save_model_file
+from mnist_classifier.predictor import MNIST_METADATA
+
+from .conftest import render_digit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,17 +18,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path):
     x, _ = load_mnist(data_dir=fake_mnist)
     model = ImageClassifier(x.size(-1), 10, [32])
-    save_model_file(tmp_path / "model.pth", model, torch.optim.Adam(model.parameters()), {},
-                    history=[], classes=[str(d) for d in range(10)])
+    save_model_file(tmp_path / "model.pth", model, torch.optim.Adam(model.parameters()),
+                    TrainConfig(model_fn="model.pth").to_dict(), history=[], classes=MNIST_METADATA["classes"],
+                    dataset=MNIST_METADATA)
+    (tmp_path / "mine").mkdir()
+    render_digit(3, 40, (10, 10)).save(tmp_path / "mine" / "three.png")
 
     notebook = nbformat.read(ROOT / "predict.ipynb", as_version=4)
     first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert first_code.source.startswith("model_fn = ")  # the path is set in the first code cell
-    first_code.source = f"model_fn = {str(tmp_path / 'model.pth')!r}\ndata_dir = {str(fake_mnist)!r}\nn_samples = 10"
+    first_code.source = (f"model_fn = {str(tmp_path / 'model.pth')!r}\ndata_dir = {str(fake_mnist)!r}\n"
+                         f"my_images = {str(tmp_path / 'mine')!r}\nn_samples = 10")
     run_in = {"metadata": {"path": str(tmp_path)}}
     NotebookClient(notebook, timeout=300, kernel_name="python3", resources=run_in).execute()
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     text = "".join(out.get("text", "") for out in outputs)
     assert "Test accuracy:" in text and "on 200 images" in text
-    assert any("image/png" in out.get("data", {}) for out in outputs)  # the grid was drawn
+    pictures = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert len(pictures) == 3  # the test grid, the confusion matrix, the user's own images
