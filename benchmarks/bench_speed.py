@@ -2,19 +2,27 @@
 DataLoader tutorial style and PyTorch Lightning, on the seed's model and the same 48,000/12,000
 MNIST split; plus the machine's float32 matrix-multiply peak.
 
-    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--json speed.json]
+    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--json speed.json] [--full_runs]
 
 The machine is noisy, so the variants are interleaved and repeated: each round runs every
 variant for ``--epochs`` epochs, takes its median epoch after the first (warm-up) epoch, and
 divides by ``bare`` of the same round. The table shows the median over rounds.
+
+``--full_runs`` also times whole ``train.py`` runs (20 epochs, validation, saving and testing
+included) with each speed flag, ``--compile`` with an empty compile cache and again with the
+cache the first run filled.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,6 +167,35 @@ VARIANTS = {
 }
 
 
+FULL_RUNS = [
+    ("eager (the default)", [], None),
+    ("--compile, empty cache", ["--compile"], "cold"),
+    ("--compile, cache filled", ["--compile"], "warm"),
+    ("--amp", ["--amp"], None),
+    ("--compile --amp, cache filled", ["--compile", "--amp"], "warm"),
+]
+
+
+def full_runs(data_dir: str, epochs: int = 20) -> list[dict]:
+    """Wall time of whole train.py runs, from start to the printed test accuracy."""
+    root = Path(__file__).resolve().parents[1]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, flags, cache in FULL_RUNS:
+            env = dict(os.environ)
+            if cache:
+                env["TORCHINDUCTOR_CACHE_DIR"] = f"{tmp}/inductor"  # a fresh cache, then the same one again
+            command = [sys.executable, str(root / "train.py"), "--model_fn", f"{tmp}/m.pth", "--data_dir", data_dir,
+                       "--n_epochs", str(epochs), "--seed", "0", "--verbose", "0", *flags]
+            started = time.perf_counter()
+            out = subprocess.run(command, capture_output=True, text=True, env=env, check=True).stdout
+            seconds = time.perf_counter() - started
+            accuracy = re.search(r"Test accuracy: ([\d.]+)%", out).group(1)
+            rows.append({"run": label, "wall_s": seconds, "test_accuracy": float(accuracy)})
+            print(f"full run: {label:<30} {seconds:.1f} s, test accuracy {accuracy}%", flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant per round, the first is warm-up")
@@ -166,6 +203,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--full_runs", action="store_true", help="also time whole 20-epoch train.py runs")
     args = parser.parse_args()
     if "bare" not in args.variants:
         args.variants.insert(0, "bare")
@@ -212,9 +250,14 @@ def main() -> None:
     for r in rows:
         print(f"| {r['variant']} | {r['epoch_s']:.2f} | {r['valid_s']:.2f} | {r['samples_per_s']:,.0f} "
               f"| {r['ratio_to_bare']:.2f} | {r['fraction_of_peak']:.0%} |")
+    full = full_runs(args.data_dir) if args.full_runs else []
+    if full:
+        print("\n| 20-epoch train.py run | wall time | test accuracy |\n| --- | --- | --- |")
+        for r in full:
+            print(f"| {r['run']} | {r['wall_s']:.1f} s | {r['test_accuracy']:.2f}% |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "epochs": args.epochs,
-                                               "repeats": args.repeats, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "epochs": args.epochs, "repeats": args.repeats,
+                                               "rows": rows, "full_runs": full}, indent=2))
 
 
 if __name__ == "__main__":

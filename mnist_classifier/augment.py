@@ -26,6 +26,11 @@ class RandomDistortion:
     max_shift_px: float = 2.0
     elastic_px: float = 1.0  # standard deviation of the elastic displacement, in pixels
     elastic_grid: int = 5  # the displacement field's coarse resolution: smaller means smoother
+    flip_p: float = 0.0  # chance of a left-right mirror: right for clothes, wrong for digits
+
+    @classmethod
+    def flip_only(cls, side: int) -> RandomDistortion:
+        return cls(side, max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=0, elastic_px=0, flip_p=0.5)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.size(0)
@@ -52,6 +57,9 @@ class RandomDistortion:
             torch.stack([cos / scale_x, (-sin + shear) / scale_x, shift[:, 0]], dim=-1),
             torch.stack([sin / scale_y, cos / scale_y, shift[:, 1]], dim=-1),
         ], dim=1)
+        if self.flip_p > 0:
+            mirror = torch.where(torch.rand(batch, device=like.device) < self.flip_p, -1.0, 1.0)
+            theta[:, :, 0] = theta[:, :, 0] * mirror.unsqueeze(1)  # x_in = -x_out: a left-right mirror
         return theta
 
     def _random_field(self, batch: int, like: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ PRESETS = {
 
 @dataclass
 class TrainConfig:
-    model_fn: str
+    model_fn: str | None = None
     gpu_id: int = -1
     train_ratio: float = 0.8
     batch_size: int = 256
@@ -45,6 +45,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     augment: bool = False
+    hflip: bool = False
     patience: int = 0
     compile: bool = False
     amp: bool = False
@@ -56,9 +57,14 @@ class TrainConfig:
     drop_na: bool = False
     loss: str | None = None
     data_dir: str = "data"
+    checkpoint_every: int = 0
+    checkpoint_fn: str | None = None
+    resume: str | None = None
 
     def validate(self) -> None:
         """Refuse impossible values before any work starts."""
+        if not self.model_fn and not self.resume:
+            raise UserError("--model_fn is required (where to save the model), unless --resume is given")
         if not 0 < self.train_ratio < 1:
             raise UserError(f"--train_ratio must be between 0 and 1 (exclusive), got {self.train_ratio}")
         for name in ("batch_size", "n_epochs", "n_layers"):
@@ -68,8 +74,8 @@ class TrainConfig:
             raise UserError(f"--dropout_p must be in [0, 1), got {self.dropout_p}")
         if self.hidden_sizes is not None and any(size < 1 for size in self.hidden_sizes):
             raise UserError(f"--hidden_sizes must be positive integers, got {self.hidden_sizes}")
-        if self.weight_decay < 0 or self.patience < 0:
-            raise UserError("--weight_decay and --patience must not be negative")
+        if self.weight_decay < 0 or self.patience < 0 or self.checkpoint_every < 0:
+            raise UserError("--weight_decay, --patience and --checkpoint_every must not be negative")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.lr > 0:

@@ -63,9 +63,14 @@ def _fsync_dir(folder: Path) -> None:
 
 def load_model_file(path: str | Path) -> dict:
     """Read a model file safely (no code runs) and check it is one of ours."""
+    return load_safely(path, FORMAT, "model file")
+
+
+def load_safely(path: str | Path, expected_format: str, kind: str) -> dict:
+    """``torch.load(weights_only=True)`` with one-line errors; the file must carry ``expected_format``."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such model file")
+        raise UserError(f"{path}: no such {kind}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -76,11 +81,11 @@ def load_model_file(path: str | Path) -> dict:
                 f"{path}: refused to load, the file would call {payload_global.group(1)} (only plain weights "
                 "are accepted; nothing in it was run)"
             ) from e
-        raise UserError(f"{path}: not a readable model file (it is not a torch.save archive)") from e
+        raise UserError(f"{path}: not a readable {kind} (it is not a torch.save archive)") from e
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable model file ({_first_line(e)})") from e
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise UserError(f"{path}: not a model file written by mnist_classifier")
+        raise UserError(f"{path}: not a readable {kind} ({_first_line(e)})") from e
+    if not isinstance(payload, dict) or payload.get("format") != expected_format:
+        raise UserError(f"{path}: not a {kind} written by mnist_classifier")
     return payload
 
 

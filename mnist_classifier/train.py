@@ -15,27 +15,22 @@ import torch
 from torch import nn
 
 from .augment import RandomDistortion
+from .checkpoint import load_checkpoint, save_checkpoint, stop_on_signals
+from .cli import OneLineParser, run_cli
 from .config import LR_SCHEDULES, PRESETS, TrainConfig
 from .datasets import CLASSIFICATION, REGRESSION, Dataset, load_dataset
 from .errors import UserError
 from .model import ImageClassifier
 from .model_file import save_model_file
-from .trainer import Trainer, evaluate
+from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from .utils import default_gpu_id, get_device, get_hidden_sizes, split_data
 
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr (no usage dump), still with exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(prog="mnist-train", description=__doc__)
-    p.add_argument("--model_fn", required=True, help="where to save the trained model file")
+    p = OneLineParser(prog="mnist-train", description=__doc__)
+    p.add_argument("--model_fn", help="where to save the trained model file (required, except with --resume)")
     p.add_argument("--gpu_id", type=int, default=default_gpu_id(),
                    help="CUDA device index, -1 for the CPU (default: %(default)s)")
     p.add_argument("--train_ratio", type=float, default=0.8,
@@ -62,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of each target spread over all classes (default: %(default)s)")
     p.add_argument("--augment", action="store_true",
                    help="distort training images (random affine and elastic) on every batch")
+    p.add_argument("--hflip", action="store_true",
+                   help="mirror half the training images left-right (for clothes, not for digits)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a lower validation loss; 0: never (default: 0)")
     p.add_argument("--compile", action="store_true",
@@ -80,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["nll", *REGRESSION_LOSSES],
                    help="nll for classification (the default); mse (default), l1 or huber for regression")
     p.add_argument("--data_dir", default="data", help="where downloaded datasets are kept (default: %(default)s)")
+    p.add_argument("--checkpoint_every", type=int, default=0,
+                   help="write a resumable checkpoint every N epochs; 0: only when interrupted (default: 0)")
+    p.add_argument("--checkpoint_fn", help="where checkpoints go (default: MODEL_FN.ckpt)")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue the run saved in CHECKPOINT, with its configuration")
     return p
 
 
@@ -92,7 +94,7 @@ def _int_list(text: str) -> list[int]:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Flags -> a validated ``TrainConfig``; a ``--preset`` supplies defaults, explicit flags win."""
-    pre = _OneLineParser(prog="mnist-train", add_help=False)
+    pre = OneLineParser(prog="mnist-train", add_help=False)
     pre.add_argument("--preset", choices=sorted(PRESETS))
     preset = pre.parse_known_args(argv)[0].preset
     parser = build_parser()
@@ -170,16 +172,23 @@ def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
 
 
 def make_augment(config: TrainConfig, input_size: int) -> RandomDistortion | None:
-    if not config.augment:
+    if not (config.augment or config.hflip):
         return None
     side = math.isqrt(input_size)
     if side * side != input_size:
-        raise UserError(f"--augment needs square images, but the inputs have {input_size} values")
-    return RandomDistortion(side)
+        raise UserError(f"--augment and --hflip need square images, but the inputs have {input_size} values")
+    if not config.augment:
+        return RandomDistortion.flip_only(side)
+    return RandomDistortion(side, flip_p=0.5 if config.hflip else 0.0)
 
 
-def run(config: TrainConfig) -> dict:
-    """Train, save and test as ``config`` says; return the test metrics."""
+def run(config: TrainConfig, resume: dict | None = None) -> dict:
+    """Train, save and test as ``config`` says; return the test metrics.
+
+    ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch.
+    Ctrl-C or SIGTERM saves the best model and a checkpoint, then raises ``TrainingInterrupted``;
+    a NaN loss saves the best model, then raises ``TrainingDiverged``.
+    """
     device = get_device(config.gpu_id)
     check_writable(config.model_fn)
     if config.seed is None:
@@ -197,24 +206,57 @@ def run(config: TrainConfig) -> dict:
         f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}")
 
     trainer = build_trainer(config, dataset.input_size, dataset.output_size, len(train_data[0]), device, dataset.task)
+    if resume is not None:
+        trainer.load_state_dict(resume)  # after building: restores the random generators too
+        say(f"Resuming after epoch {len(trainer.history)}")
     say(trainer.model)
     started = time.perf_counter()
-    history = trainer.train(train_data, valid_data, config)
-    train_seconds = time.perf_counter() - started
 
-    save_model_file(
-        config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
-        history=history, classes=dataset.classes, dataset=dataset.metadata(),
-        best_epoch=trainer.best_epoch, train_seconds=train_seconds,
-    )
+    def save_best(**extra) -> None:
+        trainer.model.load_state_dict(trainer.best_state)
+        save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
+                        history=trainer.history, classes=dataset.classes, dataset=dataset.metadata(),
+                        best_epoch=trainer.best_epoch, train_seconds=time.perf_counter() - started, **extra)
+
+    try:
+        with stop_on_signals(trainer):
+            trainer.train(train_data, valid_data, config, on_epoch_end=lambda t: _checkpoint(t, config))
+    except TrainingStopped as stop:
+        _save_after_stop(stop, trainer, config, save_best)
+        raise
+    save_best()
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
-        f" to {config.model_fn}; training took {train_seconds:.1f}s")
+        f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
     test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
     if dataset.task == REGRESSION:
         # Targets were standardised for training; the RMSE is reported in the target's own units.
         test["rmse"] = math.sqrt(test["mse"]) * dataset.y_std
     print(describe_test(test, dataset))
     return test
+
+
+def checkpoint_path(config: TrainConfig) -> str:
+    return config.checkpoint_fn or f"{config.model_fn}.ckpt"
+
+
+def _checkpoint(trainer: Trainer, config: TrainConfig) -> None:
+    if config.checkpoint_every and len(trainer.history) % config.checkpoint_every == 0:
+        save_checkpoint(checkpoint_path(config), trainer, config.to_dict())
+
+
+def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best) -> None:
+    """Keep what the stopped run achieved: its best model and, when interrupted, a checkpoint."""
+    print(f"mnist-train: {stop}", file=sys.stderr)
+    if trainer.snapshot is None:
+        print("mnist-train: no epoch was completed; nothing was saved", file=sys.stderr)
+        return
+    save_best(stopped=str(stop))
+    where = f"the best model so far (epoch {trainer.best_epoch}) is in {config.model_fn}"
+    if isinstance(stop, TrainingInterrupted):
+        save_checkpoint(checkpoint_path(config), trainer, config.to_dict())
+        where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
+                  f"`mnist-train --resume {checkpoint_path(config)}`")
+    print(f"mnist-train: {where}", file=sys.stderr)
 
 
 def load_configured_dataset(config: TrainConfig) -> Dataset:
@@ -234,12 +276,25 @@ def describe_test(test: dict, dataset: Dataset) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: user mistakes become one line on stderr and exit status 2."""
+    """Console entry point: user mistakes are one line on stderr and exit status 2; an interrupted
+    run exits 130 (Ctrl-C) or 143 (SIGTERM), a diverged one 1, after saving what it had."""
+    def action():
+        config = parse_config(argv)
+        resume = None
+        if config.resume:
+            checkpoint = load_checkpoint(config.resume)
+            model_fn = config.model_fn
+            config = TrainConfig.from_dict(checkpoint["config"])
+            config.model_fn = model_fn or config.model_fn
+            resume = checkpoint["trainer"]
+        run(config, resume)
+
     try:
-        run(parse_config(argv))
-    except UserError as e:
-        print(f"mnist-train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        run_cli("mnist-train", action)
+    except TrainingInterrupted as stop:
+        sys.exit(130 if stop.reason == "SIGINT" else 143)
+    except TrainingDiverged:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ back once per epoch: a ``.item()`` per batch would stall the device every step.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 
@@ -64,6 +65,23 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+class TrainingStopped(Exception):
+    """Training ended early; the trainer still holds its best weights and last epoch's snapshot."""
+
+
+class TrainingInterrupted(TrainingStopped):
+    def __init__(self, reason: str, epoch: int):
+        super().__init__(f"{reason} during epoch {epoch}")
+        self.reason, self.epoch = reason, epoch
+
+
+class TrainingDiverged(TrainingStopped):
+    def __init__(self, epoch: int, batch: int):
+        super().__init__(f"the loss became NaN or infinite in epoch {epoch}, batch {batch}; "
+                         "lower --lr (or check the data for extreme values)")
+        self.epoch, self.batch = epoch, batch
+
+
 class Trainer:
     """Runs epochs of training and validation and keeps the weights with the lowest validation loss."""
 
@@ -100,23 +118,41 @@ class Trainer:
         self.history: list[dict] = []
         self.best_valid_loss = float("inf")
         self.best_epoch = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        # Everything needed to continue exactly after the last completed epoch (see state_dict).
+        self.snapshot: dict | None = None
+        self._stop_reason: str | None = None
 
-    def train(self, train_data: Data, valid_data: Data, config) -> list[dict]:
-        """Train for ``config.n_epochs`` in batches of ``config.batch_size``; print if ``config.verbose``.
+    @property
+    def stop_reason(self) -> str | None:
+        return self._stop_reason
 
-        Returns the history, one dict per epoch. The model ends with its best-validation weights.
+    def request_stop(self, reason: str) -> None:
+        """Stop at the end of the current batch (safe to call from a signal handler)."""
+        self._stop_reason = reason
+
+    def train(self, train_data: Data, valid_data: Data, config,
+              on_epoch_end: Callable[[Trainer], None] | None = None) -> list[dict]:
+        """Train up to epoch ``config.n_epochs`` in batches of ``config.batch_size``; print if ``config.verbose``.
+
+        Continues after the epochs already in ``history`` (after ``load_state_dict``). Returns the
+        history, one dict per epoch; the model ends with its best-validation weights. Raises
+        ``TrainingInterrupted`` after ``request_stop`` and ``TrainingDiverged`` on a NaN loss.
         """
         device = _device_of(self.model)
         train_data = tuple(t.to(device) for t in train_data)
         valid_data = tuple(t.to(device) for t in valid_data)
-        best_state = _copy_state(self.model)
-        for epoch in range(1, config.n_epochs + 1):
+        if self.best_state is None:
+            self.best_state = _copy_state(self.model)
+        for epoch in range(len(self.history) + 1, config.n_epochs + 1):
             started = time.perf_counter()
             # A bar only on a terminal (disable=None): logs and CI output stay clean.
             bar = tqdm(desc=f"Epoch {epoch}/{config.n_epochs}", unit="batch", leave=False,
                        disable=None if config.verbose >= 1 else True)
-            train_loss = self._train_epoch(train_data, config.batch_size, bar)
-            bar.close()
+            try:
+                train_loss = self._train_epoch(train_data, config.batch_size, bar, epoch)
+            finally:
+                bar.close()
             valid_started = time.perf_counter()
             valid = evaluate(self.model, self.crit, valid_data, config.batch_size, self.amp)
             record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
@@ -127,27 +163,63 @@ class Trainer:
             self.history.append(record)
             if valid["loss"] < self.best_valid_loss:
                 self.best_valid_loss, self.best_epoch = valid["loss"], epoch
-                best_state = _copy_state(self.model)
+                self.best_state = _copy_state(self.model)
+            self.snapshot = self.state_dict()
             if config.verbose >= 1:
                 print(self._describe(record, config.n_epochs), flush=True)
+            if on_epoch_end is not None:
+                on_epoch_end(self)
             if self.patience and epoch - self.best_epoch >= self.patience:
                 if config.verbose >= 1:
                     print(f"Early stop: no lower validation loss for {self.patience} epochs", flush=True)
                 break
-        self.model.load_state_dict(best_state)
+        self.model.load_state_dict(self.best_state)
         return self.history
 
-    def _train_epoch(self, data: Data, batch_size: int, bar: tqdm) -> float:
+    def state_dict(self) -> dict:
+        """A copy of everything that decides what happens next: weights, optimizer, schedule,
+        history, best-so-far, random number generators. Loading it continues bit for bit."""
+        return {
+            "model": _copy_state(self.model),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "history": copy.deepcopy(self.history),
+            "best_state": self.best_state,  # replaced, never changed in place: no copy needed
+            "best_valid_loss": self.best_valid_loss,
+            "best_epoch": self.best_epoch,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.history = copy.deepcopy(state["history"])
+        self.best_state = state["best_state"]
+        self.best_valid_loss, self.best_epoch = state["best_valid_loss"], state["best_epoch"]
+        torch.set_rng_state(state["rng_cpu"])
+        if state["rng_cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+        self.snapshot = state
+
+    def _train_epoch(self, data: Data, batch_size: int, bar: tqdm, epoch: int) -> float:
         self.model.train()
         x, y = data
         # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
         order = torch.randperm(len(x), device=x.device)
         total_loss = torch.zeros((), device=x.device)
+        # The first batch with a non-finite loss, tracked on the device: checking each loss on
+        # the host would stall a GPU every step.
+        first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
         seen = 0
         batches = order.split(batch_size)
         bar.reset(total=len(batches))
         for step, batch in enumerate(batches, start=1):
             bar.update()
+            if self._stop_reason is not None:
+                raise TrainingInterrupted(self._stop_reason, epoch)
             if len(batch) < 2 or (self.compile and len(batch) < batch_size):
                 continue  # BatchNorm cannot train on one sample; the next epoch's order differs.
             x_batch = x[batch] if self.augment is None else self.augment(x[batch])
@@ -159,9 +231,12 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.step()
             total_loss += loss.detach() * len(batch)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
             seen += len(batch)
             if not bar.disable and step % BAR_REFRESH_STEPS == 0:
                 bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", refresh=False)
+        if first_bad.item() >= 0:
+            raise TrainingDiverged(epoch, first_bad.item())
         return total_loss.item() / max(seen, 1)
 
     def _describe(self, record: dict, n_epochs: int) -> str:

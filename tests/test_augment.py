@@ -40,3 +40,13 @@ def test_default_distortion_keeps_shape_range_and_most_of_the_digit():
     kept = out.sum(dim=1) / x.sum(dim=1)
     assert ((kept > 0.5) & (kept < 1.6)).all()  # warped, not erased or smeared over the frame
     assert (centre_of_mass(out) - centre_of_mass(x)).norm(dim=1).max() < 5
+
+
+def test_flip_only_mirrors_about_half_of_the_images_exactly():
+    torch.manual_seed(0)
+    x = torch.rand(200, 784)
+    out = RandomDistortion.flip_only(28)(x)
+    mirrored = x.view(-1, 28, 28).flip(-1).reshape(200, -1)
+    is_mirrored = (out - mirrored).abs().amax(dim=1) < 1e-5
+    is_same = (out - x).abs().amax(dim=1) < 1e-5
+    assert (is_mirrored | is_same).all() and 60 < is_mirrored.sum() < 140
