@@ -27,15 +27,14 @@ def mistakes_figure(images: np.ndarray, true: list[str], predicted: list[str], p
                     cols: int = 8) -> Figure:
     """A grid of images titled 'true -> predicted (probability)'."""
     rows = max(1, -(-len(images) // cols))
-    fig = Figure(figsize=(cols * 1.6, rows * 1.9))
+    fig = Figure(figsize=(cols * 1.6, rows * 2.2), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
             ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"{true[i]} -> {predicted[i]}\n({probability[i]:.0%})", fontsize=9, color="red")
+            ax.set_title(f"{true[i]} -> {predicted[i]}\n({probability[i]:.1%})", fontsize=9, color="red")
     fig.suptitle("Worst mistakes: true -> predicted (probability)")
-    fig.tight_layout()
     return fig
 
 
