@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from .errors import UserError
@@ -63,6 +64,10 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse impossible values before any work starts."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{f.name} must be a finite number, got {value}")
         if not self.model_fn and not self.resume:
             raise UserError("--model_fn is required (where to save the model), unless --resume is given")
         if not 0 < self.train_ratio < 1:

@@ -1,5 +1,6 @@
 """Property-based tests: any bytes for the IDX reader, any flags for the command line."""
 
+import math
 import struct
 import tempfile
 from pathlib import Path
@@ -66,6 +67,7 @@ def test_any_flags_give_a_config_that_validates_or_a_clean_exit_2(argv):
     assert isinstance(config, TrainConfig)
     config.validate()  # what parse_config returns is always valid
     assert 0 < config.train_ratio < 1 and config.batch_size >= 1 and config.n_epochs >= 1
+    assert all(math.isfinite(v) for v in vars(config).values() if isinstance(v, float))
 
 
 @pytest.fixture(autouse=True)

@@ -46,6 +46,8 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         (["--n_layers", "0"], "--n_layers must be a positive integer"),
         (["--dropout_p", "1"], "--dropout_p must be in"),
         (["--lr", "0"], "--lr must be positive"),
+        (["--weight_decay", "nan"], "--weight_decay must be a finite number"),
+        (["--lr", "inf"], "--lr must be a finite number"),
         (["--batch_size", "abc"], "invalid int value"),
         (["--gpu_id", "99"], "--gpu_id 99"),
         (["--no_such_flag"], "unrecognized arguments"),
