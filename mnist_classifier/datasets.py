@@ -9,7 +9,7 @@ input shape, task, standardisation statistics). Adding a dataset is adding one f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +42,6 @@ class Dataset:
     # Regression targets are standardised too, so one learning rate suits any unit; metrics undo it.
     y_mean: float = 0.0
     y_std: float = 1.0
-    extra: dict = field(default_factory=dict)
 
     @property
     def input_size(self) -> int:
