@@ -25,6 +25,8 @@ COMMANDS = {
     "mnist": [],
     "fashion-mnist": [],
     "fashion-mnist --amp": ["--amp"],
+    "fashion-mnist recipe": ["--amp", "--n_epochs", "60", "--hidden_sizes", "1024,1024", "--label_smoothing", "0.1",
+                             "--weight_decay", "1e-2", "--hflip", "--shift_px", "1"],
     "digits": ["--batch_size", "32", "--n_epochs", "60", "--hidden_sizes", "256,128", "--weight_decay", "1e-2",
                "--label_smoothing", "0.1"],
     "diabetes": ["--hidden_sizes", "16", "--use_dropout", "--dropout_p", "0.5", "--lr", "3e-3",

@@ -29,8 +29,10 @@ class RandomDistortion:
     flip_p: float = 0.0  # chance of a left-right mirror: right for clothes, wrong for digits
 
     @classmethod
-    def flip_only(cls, side: int) -> RandomDistortion:
-        return cls(side, max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=0, elastic_px=0, flip_p=0.5)
+    def rigid(cls, side: int, shift_px: float = 0.0, flip_p: float = 0.0) -> RandomDistortion:
+        """Only shifts and mirrors: no rotation, scaling, shear or elastic warp."""
+        return cls(side, max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=shift_px, elastic_px=0,
+                   flip_p=flip_p)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.size(0)

@@ -47,6 +47,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     augment: bool = False
     hflip: bool = False
+    shift_px: float = 0.0
     patience: int = 0
     compile: bool = False
     amp: bool = False
@@ -79,8 +80,8 @@ class TrainConfig:
             raise UserError(f"--dropout_p must be in [0, 1), got {self.dropout_p}")
         if self.hidden_sizes is not None and any(size < 1 for size in self.hidden_sizes):
             raise UserError(f"--hidden_sizes must be positive integers, got {self.hidden_sizes}")
-        if self.weight_decay < 0 or self.patience < 0 or self.checkpoint_every < 0:
-            raise UserError("--weight_decay, --patience and --checkpoint_every must not be negative")
+        if min(self.weight_decay, self.patience, self.checkpoint_every, self.shift_px) < 0:
+            raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not self.lr > 0:

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distort training images (random affine and elastic) on every batch")
     p.add_argument("--hflip", action="store_true",
                    help="mirror half the training images left-right (for clothes, not for digits)")
+    p.add_argument("--shift_px", type=float, default=0.0,
+                   help="shift training images by up to this many pixels (without --augment) (default: 0)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a lower validation loss; 0: never (default: 0)")
     p.add_argument("--compile", action="store_true",
@@ -173,14 +175,16 @@ def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
 
 
 def make_augment(config: TrainConfig, input_size: int) -> RandomDistortion | None:
-    if not (config.augment or config.hflip):
+    if not (config.augment or config.hflip or config.shift_px):
         return None
     side = math.isqrt(input_size)
     if side * side != input_size:
-        raise UserError(f"--augment and --hflip need square images, but the inputs have {input_size} values")
+        raise UserError(f"--augment, --hflip and --shift_px need square images, but the inputs have {input_size} "
+                        "values")
+    flip_p = 0.5 if config.hflip else 0.0
     if not config.augment:
-        return RandomDistortion.flip_only(side)
-    return RandomDistortion(side, flip_p=0.5 if config.hflip else 0.0)
+        return RandomDistortion.rigid(side, config.shift_px, flip_p)
+    return RandomDistortion(side, flip_p=flip_p)
 
 
 def run(config: TrainConfig, resume: dict | None = None) -> dict:

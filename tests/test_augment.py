@@ -26,7 +26,7 @@ def test_no_distortion_is_the_identity():
 
 def test_shifts_stay_within_the_limit_and_vary():
     x = digit_like(64)
-    shift = RandomDistortion(28, max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=3, elastic_px=0)
+    shift = RandomDistortion.rigid(28, shift_px=3)
     moved = centre_of_mass(shift(x)) - centre_of_mass(x)
     assert moved.abs().max() <= 3.01
     assert moved.abs().max() > 1 and moved.std() > 0.5  # really random, not a fixed offset
@@ -45,7 +45,7 @@ def test_default_distortion_keeps_shape_range_and_most_of_the_digit():
 def test_flip_only_mirrors_about_half_of_the_images_exactly():
     torch.manual_seed(0)
     x = torch.rand(200, 784)
-    out = RandomDistortion.flip_only(28)(x)
+    out = RandomDistortion.rigid(28, flip_p=0.5)(x)
     mirrored = x.view(-1, 28, 28).flip(-1).reshape(200, -1)
     is_mirrored = (out - mirrored).abs().amax(dim=1) < 1e-5
     is_same = (out - x).abs().amax(dim=1) < 1e-5

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnist_classifier.config import TrainConfig
-from mnist_classifier.train import main, make_loss, make_scheduler, parse_config
+from mnist_classifier.train import main, make_augment, make_loss, make_scheduler, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +47,7 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         (["--dropout_p", "1"], "--dropout_p must be in"),
         (["--lr", "0"], "--lr must be positive"),
         (["--weight_decay", "nan"], "--weight_decay must be a finite number"),
+        (["--shift_px", "-1"], "must not be negative"),
         (["--lr", "inf"], "--lr must be a finite number"),
         (["--batch_size", "abc"], "invalid int value"),
         (["--gpu_id", "99"], "--gpu_id 99"),
@@ -162,3 +163,10 @@ def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_rigid_augmentation_for_clothes_shifts_and_mirrors_only():
+    config = TrainConfig(model_fn="m.pth", hflip=True, shift_px=1.0)
+    augment = make_augment(config, 784)
+    assert (augment.max_shift_px, augment.flip_p, augment.max_rotation_deg, augment.elastic_px) == (1.0, 0.5, 0, 0)
+    assert make_augment(TrainConfig(model_fn="m.pth"), 784) is None
