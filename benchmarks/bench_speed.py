@@ -52,21 +52,29 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
+def plain_setup():
+    """The seed's model, Adam as tutorials create it, and NLLLoss."""
+    model = seed_model()
+    return model, torch.optim.Adam(model.parameters(), lr=1e-3), nn.NLLLoss()
+
+
+def plain_step(model, optimizer, crit, x, y) -> None:
+    loss = crit(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def run_bare(data, epochs: int, **_) -> list[tuple[float, float]]:
     """The practical ceiling: randperm + index + split, forward, loss, zero_grad, backward, step."""
     (x, y), _valid = data
-    model = seed_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    crit = nn.NLLLoss()
+    model, optimizer, crit = plain_setup()
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
         model.train()
         for idx in torch.randperm(len(x)).split(BATCH_SIZE):
-            loss = crit(model(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            plain_step(model, optimizer, crit, x[idx], y[idx])
         times.append((time.perf_counter() - started, 0.0))
     return times
 
@@ -89,18 +97,13 @@ def run_dataloader(data, epochs: int, data_dir: str = "data", split=None, **_) -
     train_idx, valid_idx = split
     train_loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=BATCH_SIZE, shuffle=True)
     valid_loader = DataLoader(Subset(dataset, valid_idx.tolist()), batch_size=BATCH_SIZE)
-    model = seed_model()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    crit = nn.NLLLoss()
+    model, optimizer, crit = plain_setup()
     times = []
     for _ in range(epochs):
         started = time.perf_counter()
         model.train()
         for x, y in train_loader:
-            loss = crit(model(x.view(len(x), -1)), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            plain_step(model, optimizer, crit, x.view(len(x), -1), y)
         valid_started = time.perf_counter()
         model.eval()
         with torch.no_grad():
