@@ -31,7 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 data: setup
-	$(PY) -m mnist_classifier.data
+	$(PY) -m mnist_classifier.data.mnist
 
 clean:
 	rm -rf $(VENV) model.pth

@@ -1,6 +1,6 @@
 """Train the MNIST classifier: ``python train.py --model_fn model.pth`` (see ``--help``)."""
 
-from mnist_classifier.train import main
+from mnist_classifier.cli.train import main
 
 if __name__ == "__main__":
     main()

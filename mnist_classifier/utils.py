@@ -5,16 +5,9 @@ from __future__ import annotations
 import torch
 
 from .errors import UserError
+from .models.mlp import get_hidden_sizes
 
-
-def get_hidden_sizes(input_size: int, output_size: int, n_layers: int) -> list[int]:
-    """Hidden sizes stepping evenly down from ``input_size`` towards ``output_size``.
-
-    ``n_layers`` counts the linear layers, so there are ``n_layers - 1`` hidden sizes:
-    784 -> 10 with 5 layers gives [630, 476, 322, 168].
-    """
-    step_size = int((input_size - output_size) / n_layers)
-    return [input_size - step_size * (i + 1) for i in range(n_layers - 1)]
+__all__ = ["default_gpu_id", "get_device", "get_hidden_sizes", "split_data"]
 
 
 def split_data(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_classifier.data import IMAGES_MAGIC, LABELS_MAGIC, write_idx
+from mnist_classifier.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, write_idx
 
 
 def learnable_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,6 +31,18 @@ def write_fake_mnist(data_dir: Path, n_train: int = 600, n_test: int = 200) -> P
     return data_dir
 
 
+@pytest.fixture(autouse=True)
+def seeded_generators():
+    """Every test starts from the same random state, whatever ran before it."""
+    import random
+
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 @pytest.fixture
 def fake_mnist(tmp_path: Path) -> Path:
     """A data folder holding a small, learnable MNIST look-alike; no download is attempted."""
@@ -51,10 +63,10 @@ def digit_model(tmp_path_factory) -> Path:
     """A small model trained on Pillow-rendered digits made MNIST-like: it knows real digit shapes."""
     import torch
 
-    from mnist_classifier.images import mnist_like
-    from mnist_classifier.model import ImageClassifier
-    from mnist_classifier.model_file import save_model_file
-    from mnist_classifier.predictor import MNIST_METADATA
+    from mnist_classifier.data.images import mnist_like
+    from mnist_classifier.data.preprocessing import image_record
+    from mnist_classifier.inference.model_file import MNIST_METADATA, save_model_file
+    from mnist_classifier.models.mlp import ImageClassifier
 
     torch.manual_seed(0)
     images, labels = [], []
@@ -63,7 +75,7 @@ def digit_model(tmp_path_factory) -> Path:
             for at in ((4, 2), (30, 20)):
                 images.append(mnist_like(render_digit(digit, font_size, at)))
                 labels.append(digit)
-    x = torch.from_numpy(np.stack(images)).view(len(images), -1)
+    x = torch.from_numpy(np.stack(images)).view(len(images), 1, 28, 28)
     y = torch.tensor(labels)
     model = ImageClassifier(784, 10, [64])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -73,6 +85,6 @@ def digit_model(tmp_path_factory) -> Path:
         loss.backward()
         optimizer.step()
     path = tmp_path_factory.mktemp("model") / "digits.pth"
-    save_model_file(path, model.eval(), optimizer, {}, history=[], classes=MNIST_METADATA["classes"],
-                    dataset=MNIST_METADATA)
+    save_model_file(path, model.eval(), optimizer, {}, image_record((1, 28, 28)), history=[],
+                    classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
     return path

@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_classifier import train as train_module
-from mnist_classifier.checkpoint import load_checkpoint
-from mnist_classifier.model_file import load_model
-from mnist_classifier.trainer import Trainer, TrainingDiverged
+from mnist_classifier.cli import train as train_module
+from mnist_classifier.inference.model_file import load_model
+from mnist_classifier.training import build as build_module
+from mnist_classifier.training.callbacks import Callback
+from mnist_classifier.training.checkpoint import load_checkpoint
+from mnist_classifier.training.trainer import Trainer, TrainingDiverged
 
 from .test_trainer import config
 
@@ -36,14 +38,14 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkey
     train_module.main(["--model_fn", str(tmp_path / "whole.pth"), "--n_epochs", "5", *DIGITS])
 
     # The same run, stopped by a real SIGINT after epoch 2, then resumed from its checkpoint.
-    checkpoint = train_module._checkpoint
+    make_callbacks = train_module.make_callbacks
 
-    def interrupt_after_epoch_2(trainer, cfg):
-        checkpoint(trainer, cfg)
-        if len(trainer.history) == 2:
-            signal.raise_signal(signal.SIGINT)
+    class InterruptAfterEpoch2(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 2:
+                signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(train_module, "_checkpoint", interrupt_after_epoch_2)
+    monkeypatch.setattr(train_module, "make_callbacks", lambda cfg: [InterruptAfterEpoch2(), *make_callbacks(cfg)])
     with pytest.raises(SystemExit) as exit_info:
         train_module.main(["--model_fn", str(tmp_path / "split.pth"), "--n_epochs", "5", *DIGITS])
     assert exit_info.value.code == 130
@@ -53,7 +55,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkey
     assert len(saved["trainer"]["history"]) == 2  # the last completed epoch
     assert len(torch.load(tmp_path / "split.pth", weights_only=True)["history"]) == 2  # best-so-far model
 
-    monkeypatch.setattr(train_module, "_checkpoint", checkpoint)
+    monkeypatch.setattr(train_module, "make_callbacks", make_callbacks)
     train_module.main(["--resume", str(tmp_path / "split.pth.ckpt")])
     assert "Test accuracy" in capsys.readouterr().out
     assert_same_weights(weights(tmp_path / "whole.pth"), weights(tmp_path / "split.pth"))
@@ -90,7 +92,7 @@ def test_a_nan_loss_stops_with_epoch_and_batch_and_keeps_good_weights():
 
 
 def test_divergence_from_the_command_line_exits_1_and_keeps_the_last_good_model(tmp_path, monkeypatch, capsys):
-    make_loss = train_module.make_loss
+    make_loss = build_module.make_loss
 
     def loss_that_turns_nan_in_epoch_2(config, task):
         crit, steps = make_loss(config, task), {"n": 0}
@@ -101,7 +103,7 @@ def test_divergence_from_the_command_line_exits_1_and_keeps_the_last_good_model(
 
         return loss
 
-    monkeypatch.setattr(train_module, "make_loss", loss_that_turns_nan_in_epoch_2)
+    monkeypatch.setattr(build_module, "make_loss", loss_that_turns_nan_in_epoch_2)
     with pytest.raises(SystemExit) as exit_info:
         train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
     assert exit_info.value.code == 1
@@ -155,8 +157,8 @@ def test_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path, fake_mnist):
 CHILD = """
 import sys, torch
 sys.path.insert(0, {root!r})
-from mnist_classifier.model import ImageClassifier
-from mnist_classifier.model_file import save_model_file
+from mnist_classifier.models.mlp import ImageClassifier
+from mnist_classifier.inference.model_file import save_model_file
 model = ImageClassifier(784, 10, [2048, 1024])
 optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
 print("ready", flush=True)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mnist_classifier.datasets import load_dataset
+from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.errors import UserError
 
 
@@ -20,7 +20,7 @@ def table(rows: int = 40) -> str:
 
 
 def test_csv_with_string_labels_gets_classes_and_standardised_features(tmp_path):
-    dataset = load_dataset(f"csv:{write(tmp_path, table())}")
+    dataset = load_dataset(f"csv:{write(tmp_path, table())}").prepared()
     assert dataset.classes == ["cat", "dog"] and dataset.feature_names == ["height", "weight"]
     (x_train, _), (x_test, y_test) = dataset.train, dataset.test
     assert len(x_train) == 32 and len(x_test) == 8 and set(y_test.tolist()) == {0, 1}
@@ -37,10 +37,11 @@ def test_separate_test_file_and_regression(tmp_path):
     rows = "".join(f"{i},{2 * i + 1}\n" for i in range(20))
     train = write(tmp_path, "x,y\n" + rows)
     test = write(tmp_path, "x,y\n" + rows[:40], name="test.csv")
-    dataset = load_dataset(f"csv:{train}", test_csv=str(test), task="regression")
+    dataset = load_dataset(f"csv:{train}", test_csv=str(test), task="regression").prepared()
     assert dataset.task == "regression" and len(dataset.train[0]) == 20
     assert dataset.train[1].shape == (20, 1) and dataset.train[1].dtype == torch.float32
-    assert dataset.y_mean == pytest.approx(20.0)
+    assert dataset.preprocessing["y_mean"] == pytest.approx(20.0)
+    assert dataset.train[1].mean().item() == pytest.approx(0.0, abs=1e-5)  # targets standardised for training
 
 
 @pytest.mark.parametrize(

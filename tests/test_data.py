@@ -12,8 +12,8 @@ import pytest
 import torch
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
-from mnist_classifier import data
-from mnist_classifier.data import (
+from mnist_classifier.data import mnist as data
+from mnist_classifier.data.mnist import (
     IMAGES_MAGIC,
     LABELS_MAGIC,
     ensure_mnist,

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torchvision import datasets as tv_datasets
 
-from mnist_classifier import data
-from mnist_classifier.data import ensure_fashion_mnist, load_fashion_mnist
-from mnist_classifier.datasets import CLASSIFICATION, REGRESSION, load_dataset
+from mnist_classifier.data import mnist as data
+from mnist_classifier.data.datasets import CLASSIFICATION, REGRESSION, load_dataset
+from mnist_classifier.data.mnist import ensure_fashion_mnist, load_fashion_mnist
 from mnist_classifier.errors import UserError
 
 from .conftest import write_fake_mnist
@@ -15,27 +15,35 @@ from .conftest import write_fake_mnist
 
 def test_mnist_loader_gives_images_and_class_names(fake_mnist):
     dataset = load_dataset("mnist", str(fake_mnist))
-    assert dataset.task == CLASSIFICATION and dataset.input_shape == (28, 28) and dataset.output_size == 10
-    assert dataset.train[0].shape == (600, 784) and dataset.test[0].shape == (200, 784)
+    assert dataset.task == CLASSIFICATION and dataset.input_shape == (1, 28, 28) and dataset.output_size == 10
+    assert dataset.train[0].shape == (600, 1, 28, 28) and dataset.test[0].shape == (200, 1, 28, 28)
+    prepared = dataset.prepared()
+    assert prepared.preprocessing == {"kind": "image", "shape": [1, 28, 28], "style": "digit"}
+    assert torch.equal(prepared.train[0], dataset.train[0])  # images in [0, 1] are model input as they are
     assert dataset.metadata()["classes"] == [str(d) for d in range(10)]
 
 
 def test_digits_needs_no_download():
     dataset = load_dataset("digits")
     (x_train, y_train), (x_test, _) = dataset.train, dataset.test
-    assert dataset.input_shape == (8, 8) and len(x_train) + len(x_test) == 1797
+    assert dataset.input_shape == (1, 8, 8) and len(x_train) + len(x_test) == 1797
     assert 0 <= x_train.min() and x_train.max() <= 1 and y_train.dtype == torch.int64
     assert torch.equal(load_dataset("digits").test[0], x_test)  # the test split is fixed
 
 
 def test_diabetes_is_standardised_with_training_statistics():
-    dataset = load_dataset("diabetes")
+    raw = load_dataset("diabetes")
+    dataset = raw.prepared()
     (x_train, y_train), (x_test, _) = dataset.train, dataset.test
     assert dataset.task == REGRESSION and dataset.output_size == 1 and y_train.shape[1] == 1
     torch.testing.assert_close(x_train.mean(dim=0), torch.zeros(10), atol=1e-5, rtol=0)
     torch.testing.assert_close(x_train.std(dim=0), torch.ones(10), atol=1e-5, rtol=0)
     assert abs(y_train.mean().item()) < 1e-5 and abs(x_test.mean().item()) > 1e-4  # test stats not used
-    assert 50 < dataset.y_std < 100 and len(dataset.metadata()["x_mean"]) == 10
+    record = dataset.preprocessing
+    torch.testing.assert_close(torch.tensor(record["x_mean"]), raw.train[0].mean(dim=0))
+    assert record["y_std"] == pytest.approx(raw.train[1].std().item()) and len(record["x_std"]) == 10
+    # The same record applied again (as evaluation does) gives the same tensors: one preprocessing.
+    assert torch.equal(raw.prepared(record).test[0], x_test)
 
 
 def test_unknown_dataset_is_a_clear_error():
@@ -63,6 +71,7 @@ def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path, monkeypatch, c
     assert "Debian's copy" in capsys.readouterr().err
     x, y = load_fashion_mnist(is_train=False, data_dir=tmp_path / "data")
     assert x.shape == (200, 784) and y.max() < 10
+    assert load_dataset("fashion-mnist", str(tmp_path / "data")).image_style == "fill"  # clothes fill the frame
     assert ensure_fashion_mnist(tmp_path / "data", debian_dir=debian) == "cache"
 
 

@@ -3,8 +3,8 @@ import json
 import pytest
 from PIL import Image
 
-from mnist_classifier.evaluate import main
-from mnist_classifier.train import main as train_main
+from mnist_classifier.cli.evaluate import main
+from mnist_classifier.cli.train import main as train_main
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torchvision.datasets.mnist import read_image_file
 
-from mnist_classifier.config import TrainConfig
-from mnist_classifier.data import IMAGES_MAGIC, check_idx
+from mnist_classifier.cli.train import parse_config
+from mnist_classifier.data.mnist import IMAGES_MAGIC, check_idx
 from mnist_classifier.errors import UserError
-from mnist_classifier.train import parse_config
+from mnist_classifier.training.config import TrainConfig
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from mnist_classifier.data.images import image_files, mnist_like, open_image
 from mnist_classifier.errors import UserError
-from mnist_classifier.images import image_files, mnist_like, open_image
 
 
 def drawn_digit(text: str = "7", size=(90, 70), at=(50, 6), font_size=44, light_background=True) -> Image.Image:

@@ -3,10 +3,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier import model_file
 from mnist_classifier.errors import UserError
-from mnist_classifier.model import ImageClassifier
-from mnist_classifier.model_file import load_model, load_model_file, save_model_file
+from mnist_classifier.inference import model_file
+from mnist_classifier.inference.model_file import load_model, load_model_file, save_model_file
+from mnist_classifier.models.mlp import ImageClassifier
 
 
 def save_small(path: Path, **extra) -> ImageClassifier:
@@ -14,8 +14,15 @@ def save_small(path: Path, **extra) -> ImageClassifier:
     optimizer = torch.optim.Adam(model.parameters())
     model(torch.rand(4, 12)).sum().backward()
     optimizer.step()  # so the optimizer state holds tensors too
-    save_model_file(path, model, optimizer, {"lr": 1e-3, "model_fn": str(path)}, history=[{"epoch": 1}], **extra)
+    extra.setdefault("dataset", {"name": "t", "task": "classification", "input_shape": [12],
+                                 "classes": ["a", "b", "c"]})
+    save_model_file(path, model, optimizer, {"lr": 1e-3, "model_fn": str(path)}, TABLE_OF_12, history=[{"epoch": 1}],
+                    **extra)
     return model.eval()
+
+
+TABLE_OF_12 = {"kind": "table", "feature_names": None, "x_mean": [0.0] * 12, "x_std": [1.0] * 12, "y_mean": 0.0,
+               "y_std": 1.0}
 
 
 def test_round_trip_loads_with_weights_only(tmp_path):

@@ -1,26 +1,26 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 import torch
 from nbclient import NotebookClient
 
-from mnist_classifier.config import TrainConfig
-from mnist_classifier.data import load_mnist
-from mnist_classifier.model import ImageClassifier
-from mnist_classifier.model_file import save_model_file
-from mnist_classifier.predictor import MNIST_METADATA
+from mnist_classifier.data.preprocessing import image_record
+from mnist_classifier.inference.model_file import MNIST_METADATA, save_model_file
+from mnist_classifier.models import MODELS
+from mnist_classifier.training.config import TrainConfig
 
 from .conftest import render_digit
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path):
-    x, _ = load_mnist(data_dir=fake_mnist)
-    model = ImageClassifier(x.size(-1), 10, [32])
-    save_model_file(tmp_path / "model.pth", model, torch.optim.Adam(model.parameters()),
-                    TrainConfig(model_fn="model.pth").to_dict(), history=[], classes=MNIST_METADATA["classes"],
-                    dataset=MNIST_METADATA)
+@pytest.mark.parametrize("model_name", ["mlp", "cnn", "rnn"])
+def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path, model_name):
+    model = MODELS[model_name].build((1, 28, 28), 10, classify=True).eval()
+    config = TrainConfig(model_fn="model.pth", model=model_name, model_options={})
+    save_model_file(tmp_path / "model.pth", model, None, config.to_dict(), image_record((1, 28, 28)), history=[],
+                    classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
     (tmp_path / "mine").mkdir()
     render_digit(3, 40, (10, 10)).save(tmp_path / "mine" / "three.png")
 
@@ -34,6 +34,6 @@ def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path):
 
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
     text = "".join(out.get("text", "") for out in outputs)
-    assert "Test accuracy:" in text and "on 200 images" in text
+    assert "Test accuracy:" in text and "on 200 images" in text and f"a {model_name} trained" in text
     pictures = [out for out in outputs if "image/png" in out.get("data", {})]
     assert len(pictures) == 3  # the test grid, the confusion matrix, the user's own images

@@ -5,7 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
-from mnist_classifier.predict import main
+from mnist_classifier.cli.predict import main
 
 from .conftest import render_digit
 

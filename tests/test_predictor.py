@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from mnist_classifier.errors import UserError
-from mnist_classifier.model import ImageClassifier
-from mnist_classifier.model_file import save_model_file
-from mnist_classifier.predictor import Predictor
+from mnist_classifier.inference.model_file import save_model_file
+from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.models.mlp import ImageClassifier
 
 from .conftest import render_digit
 
@@ -34,20 +34,24 @@ def test_tensors_and_arrays_of_one_or_many_inputs(digit_model):
 
 
 def test_input_of_another_shape_is_refused(digit_model):
-    with pytest.raises(UserError, match=r"takes inputs of shape \(28, 28\).*got an array of shape \(3, 10\)"):
+    with pytest.raises(UserError, match=r"takes inputs of shape \(1, 28, 28\).*got an array of shape \(3, 10\)"):
         Predictor(digit_model).predict(np.zeros((3, 10), dtype=np.float32))
 
 
 def test_regression_model_gets_standardised_input_and_gives_target_units(tmp_path):
     model = ImageClassifier(2, 1, [], classify=False).eval()
-    metadata = {"name": "csv:t.csv", "task": "regression", "input_shape": [2], "classes": None,
-                "x_mean": [10.0, 20.0], "x_std": [2.0, 4.0], "y_mean": 100.0, "y_std": 5.0}
-    save_model_file(tmp_path / "r.pth", model, torch.optim.SGD(model.parameters(), lr=0.1), {},
+    metadata = {"name": "csv:t.csv", "task": "regression", "input_shape": [2], "classes": None}
+    record = {"kind": "table", "feature_names": ["a", "b"], "x_mean": [10.0, 20.0], "x_std": [2.0, 4.0],
+              "y_mean": 100.0, "y_std": 5.0}
+    save_model_file(tmp_path / "r.pth", model, torch.optim.SGD(model.parameters(), lr=0.1), {}, record,
                     dataset=metadata)
     raw = np.array([[12.0, 16.0]], dtype=np.float32)
     standardised = torch.tensor([[1.0, -1.0]])
     expected = model(standardised).item() * 5.0 + 100.0
     (prediction,) = Predictor(tmp_path / "r.pth").predict(raw)
     assert prediction.label == pytest.approx(expected) and prediction.probability is None
+    # Table rows are numbers, not pixels: uint8 rows are not divided by 255.
+    (as_uint8,) = Predictor(tmp_path / "r.pth").predict(raw.astype(np.uint8))
+    assert as_uint8.label == pytest.approx(expected)
     with pytest.raises(UserError, match="numeric features, not images"):
         Predictor(tmp_path / "r.pth").predict("digit.png")

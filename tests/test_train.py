@@ -6,34 +6,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier.config import TrainConfig
-from mnist_classifier.train import main, make_augment, make_loss, make_scheduler, parse_config
+from mnist_classifier.cli.train import main, parse_config
+from mnist_classifier.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_seeds():
     config = parse_config(["--model_fn", "m.pth"])
-    assert (config.train_ratio, config.batch_size, config.n_epochs, config.n_layers) == (0.8, 256, 20, 5)
-    assert (config.use_dropout, config.dropout_p, config.verbose, config.lr) == (False, 0.3, 1, 1e-3)
+    assert (config.model, config.train_ratio, config.batch_size, config.n_epochs) == ("mlp", 0.8, 256, 20)
+    assert config.model_options == {"n_layers": 5, "hidden_sizes": None, "use_dropout": False, "dropout_p": 0.3}
+    assert (config.verbose, config.lr) == (1, 1e-3)
     assert config.gpu_id == (0 if torch.cuda.is_available() else -1)
     assert config.lr_schedule == "cosine"
     assert TrainConfig.from_dict(config.to_dict()) == config
-
-
-def test_cosine_schedule_decays_to_zero_over_the_run():
-    parameter = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([parameter], lr=0.1)
-    config = TrainConfig(model_fn="m.pth", n_epochs=3, batch_size=10)
-    scheduler = make_scheduler(optimizer, config, n_train=95)  # 10 batches an epoch
-    rates = []
-    for _ in range(30):
-        optimizer.step()
-        scheduler.step()
-        rates.append(optimizer.param_groups[0]["lr"])
-    assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-12
-    config.lr_schedule = "constant"
-    assert make_scheduler(optimizer, config, n_train=95) is None
 
 
 @pytest.mark.parametrize(
@@ -43,8 +29,14 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         (["--train_ratio", "0"], "--train_ratio must be between 0 and 1"),
         (["--batch_size", "0"], "--batch_size must be a positive integer"),
         (["--n_epochs", "-1"], "--n_epochs must be a positive integer"),
-        (["--n_layers", "0"], "--n_layers must be a positive integer"),
-        (["--dropout_p", "1"], "--dropout_p must be in"),
+        (["--n_layers", "0"], "--n_layers must lie in [2, 64]"),
+        (["--n_layers", "1000000000000"], "--n_layers must lie in [2, 64]"),
+        (["--hidden_sizes", "1000000000000"], "--hidden_sizes must lie in"),
+        (["--dropout_p", "1"], "--dropout_p must lie in"),
+        (["--model", "cnn", "--n_layers", "3"], "--n_layers does not apply to --model cnn"),
+        (["--model", "mlp", "--channels", "8"], "--channels does not apply to --model mlp"),
+        (["--model", "rnn", "--cell", "elman"], "invalid choice"),
+        (["--model", "cnn", "--preset", "record", "--channels", "0"], "--channels must lie in"),
         (["--lr", "0"], "--lr must be positive"),
         (["--weight_decay", "nan"], "--weight_decay must be a finite number"),
         (["--shift_px", "-1"], "must not be negative"),
@@ -54,8 +46,8 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         (["--no_such_flag"], "unrecognized arguments"),
         (["--lr_schedule", "linear"], "invalid choice"),
         (["--hidden_sizes", "512,x"], "comma-separated integers"),
-        (["--hidden_sizes", "512,0"], "--hidden_sizes must be positive"),
-        (["--preset", "fastest"], "invalid choice"),
+        (["--hidden_sizes", "512,0"], "--hidden_sizes must lie in"),
+        (["--preset", "fastest"], "--preset fastest: there is none for --model mlp"),
         (["--label_smoothing", "1"], "--label_smoothing must be in"),
     ],
 )
@@ -97,6 +89,8 @@ def test_train_py_end_to_end_writes_a_safe_model_file(fake_mnist, tmp_path):
     saved = torch.load(model_fn, weights_only=True)
     assert saved["config"]["n_epochs"] == 3 and saved["config"]["seed"] == 0
     assert isinstance(saved["config"], dict) and len(saved["history"]) == 3
+    assert saved["model_name"] == "mlp" and saved["preprocessing"] == {"kind": "image", "shape": [1, 28, 28],
+                                                                       "style": "digit"}
     assert saved["architecture"] == {"input_size": 784, "output_size": 10, "hidden_sizes": [630, 476, 322, 168],
                                      "use_batch_norm": True, "dropout_p": 0.3,
                                      "classify": True}
@@ -111,18 +105,9 @@ def test_installed_console_command_runs():
 
 def test_preset_sets_defaults_that_flags_still_override():
     config = parse_config(["--model_fn", "m.pth", "--preset", "record", "--n_epochs", "5"])
-    assert config.preset == "record" and config.augment and config.hidden_sizes == [1024, 1024, 1024]
+    assert config.preset == "record" and config.augment and config.model_options["hidden_sizes"] == [1024] * 3
     assert config.n_epochs == 5
-    assert parse_config(["--model_fn", "m.pth"]).hidden_sizes is None  # no preset, the seed's sizes
-
-
-def test_label_smoothing_on_log_probabilities():
-    log_probs = torch.randn(8, 10).log_softmax(dim=-1)
-    target = torch.randint(0, 10, (8,))
-    config = TrainConfig(model_fn="m.pth", label_smoothing=0.1)
-    expected = 0.9 * torch.nn.functional.nll_loss(log_probs, target) + 0.1 * (-log_probs.mean(dim=-1)).mean()
-    torch.testing.assert_close(make_loss(config)(log_probs, target), expected)
-    assert isinstance(make_loss(TrainConfig(model_fn="m.pth")), torch.nn.NLLLoss)
+    assert parse_config(["--model_fn", "m.pth"]).model_options["hidden_sizes"] is None  # the seed's sizes
 
 
 def test_digits_trains_from_the_command_line(tmp_path, capsys):
@@ -131,7 +116,7 @@ def test_digits_trains_from_the_command_line(tmp_path, capsys):
     accuracy = float(re.search(r"Test accuracy: ([\d.]+)% \(360 images\)", capsys.readouterr().out).group(1))
     assert accuracy > 80
     saved = torch.load(tmp_path / "d.pth", weights_only=True)
-    assert saved["dataset"]["input_shape"] == [8, 8] and saved["architecture"]["input_size"] == 64
+    assert saved["dataset"]["input_shape"] == [1, 8, 8] and saved["architecture"]["input_size"] == 64
 
 
 def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys):
@@ -153,7 +138,9 @@ def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys
         (["--dataset", "digits", "--batch_size", "5000"], "fewer than one batch"),
         (["--dataset", "digits", "--loss", "mse"], "--loss mse is a regression loss"),
         (["--dataset", "diabetes", "--loss", "nll"], "--loss nll needs class targets"),
-        (["--dataset", "diabetes", "--augment"], "need square images"),
+        (["--dataset", "diabetes", "--augment"], "need images"),
+        (["--dataset", "diabetes", "--model", "cnn"], "--model cnn cannot read this dataset"),
+        (["--dataset", "diabetes", "--model", "rnn"], "--model rnn cannot read this dataset"),
         (["--dataset", "csv:/no/such.csv"], "no such CSV file"),
     ],
 )
@@ -165,8 +152,3 @@ def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_rigid_augmentation_for_clothes_shifts_and_mirrors_only():
-    config = TrainConfig(model_fn="m.pth", hflip=True, shift_px=1.0)
-    augment = make_augment(config, 784)
-    assert (augment.max_shift_px, augment.flip_p, augment.max_rotation_deg, augment.elastic_px) == (1.0, 0.5, 0, 0)
-    assert make_augment(TrainConfig(model_fn="m.pth"), 784) is None

@@ -3,7 +3,8 @@ from types import SimpleNamespace
 import torch
 from torch import nn
 
-from mnist_classifier.trainer import Trainer, evaluate
+from mnist_classifier.training.callbacks import Callback, EarlyStopping
+from mnist_classifier.training.trainer import Trainer, evaluate
 
 
 def config(n_epochs: int, batch_size: int) -> SimpleNamespace:
@@ -56,7 +57,7 @@ def test_classification_records_accuracy_and_learns():
     history = trainer.train((x[:500], y[:500]), (x[500:], y[500:]), config(n_epochs=5, batch_size=64))
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[-1]["valid_accuracy"] > 0.95
-    assert all(h["seconds"] >= 0 for h in history)
+    assert all(h["seconds"] > h["valid_seconds"] > 0 for h in history)
 
 
 def test_a_last_batch_of_one_does_not_break_batch_norm():
@@ -78,8 +79,36 @@ def test_epochs_print_one_line_each_when_verbose(capsys):
 
 
 def test_patience_stops_after_that_many_epochs_without_improvement():
-    trainer, history, _, _ = train_slope(n_epochs=30, patience=2)
+    trainer, history, _, _ = train_slope(n_epochs=30, callbacks=[EarlyStopping(2, verbose=False)])
     assert len(history) == trainer.best_epoch + 2 < 30
+
+
+def test_a_new_concern_is_a_callback_that_sees_every_event_in_order():
+    events = []
+
+    class Recorder(Callback):
+        def on_train_start(self, trainer):
+            events.append("start")
+
+        def on_epoch_start(self, trainer, epoch, n_batches):
+            events.append(f"epoch {epoch} of {n_batches} batches")
+
+        def on_batch_end(self, trainer, step):
+            events.append(f"batch {step} loss {trainer.running_loss():.3f}")
+
+        def on_epoch_end(self, trainer, record):
+            events.append(f"end {record['epoch']}")
+            trainer.should_stop = record["epoch"] == 2  # a callback can end the run
+
+        def on_train_end(self, trainer):
+            events.append("finish")
+
+    trainer, history, _, _ = train_slope(n_epochs=5, callbacks=[Recorder()])
+    assert len(history) == 2
+    assert [e.split(" loss")[0] for e in events] == [
+        "start", "epoch 1 of 4 batches", "batch 1", "batch 2", "batch 3", "batch 4", "end 1",
+        "epoch 2 of 4 batches", "batch 1", "batch 2", "batch 3", "batch 4", "end 2", "finish"]
+    assert float(events[5].split("loss ")[1]) > 0  # the running loss is the real mean so far
 
 
 def test_augment_touches_training_batches_only():

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from .callbacks import Callback, EpochPrinter, ProgressBar
 
 Data = tuple[torch.Tensor, torch.Tensor]
-
-# The bar's running loss needs a device sync; every 20 batches keeps that cost negligible.
-BAR_REFRESH_STEPS = 20
 
 # Evaluation keeps no activations for backward, so it can use much larger batches.
 MIN_EVAL_BATCH_SIZE = 1024
@@ -45,11 +43,14 @@ def evaluate(
     for x_i, y_i in zip(x.split(batch_size), y.split(batch_size), strict=True):
         with autocast(device, amp):
             y_hat = model(x_i)
-            total_loss += crit(y_hat, y_i).float() * len(x_i)
+        # Losses and log-probabilities in float32 whatever the precision inside: the best epoch is
+        # chosen on these numbers, and bfloat16 keeps only 3 significant digits.
+        y_hat = y_hat.float()
+        total_loss += crit(y_hat, y_i) * len(x_i)
         if classification:
             correct += (y_hat.argmax(dim=-1) == y_i).sum()
         else:
-            squared_error += (y_hat.float() - y_i).pow(2).sum()
+            squared_error += (y_hat - y_i).pow(2).sum()
     metrics = {"loss": total_loss.item() / len(x)}
     if classification:
         metrics["accuracy"] = correct.item() / len(x)
@@ -63,6 +64,13 @@ def evaluate(
 def autocast(device: torch.device, enabled: bool):
     """bfloat16 mixed precision: on CPUs with AVX512-BF16 (and on GPUs) matmuls run several times faster."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def steps_per_epoch(n_train: int, batch_size: int, compile: bool = False) -> int:
+    """Optimizer steps one epoch takes: a 1-row last batch is skipped (BatchNorm cannot train on
+    one sample), and with ``compile`` every partial last batch (a new shape would recompile)."""
+    full, rest = divmod(n_train, batch_size)
+    return full + (1 if rest >= 2 and not compile else 0)
 
 
 class TrainingStopped(Exception):
@@ -94,15 +102,16 @@ class Trainer:
         compile: bool = False,
         amp: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        patience: int = 0,
+        callbacks: Sequence[Callback] | None = None,
     ):
         """``scheduler``, if given, is stepped after every optimizer step (not every epoch).
 
         ``compile`` runs the training step through ``torch.compile``. Validation stays eager: a
         second, eval-mode graph would cost more to compile than it saves. ``amp`` computes in
-        bfloat16 where autocast allows it; weights, gradients and optimizer state stay float32.
-        ``augment`` transforms each training batch (never validation). ``patience`` > 0 stops
-        after that many epochs without a lower validation loss.
+        bfloat16 where autocast allows it; weights, gradients, optimizer state, losses and
+        log-probabilities stay float32. ``augment`` transforms each training batch (never
+        validation). ``callbacks`` see the run's events (``callbacks.Callback``); by default a
+        progress bar and a line per epoch, as the seed prints.
         """
         self.model = model
         self.optimizer = optimizer
@@ -111,7 +120,7 @@ class Trainer:
         self.compile = compile
         self.amp = amp
         self.augment = augment
-        self.patience = patience
+        self.callbacks = list(callbacks) if callbacks is not None else [ProgressBar(), EpochPrinter()]
         # Static shapes compile once; a smaller last batch would compile a second graph, so it is
         # dropped instead (the order changes every epoch, so no sample is left out for good).
         self._train_forward = torch.compile(model, dynamic=False) if compile else model
@@ -121,6 +130,9 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         # Everything needed to continue exactly after the last completed epoch (see state_dict).
         self.snapshot: dict | None = None
+        self.n_epochs = 0
+        self.should_stop = False  # set by a callback: end the run after this epoch
+        self._progress: tuple[torch.Tensor, int] = (torch.zeros(()), 0)  # this epoch's loss sum, rows seen
         self._stop_reason: str | None = None
 
     @property
@@ -131,50 +143,59 @@ class Trainer:
         """Stop at the end of the current batch (safe to call from a signal handler)."""
         self._stop_reason = reason
 
-    def train(self, train_data: Data, valid_data: Data, config,
-              on_epoch_end: Callable[[Trainer], None] | None = None) -> list[dict]:
-        """Train up to epoch ``config.n_epochs`` in batches of ``config.batch_size``; print if ``config.verbose``.
+    def train(self, train_data: Data, valid_data: Data, n_epochs=20, batch_size: int = 256) -> list[dict]:
+        """Train up to epoch ``n_epochs`` in batches of ``batch_size``.
 
-        Continues after the epochs already in ``history`` (after ``load_state_dict``). Returns the
-        history, one dict per epoch; the model ends with its best-validation weights. Raises
-        ``TrainingInterrupted`` after ``request_stop`` and ``TrainingDiverged`` on a NaN loss.
+        ``n_epochs`` may also be a config object with ``n_epochs`` and ``batch_size`` (the seed's
+        ``trainer.train(train, valid, config)``). Continues after the epochs already in ``history``
+        (after ``load_state_dict``). Returns the history, one dict per epoch; the model ends with
+        its best-validation weights. Raises ``TrainingInterrupted`` after ``request_stop`` and
+        ``TrainingDiverged`` on a NaN loss.
         """
+        if hasattr(n_epochs, "n_epochs"):
+            n_epochs, batch_size = n_epochs.n_epochs, getattr(n_epochs, "batch_size", batch_size)
+        self.n_epochs, self.should_stop = n_epochs, False
         device = _device_of(self.model)
         train_data = tuple(t.to(device) for t in train_data)
         valid_data = tuple(t.to(device) for t in valid_data)
         if self.best_state is None:
             self.best_state = _copy_state(self.model)
-        for epoch in range(len(self.history) + 1, config.n_epochs + 1):
-            started = time.perf_counter()
-            # A bar only on a terminal (disable=None): logs and CI output stay clean.
-            bar = tqdm(desc=f"Epoch {epoch}/{config.n_epochs}", unit="batch", leave=False,
-                       disable=None if config.verbose >= 1 else True)
-            try:
-                train_loss = self._train_epoch(train_data, config.batch_size, bar, epoch)
-            finally:
-                bar.close()
-            valid_started = time.perf_counter()
-            valid = evaluate(self.model, self.crit, valid_data, config.batch_size, self.amp)
-            record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
-            if "accuracy" in valid:
-                record["valid_accuracy"] = valid["accuracy"]
-            now = time.perf_counter()
-            record["seconds"], record["valid_seconds"] = now - started, now - valid_started
-            self.history.append(record)
-            if valid["loss"] < self.best_valid_loss:
-                self.best_valid_loss, self.best_epoch = valid["loss"], epoch
-                self.best_state = _copy_state(self.model)
-            self.snapshot = self.state_dict()
-            if config.verbose >= 1:
-                print(self._describe(record, config.n_epochs), flush=True)
-            if on_epoch_end is not None:
-                on_epoch_end(self)
-            if self.patience and epoch - self.best_epoch >= self.patience:
-                if config.verbose >= 1:
-                    print(f"Early stop: no lower validation loss for {self.patience} epochs", flush=True)
-                break
+        self._emit("on_train_start")
+        try:
+            for epoch in range(len(self.history) + 1, n_epochs + 1):
+                self._run_epoch(epoch, train_data, valid_data, batch_size)
+                if self.should_stop:
+                    break
+        finally:
+            self._emit("on_train_end")
         self.model.load_state_dict(self.best_state)
         return self.history
+
+    def _run_epoch(self, epoch: int, train_data: Data, valid_data: Data, batch_size: int) -> None:
+        started = time.perf_counter()
+        train_loss = self._train_epoch(train_data, batch_size, epoch)
+        valid_started = time.perf_counter()
+        valid = evaluate(self.model, self.crit, valid_data, batch_size, self.amp)
+        record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
+        if "accuracy" in valid:
+            record["valid_accuracy"] = valid["accuracy"]
+        now = time.perf_counter()
+        record["seconds"], record["valid_seconds"] = now - started, now - valid_started
+        self.history.append(record)
+        if valid["loss"] < self.best_valid_loss:
+            self.best_valid_loss, self.best_epoch = valid["loss"], epoch
+            self.best_state = _copy_state(self.model)
+        self.snapshot = self.state_dict()
+        self._emit("on_epoch_end", record)
+
+    def running_loss(self) -> float:
+        """This epoch's mean training loss so far. It syncs the device: call it now and then."""
+        total, seen = self._progress
+        return total.item() / max(seen, 1)
+
+    def _emit(self, event: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, event)(self, *args)
 
     def state_dict(self) -> dict:
         """A copy of everything that decides what happens next: weights, optimizer, schedule,
@@ -204,7 +225,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
         self.snapshot = state
 
-    def _train_epoch(self, data: Data, batch_size: int, bar: tqdm, epoch: int) -> float:
+    def _train_epoch(self, data: Data, batch_size: int, epoch: int) -> float:
         self.model.train()
         x, y = data
         # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
@@ -215,16 +236,16 @@ class Trainer:
         first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
         seen = 0
         batches = order.split(batch_size)
-        bar.reset(total=len(batches))
+        self._emit("on_epoch_start", epoch, len(batches))
         for step, batch in enumerate(batches, start=1):
-            bar.update()
             if self._stop_reason is not None:
                 raise TrainingInterrupted(self._stop_reason, epoch)
             if len(batch) < 2 or (self.compile and len(batch) < batch_size):
-                continue  # BatchNorm cannot train on one sample; the next epoch's order differs.
+                continue  # see steps_per_epoch; the next epoch's order differs.
             x_batch = x[batch] if self.augment is None else self.augment(x[batch])
             with autocast(x.device, self.amp):
-                loss = self.crit(self._train_forward(x_batch), y[batch])
+                y_hat = self._train_forward(x_batch)
+            loss = self.crit(y_hat.float(), y[batch])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -233,20 +254,11 @@ class Trainer:
             total_loss += loss.detach() * len(batch)
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
             seen += len(batch)
-            if not bar.disable and step % BAR_REFRESH_STEPS == 0:
-                bar.set_postfix(loss=f"{total_loss.item() / seen:.4f}", refresh=False)
+            self._progress = (total_loss, seen)
+            self._emit("on_batch_end", step)
         if first_bad.item() >= 0:
             raise TrainingDiverged(epoch, first_bad.item())
         return total_loss.item() / max(seen, 1)
-
-    def _describe(self, record: dict, n_epochs: int) -> str:
-        text = (
-            f"Epoch({record['epoch']}/{n_epochs}): train_loss={record['train_loss']:.4e}"
-            f"  valid_loss={record['valid_loss']:.4e}"
-        )
-        if "valid_accuracy" in record:
-            text += f"  valid_accuracy={record['valid_accuracy']:.4f}"
-        return text + f"  lowest_loss={self.best_valid_loss:.4e}  ({record['seconds']:.1f}s)"
 
 
 def _device_of(model: nn.Module) -> torch.device:

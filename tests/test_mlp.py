@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_classifier.model import Block, ImageClassifier
+from mnist_classifier.models.mlp import Block, ImageClassifier
 
 
 def test_output_is_a_log_probability_per_class():
@@ -42,3 +42,10 @@ def test_architecture_rebuilds_an_equal_model():
     copy.load_state_dict(model.state_dict())
     x = torch.rand(6, 30)
     torch.testing.assert_close(copy.eval()(x), model.eval()(x))
+
+
+def test_images_are_flattened_by_the_model_itself():
+    model = ImageClassifier(784, 10, [32]).eval()
+    images = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(model(images), model(images.view(4, 784)))
+    assert next(iter(model.state_dict())) == "layers.0.block.0.weight"  # release-1 files keep their names

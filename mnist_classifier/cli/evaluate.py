@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from . import plots
-from .cli import OneLineParser, run_cli
-from .config import TrainConfig
-from .datasets import CLASSIFICATION, Dataset, load_dataset
-from .errors import UserError
-from .model_file import load_model
+from ..data.dataset import CLASSIFICATION, Dataset
+from ..errors import UserError
+from ..evaluation import plots
+from ..evaluation.test_data import prepared_dataset
+from ..inference.model_file import load_model
+from . import OneLineParser, run_cli
 
 
 def build_parser() -> OneLineParser:
@@ -36,15 +36,10 @@ def build_parser() -> OneLineParser:
 def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24) -> dict:
     """Compute the test metrics of a model file and write the plots and metrics.json into ``out_dir``."""
     model, saved = load_model(model_fn)
-    config = TrainConfig.from_dict(saved.get("config") or {"model_fn": model_fn})
-    dataset = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target,
-                           test_csv=config.test_csv, drop_na=config.drop_na, task=config.task or CLASSIFICATION)
-    if dataset.task != CLASSIFICATION:
+    if saved["dataset"].get("task", CLASSIFICATION) != CLASSIFICATION:
         raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
+    dataset = prepared_dataset(saved, data_dir)
     x, y = dataset.test
-    if x.size(1) != saved["architecture"]["input_size"]:
-        raise UserError(f"{model_fn}: the model takes {saved['architecture']['input_size']} inputs, but "
-                        f"{dataset.name} has {x.size(1)}")
     with torch.inference_mode():
         probabilities = torch.cat([model(chunk).exp() for chunk in x.split(4096)])
     confidence, predicted = probabilities.max(dim=-1)
@@ -82,10 +77,10 @@ def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list
     files = {"confusion_matrix": str(plots.save(plots.confusion_matrix_figure(
         np.array(metrics["confusion_matrix"]), classes), out_dir / "confusion_matrix.png"))}
     wrong = np.flatnonzero(y_true != y_pred)
-    if len(dataset.input_shape) == 2 and len(wrong):
+    if dataset.is_image and len(wrong):
         # The most confident mistakes are the most telling: sort by the wrong class's probability.
         order = wrong[np.argsort(-confidence.numpy()[wrong])][:worst]
-        images = dataset.test[0][order].view(-1, *dataset.input_shape).numpy()
+        images = dataset.test[0][order][:, 0].numpy()  # the first (for MNIST, only) channel
         figure = plots.mistakes_figure(images, [classes[i] for i in y_true[order]],
                                        [classes[i] for i in y_pred[order]], confidence.numpy()[order])
         files["worst_mistakes"] = str(plots.save(figure, out_dir / "worst_mistakes.png"))

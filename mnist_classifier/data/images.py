@@ -1,4 +1,4 @@
-"""People's own images turned into model input the way MNIST itself was made.
+"""People's own images turned into model input the way the data set itself was made.
 
 MNIST digits are light on a dark background, cropped to their bounding box, scaled to fit a
 20x20 box with their aspect ratio kept, and pasted into 28x28 so that their centre of mass sits
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import UserError
+from ..errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the digit
@@ -48,16 +48,32 @@ def image_files(paths: list[str]) -> list[Path]:
 
 def mnist_like(image: Image.Image, side: int = 28, name: str = "image") -> np.ndarray:
     """A (side, side) float32 array in [0, 1]: light digit on black, fitted and centred like MNIST."""
+    digit = _cropped_ink(image, name)
+    return _centre_by_mass(_fit(digit, box=round(side * 20 / 28)), side)
+
+
+def fill_frame(image: Image.Image, side: int = 28, name: str = "image") -> np.ndarray:
+    """A (side, side) float32 array in [0, 1]: a light object on black that fills the frame, as
+    Fashion-MNIST's clothes do (longer side scaled to the frame, centred)."""
+    item = _fit(_cropped_ink(image, name), box=side)
+    height, width = item.shape
+    canvas = np.zeros((side, side), dtype=np.float32)
+    top, left = (side - height) // 2, (side - width) // 2
+    canvas[top : top + height, left : left + width] = item
+    return canvas
+
+
+def _cropped_ink(image: Image.Image, name: str) -> np.ndarray:
+    """Grayscale in [0, 1], light on a black background, cropped to what stands out."""
     gray = np.asarray(ImageOps.exif_transpose(image).convert("L"), dtype=np.float32) / 255.0
     if _border_mean(gray) > 0.5:
         gray = 1.0 - gray  # dark ink on light paper: invert to MNIST's light-on-dark
     gray = np.clip(gray - _border_mean(gray), 0, 1)  # a grey background becomes black
     if gray.max() < 0.05:
-        raise UserError(f"{name}: the image is empty (no digit stands out from the background)")
+        raise UserError(f"{name}: the image is empty (nothing stands out from the background)")
     ink = gray >= INK_THRESHOLD * gray.max()
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    digit = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return _centre_by_mass(_fit(digit, box=round(side * 20 / 28)), side)
+    return gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _border_mean(gray: np.ndarray) -> float:

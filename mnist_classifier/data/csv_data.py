@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .datasets import CLASSIFICATION, REGRESSION, Dataset, split_test
-from .errors import UserError
+from ..errors import UserError
+from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
 

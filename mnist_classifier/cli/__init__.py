@@ -1,4 +1,5 @@
-"""The command-line edge shared by every entry point: one-line errors, exit status 2."""
+"""The commands (``mnist-train``, ``mnist-evaluate``, ``mnist-predict``) and the edge they share:
+one-line errors, exit status 2."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from .errors import UserError
+from ..errors import UserError
 
 
 class OneLineParser(argparse.ArgumentParser):

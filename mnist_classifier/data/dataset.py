@@ -1,0 +1,82 @@
+"""The one form every data source is loaded into: a ``Dataset`` of raw train and test tensors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+
+from . import preprocessing
+from .preprocessing import CLASSIFICATION, REGRESSION
+
+Data = tuple[torch.Tensor, torch.Tensor]
+TEST_RATIO = 0.2  # for datasets that come without a test split
+SPLIT_SEED = 0  # so the same file always gives the same test split
+
+__all__ = ["CLASSIFICATION", "REGRESSION", "Data", "Dataset", "split_test"]
+
+
+@dataclass
+class Dataset:
+    """Train and test tensors as the source gave them, and what inference needs later.
+
+    ``x`` is float32: images (N, C, H, W) in [0, 1], tables (N, features). ``y`` is int64 class
+    indices for classification, float32 (N, 1) for regression.
+    """
+
+    name: str
+    train: Data
+    test: Data
+    task: str
+    input_shape: tuple[int, ...]  # (1, 28, 28) for MNIST, (features,) for tables
+    classes: list[str] | None = None  # None for regression
+    feature_names: list[str] | None = None
+    image_style: str = preprocessing.DIGIT  # how people's own images are prepared for this data
+    preprocessing: dict | None = None  # the record the tensors went through, once prepared
+
+    @property
+    def input_size(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def output_size(self) -> int:
+        return len(self.classes) if self.task == CLASSIFICATION else 1
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.input_shape) == 3
+
+    def fit_preprocessing(self) -> dict:
+        """The preprocessing record, fitted on the training rows only."""
+        if self.is_image:
+            return preprocessing.image_record(self.input_shape, self.image_style)
+        x, y = self.train
+        return preprocessing.fit_table(x, y if self.task == REGRESSION else None, self.feature_names)
+
+    def prepared(self, record: dict | None = None) -> Dataset:
+        """The same data as model input: ``record`` (fitted here when None) applied to train and test."""
+        record = record or self.fit_preprocessing()
+        train, test = ((preprocessing.to_model_input(record, x), preprocessing.to_model_target(record, y))
+                       for x, y in (self.train, self.test))
+        return replace(self, train=train, test=test, preprocessing=record)
+
+    def metadata(self) -> dict:
+        """Plain values for the model file: what the data was and what its classes are called."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "input_shape": list(self.input_shape),
+            "classes": self.classes,
+            "feature_names": self.feature_names,
+        }
+
+
+def split_test(x: torch.Tensor, y: torch.Tensor, stratify: bool = False) -> tuple[Data, Data]:
+    """A fixed, seeded train/test split for data that ships without one."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=TEST_RATIO, random_state=SPLIT_SEED, stratify=y if stratify else None
+    )
+    return (x_train, y_train), (x_test, y_test)

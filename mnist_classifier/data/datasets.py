@@ -1,0 +1,83 @@
+"""The datasets ``--dataset`` can name, each loaded into the same form: a ``Dataset``.
+
+Swapping the data source is all it takes to train the same model and trainer on another
+problem: a loader returns train and test tensors plus what inference needs later (class names,
+input shape, task, standardisation statistics). Adding a dataset is adding one function to
+``LOADERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
+from .mnist import load_fashion_mnist, load_mnist
+from .preprocessing import DIGIT, FILL
+
+__all__ = ["CLASSIFICATION", "LOADERS", "REGRESSION", "Dataset", "load_dataset"]
+
+
+def image_dataset(name: str, load: Callable, data_dir: str, classes: list[str], style: str = DIGIT) -> Dataset:
+    """A 28x28 grayscale image set as (N, 1, 28, 28) tensors."""
+    x_train, y_train = load(is_train=True, flatten=False, data_dir=data_dir)
+    x_test, y_test = load(is_train=False, flatten=False, data_dir=data_dir)
+    return Dataset(name, (x_train.unsqueeze(1), y_train), (x_test.unsqueeze(1), y_test), CLASSIFICATION,
+                   (1, 28, 28), classes, image_style=style)
+
+
+def mnist(data_dir: str, **_) -> Dataset:
+    return image_dataset("mnist", load_mnist, data_dir, [str(d) for d in range(10)])
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def fashion_mnist(data_dir: str, **_) -> Dataset:
+    return image_dataset("fashion-mnist", load_fashion_mnist, data_dir, FASHION_CLASSES, style=FILL)
+
+
+def digits(**_) -> Dataset:
+    """scikit-learn's bundled 8x8 digits (1,797 images): needs no download at all."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.data / 16.0).float().view(-1, 1, 8, 8)  # pixel values are 0..16
+    y = torch.from_numpy(bunch.target).long()
+    train, test = split_test(x, y, stratify=True)
+    return Dataset("digits", train, test, CLASSIFICATION, (1, 8, 8), [str(d) for d in range(10)])
+
+
+def diabetes(**_) -> Dataset:
+    """scikit-learn's bundled diabetes regression data (442 patients, 10 features)."""
+    from sklearn.datasets import load_diabetes
+
+    bunch = load_diabetes(scaled=False)
+    x = torch.from_numpy(bunch.data).float()
+    y = torch.from_numpy(bunch.target).float().unsqueeze(1)
+    train, test = split_test(x, y)
+    return Dataset("diabetes", train, test, REGRESSION, (x.size(1),), feature_names=list(bunch.feature_names))
+
+
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "mnist": mnist,
+    "fashion-mnist": fashion_mnist,
+    "digits": digits,
+    "diabetes": diabetes,
+}
+
+
+def load_dataset(name: str, data_dir: str = "data", **options) -> Dataset:
+    """The raw data ``name`` names (a key of ``LOADERS`` or ``csv:PATH``); ``options`` go to the CSV
+    reader. ``Dataset.prepared()`` turns it into model input."""
+    if name.startswith("csv:"):
+        from .csv_data import load_csv
+
+        return load_csv(Path(name[4:]), **options)
+    if name not in LOADERS:
+        raise UserError(f"--dataset {name!r}: unknown; choose one of {', '.join(LOADERS)} or csv:PATH")
+    return LOADERS[name](data_dir=data_dir)

@@ -1,0 +1,19 @@
+"""The test rows a model file is judged on: its dataset, through its own preprocessing record."""
+
+from __future__ import annotations
+
+from ..data.dataset import CLASSIFICATION, Dataset
+from ..data.datasets import load_dataset
+from ..training.config import TrainConfig
+
+
+def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
+    """The dataset the model file was trained on, as model input.
+
+    The record saved in the file is applied, never a new fit, so the rows go through exactly what
+    training used (the same standardisation statistics, the same image shape).
+    """
+    config = TrainConfig.from_dict(saved.get("config") or {})
+    raw = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target, test_csv=config.test_csv,
+                       drop_na=config.drop_na, task=config.task or CLASSIFICATION)
+    return raw.prepared(saved["preprocessing"])

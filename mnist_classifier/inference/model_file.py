@@ -1,0 +1,169 @@
+"""The model file: weights, the model's registry name and constructor values, the preprocessing
+record, optimizer state, config and history, all as plain values.
+
+It loads with ``torch.load(path, weights_only=True)``, so opening a file never runs code, and it
+is written atomically, so an interrupted save never destroys the previous model.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data.preprocessing import CLASSIFICATION, check_record, image_record, input_shape, legacy_record
+from ..errors import UserError
+from ..models import MODELS, name_of, rebuild
+
+FORMAT = "mnist_classifier.model/2"
+# Release 1 wrote only MLPs, with statistics in "dataset"; such files still load and predict the same.
+OLD_FORMATS = ("mnist_classifier.model/1",)
+# Model files from before datasets were recorded were all MNIST.
+MNIST_METADATA = {"name": "mnist", "task": CLASSIFICATION, "input_shape": [1, 28, 28],
+                  "classes": [str(d) for d in range(10)]}
+
+
+def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict, preprocessing: dict | None = None,
+                    **extra) -> None:
+    """Save everything needed to rebuild and use ``model`` from this file alone.
+
+    ``preprocessing`` is the record raw input must go through (``data.preprocessing``); without one,
+    the model is taken to read MNIST-like images. ``extra`` holds the rest: ``dataset`` metadata
+    (name, task, classes), ``history``, ``best_epoch``, ...
+    """
+    payload = {
+        "format": FORMAT,
+        "model_name": name_of(model),
+        "architecture": model.architecture(),
+        "model": model.state_dict(),
+        "preprocessing": preprocessing or image_record((1, 28, 28)),
+        "opt": optimizer.state_dict() if optimizer is not None else None,
+        "config": config,
+        **extra,
+    }
+    payload.setdefault("dataset", MNIST_METADATA)
+    atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); give it the mode an ordinary write would.
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a folder be opened this way.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_model_file(path: str | Path) -> dict:
+    """Read a model file safely (no code runs), check it is one of ours, and bring a release-1 file
+    to today's form (``model_name``, ``preprocessing``)."""
+    payload = load_safely(path, (FORMAT, *OLD_FORMATS), "model file")
+    if payload["format"] in OLD_FORMATS:
+        metadata = payload.get("dataset") or dict(MNIST_METADATA, input_shape=[28, 28])
+        payload["model_name"] = "mlp"
+        payload["preprocessing"] = legacy_record(metadata)
+        payload["dataset"] = dict(metadata, input_shape=list(input_shape(payload["preprocessing"])))
+    return payload
+
+
+def load_safely(path: str | Path, expected_format: str | tuple[str, ...], kind: str) -> dict:
+    """``torch.load(weights_only=True)`` with one-line errors; the file must carry ``expected_format``."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such {kind}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses any callable the file names: that is how a code payload shows.
+        payload_global = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        if payload_global:
+            raise UserError(
+                f"{path}: refused to load, the file would call {payload_global.group(1)} (only plain weights "
+                "are accepted; nothing in it was run)"
+            ) from e
+        raise UserError(f"{path}: not a readable {kind} (it is not a torch.save archive)") from e
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable {kind} ({_first_line(e)})") from e
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
+        raise UserError(f"{path}: not a {kind} written by mnist_classifier")
+    return payload
+
+
+def build_model(payload: dict, path: str | Path = "model file") -> nn.Module:
+    """Rebuild the saved model in eval mode from what ``load_model_file`` returned, after checking
+    that the file's parts agree: weights, architecture, preprocessing record and classes."""
+    name = payload.get("model_name")
+    if name not in MODELS:
+        raise UserError(f"{path}: names the model {name!r}, which this version does not know "
+                        f"({', '.join(MODELS)})")
+    record = check_record(payload.get("preprocessing"), str(path))
+    try:
+        model = rebuild(name, payload["architecture"])
+        model.load_state_dict(payload["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{path}: the weights do not match the saved architecture ({_first_line(e)})") from e
+    model.eval()
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise UserError(f"{path}: the weights hold NaN or infinite values; the model cannot predict")
+    _check_agrees(model, record, payload.get("dataset") or {}, path)
+    return model
+
+
+def _check_agrees(model: nn.Module, record: dict, metadata: dict, path) -> None:
+    """One forward pass on zeros: the record's input shape must fit the model, and the output must
+    have one value per class (one value for regression)."""
+    classes = metadata.get("classes")
+    expected = len(classes) if metadata.get("task", CLASSIFICATION) == CLASSIFICATION and classes else 1
+    try:
+        with torch.inference_mode():
+            output = model(torch.zeros(2, *input_shape(record)))
+    except RuntimeError as e:
+        raise UserError(f"{path}: the model does not take the input its preprocessing record describes "
+                        f"({_first_line(e)})") from e
+    if tuple(output.shape) != (2, expected):
+        raise UserError(f"{path}: the model gives {output.shape[-1]} outputs, but the file lists {expected} "
+                        "classes" if expected > 1 else f"{path}: a regression model must give one output")
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """The model, ready for inference, and the whole file's contents."""
+    payload = load_model_file(path)
+    return build_model(payload, path), payload
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

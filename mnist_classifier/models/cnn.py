@@ -1,0 +1,103 @@
+"""A convolutional classifier built the seed's way: blocks of Conv2d -> LeakyReLU -> BatchNorm2d
+(Dropout on request), each stage halving the image with max pooling, then the MLP's blocks as the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .base import Option, image_shape
+from .mlp import head
+
+OPTIONS = {
+    "channels": Option(list, [32, 64], "comma-separated output channels of each stage (each halves the image)",
+                       1, 4096),
+    "convs_per_stage": Option(int, 1, "convolution blocks per stage", 1, 16),
+    "hidden_sizes": Option(list, [128], "comma-separated sizes of the head's linear blocks", 1, 65536),
+    "use_dropout": Option(bool, False, "Dropout instead of batch norm in each block"),
+    "dropout_p": Option(float, 0.3, "dropout probability", 0.0, 0.99),
+}
+
+
+class ConvBlock(nn.Module):
+    """Conv2d (3x3, same size) -> LeakyReLU -> BatchNorm2d, or Dropout in place of the batch norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, use_batch_norm: bool = True, dropout_p: float = 0.3):
+        super().__init__()
+        # The batch norm's shift makes a convolution bias redundant.
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not use_batch_norm)
+        regularizer = nn.BatchNorm2d(out_channels) if use_batch_norm else nn.Dropout(dropout_p)
+        self.block = nn.Sequential(conv, nn.LeakyReLU(), regularizer)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # |x| = (batch_size, in_channels, h, w) -> (batch_size, out_channels, h, w)
+        return self.block(x)
+
+
+class ConvClassifier(nn.Module):
+    """Stages of ``convs_per_stage`` ConvBlocks and a 2x2 max pool, then linear blocks and LogSoftmax."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        output_size: int,
+        channels: Sequence[int] = (32, 64),
+        convs_per_stage: int = 1,
+        hidden_sizes: Sequence[int] = (128,),
+        use_batch_norm: bool = True,
+        dropout_p: float = 0.3,
+        classify: bool = True,
+    ):
+        super().__init__()
+        self.input_shape, self.output_size = list(input_shape), output_size
+        self.channels, self.convs_per_stage = list(channels), convs_per_stage
+        self.hidden_sizes, self.use_batch_norm = list(hidden_sizes), use_batch_norm
+        self.dropout_p, self.classify = dropout_p, classify
+
+        in_channels, height, width = input_shape
+        stages = []
+        for out_channels in self.channels:
+            for _ in range(convs_per_stage):
+                stages.append(ConvBlock(in_channels, out_channels, use_batch_norm, dropout_p))
+                in_channels = out_channels
+            if min(height, width) >= 2:  # small images (8x8 digits) stop shrinking at 1x1
+                stages.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+        self.features = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.Flatten(), *head(in_channels * height * width, output_size, self.hidden_sizes,
+                                                      use_batch_norm, dropout_p, classify))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # |x| = (batch_size, channels, height, width) -> (batch_size, output_size) log-probabilities
+        return self.head(self.features(x))
+
+    def architecture(self) -> dict:
+        """Plain values that rebuild this model: ``ConvClassifier(**model.architecture())``."""
+        return {
+            "input_shape": list(self.input_shape),
+            "output_size": self.output_size,
+            "channels": list(self.channels),
+            "convs_per_stage": self.convs_per_stage,
+            "hidden_sizes": list(self.hidden_sizes),
+            "use_batch_norm": self.use_batch_norm,
+            "dropout_p": self.dropout_p,
+            "classify": self.classify,
+        }
+
+
+MODEL_CLASS = ConvClassifier
+
+
+def accepts(input_shape: tuple[int, ...]) -> str | None:
+    return image_shape(input_shape)
+
+
+def build(input_shape: tuple[int, ...], output_size: int, classify: bool, channels: Sequence[int] = (32, 64),
+          convs_per_stage: int = 1, hidden_sizes: Sequence[int] = (128,), use_dropout: bool = False,
+          dropout_p: float = 0.3) -> ConvClassifier:
+    return ConvClassifier(input_shape, output_size, channels, convs_per_stage, hidden_sizes,
+                          use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify)
+

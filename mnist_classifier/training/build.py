@@ -1,0 +1,112 @@
+"""From a ``TrainConfig`` to a ready ``Trainer``: the model the registry builds, AdamW, the loss,
+the learning-rate schedule, augmentation and callbacks. Everything here is plain wiring."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data.dataset import CLASSIFICATION, REGRESSION
+from ..errors import UserError
+from ..models import MODELS
+from .augment import RandomDistortion
+from .callbacks import Callback
+from .config import TrainConfig
+from .trainer import Trainer, steps_per_epoch
+
+REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
+# Weights, their gradients and AdamW's two moments: four float32 copies of every parameter.
+BYTES_PER_PARAMETER = 16
+
+
+def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, task: str,
+                device: torch.device) -> nn.Module:
+    """The registry's model for ``config.model``, refused with a reason when it cannot read this data
+    or would not fit in memory."""
+    family = MODELS[config.model]
+    reason = family.accepts(tuple(input_shape))
+    if reason:
+        raise UserError(f"--model {config.model} cannot read this dataset: {reason}")
+    build = lambda: family.build(tuple(input_shape), output_size, task == CLASSIFICATION,  # noqa: E731
+                                 **config.model_options)
+    with torch.device("meta"):  # shapes only: a model too large to allocate is measured, not built
+        n_parameters = sum(p.numel() for p in build().parameters())
+    check_fits(n_parameters, device)
+    model = build().to(device)
+    if config.model == "cnn":
+        # oneDNN's convolutions run faster on channels-last (NHWC) tensors on CPUs and tensor cores.
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def check_fits(n_parameters: int, device: torch.device) -> None:
+    needed = n_parameters * BYTES_PER_PARAMETER
+    if device.type == "cuda":
+        available = torch.cuda.mem_get_info(device)[0]
+    else:
+        import os
+
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > available:
+        raise UserError(f"the model would have {n_parameters:,} parameters and need about {needed / 2**30:,.1f} GiB "
+                        f"to train, more than the {available / 2**30:,.1f} GiB of this {device.type}; choose smaller "
+                        "sizes")
+
+
+def make_scheduler(optimizer, config: TrainConfig, n_train: int):
+    """The learning-rate schedule, stepped once per optimizer step; None keeps the rate fixed."""
+    if config.lr_schedule == "constant":
+        return None
+    steps = config.n_epochs * steps_per_epoch(n_train, config.batch_size, config.compile)
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+
+
+def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
+    """NLLLoss on the model's log-probabilities, as the seed (label smoothing when asked);
+    for regression, ``--loss`` or MSE."""
+    if task == REGRESSION:
+        if config.loss == "nll":
+            raise UserError("--loss nll needs class targets; use mse, l1 or huber for regression")
+        return REGRESSION_LOSSES[config.loss or "mse"]()
+    if config.loss not in (None, "nll"):
+        raise UserError(f"--loss {config.loss} is a regression loss; use it with --task regression")
+    if not config.label_smoothing:
+        return nn.NLLLoss()
+    # log_softmax leaves log-probabilities unchanged, so CrossEntropyLoss on them is NLLLoss
+    # with label smoothing, computed by torch itself.
+    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+
+def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDistortion | None:
+    if not (config.augment or config.hflip or config.shift_px):
+        return None
+    if len(input_shape) != 3:
+        raise UserError(f"--augment, --hflip and --shift_px need images, but the inputs are rows of "
+                        f"{input_shape[0]} values")
+    flip_p = 0.5 if config.hflip else 0.0
+    if not config.augment:
+        return RandomDistortion.rigid(config.shift_px, flip_p)
+    return RandomDistortion(flip_p=flip_p)
+
+
+def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
+                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None
+                  ) -> Trainer:
+    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
+    model = build_model(config, input_shape, output_size, task, device)
+    # The fused kernel updates all parameters at once; the default per-parameter loop took about a
+    # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
+    fused = device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    return Trainer(
+        model,
+        optimizer,
+        make_loss(config, task),
+        make_scheduler(optimizer, config, n_train),
+        compile=config.compile,
+        amp=config.amp,
+        augment=make_augment(config, input_shape),
+        callbacks=callbacks,
+    )

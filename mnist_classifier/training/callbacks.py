@@ -1,0 +1,119 @@
+"""What happens around the training loop, each concern a small callback the ``Trainer`` calls.
+
+A callback overrides any of the events below; the trainer passes itself, so a callback can read
+the history or best epoch, ask for a stop (``trainer.should_stop = True`` ends the run after the
+epoch, ``trainer.request_stop(reason)`` interrupts it after the batch) or save files. A new
+concern is a new callback, not an edit of the loop.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from tqdm import tqdm
+
+# The bar's running loss needs a device sync; every 20 batches keeps that cost negligible.
+BAR_REFRESH_STEPS = 20
+
+
+class Callback:
+    def on_train_start(self, trainer) -> None: ...
+    def on_epoch_start(self, trainer, epoch: int, n_batches: int) -> None: ...
+    def on_batch_end(self, trainer, step: int) -> None: ...
+    def on_epoch_end(self, trainer, record: dict) -> None: ...
+    def on_train_end(self, trainer) -> None: ...  # always called, also when training raised
+
+
+class ProgressBar(Callback):
+    """A bar over each epoch's batches with the running loss, only on a terminal (logs stay clean)."""
+
+    def __init__(self):
+        self.bar: tqdm | None = None
+
+    def on_epoch_start(self, trainer, epoch: int, n_batches: int) -> None:
+        self.bar = tqdm(total=n_batches, desc=f"Epoch {epoch}/{trainer.n_epochs}", unit="batch", leave=False,
+                        disable=None)
+
+    def on_batch_end(self, trainer, step: int) -> None:
+        self.bar.update()
+        if not self.bar.disable and step % BAR_REFRESH_STEPS == 0:
+            self.bar.set_postfix(loss=f"{trainer.running_loss():.4f}", refresh=False)
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        self._close()
+
+    def on_train_end(self, trainer) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+class EpochPrinter(Callback):
+    """The seed's line per epoch: losses, accuracy, the lowest validation loss, seconds."""
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        text = (f"Epoch({record['epoch']}/{trainer.n_epochs}): train_loss={record['train_loss']:.4e}"
+                f"  valid_loss={record['valid_loss']:.4e}")
+        if "valid_accuracy" in record:
+            text += f"  valid_accuracy={record['valid_accuracy']:.4f}"
+        print(text + f"  lowest_loss={trainer.best_valid_loss:.4e}  ({record['seconds']:.1f}s)", flush=True)
+
+
+class EarlyStopping(Callback):
+    """End the run after ``patience`` epochs without a lower validation loss."""
+
+    def __init__(self, patience: int, verbose: bool = True):
+        self.patience, self.verbose = patience, verbose
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if record["epoch"] - trainer.best_epoch >= self.patience:
+            trainer.should_stop = True
+            if self.verbose:
+                print(f"Early stop: no lower validation loss for {self.patience} epochs", flush=True)
+
+
+class EveryEpochs(Callback):
+    """Call ``action(trainer)`` after every ``every``-th epoch (e.g. to write a checkpoint)."""
+
+    def __init__(self, every: int, action: Callable):
+        self.every, self.action = every, action
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if record["epoch"] % self.every == 0:
+            self.action(trainer)
+
+
+class StopOnSignals(Callback):
+    """The first SIGINT or SIGTERM asks the trainer to stop after the current batch (so that the
+    run can save what it has); a second one exits at once (every file is written atomically, so
+    none is left half-written)."""
+
+    def __init__(self):
+        self.previous: dict = {}
+
+    def on_train_start(self, trainer) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be installed from the main thread
+
+        def handle(signum, _frame):
+            name = signal.Signals(signum).name
+            if trainer.stop_reason is not None:
+                print(f"\n{name} again: exiting at once", file=sys.stderr, flush=True)
+                os._exit(128 + signum)
+            print(f"\n{name}: stopping after this batch to save (send it again to exit at once)",
+                  file=sys.stderr, flush=True)
+            trainer.request_stop(name)
+
+        self.previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_train_end(self, trainer) -> None:
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+        self.previous = {}

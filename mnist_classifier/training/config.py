@@ -1,0 +1,127 @@
+"""The training configuration: one typed object, built from the flags, saved as plain values."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from ..errors import UserError
+from ..models import MODELS
+
+LR_SCHEDULES = ("cosine", "onecycle", "constant")
+
+# Named sets of defaults for each model; flags given with a preset still win. Model options
+# (e.g. hidden_sizes) may appear beside the training flags.
+PRESETS = {
+    "mlp": {
+        # The accuracy record for a plain MLP of the seed's blocks (README, "Results"): wide blocks,
+        # distorted training images, one-cycle AdamW, label smoothing, bfloat16 so that it fits 15
+        # minutes on 2 CPU cores.
+        "record": {
+            "hidden_sizes": [1024, 1024, 1024],
+            "n_epochs": 150,
+            "batch_size": 256,
+            "lr": 2e-3,
+            "lr_schedule": "onecycle",
+            "weight_decay": 1e-4,
+            "label_smoothing": 0.1,
+            "augment": True,
+            "amp": True,
+            "train_ratio": 0.9,
+        },
+    },
+    "cnn": {},
+    "rnn": {},
+}
+# Training defaults that suit a model family better than the seed's (chosen on validation data).
+MODEL_DEFAULTS: dict[str, dict] = {"mlp": {}, "cnn": {}, "rnn": {}}
+
+
+def resolve_options(model: str, given: dict) -> dict:
+    """The model's options: what was given, the model's defaults for the rest."""
+    options = MODELS[model].OPTIONS
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise UserError(f"--{unknown[0]} does not apply to --model {model} (its options: "
+                        f"{', '.join('--' + name for name in options)})")
+    return {name: given.get(name, option.default) for name, option in options.items()}
+
+
+@dataclass
+class TrainConfig:
+    model_fn: str | None = None
+    gpu_id: int = -1
+    train_ratio: float = 0.8
+    batch_size: int = 256
+    n_epochs: int = 20
+    verbose: int = 1
+    seed: int | None = None
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    augment: bool = False
+    hflip: bool = False
+    shift_px: float = 0.0
+    patience: int = 0
+    compile: bool = False
+    amp: bool = False
+    preset: str | None = None
+    dataset: str = "mnist"
+    task: str | None = None
+    target: str | None = None
+    test_csv: str | None = None
+    drop_na: bool = False
+    loss: str | None = None
+    data_dir: str = "data"
+    checkpoint_every: int = 0
+    checkpoint_fn: str | None = None
+    resume: str | None = None
+    model: str = "mlp"
+    # The model's own options (``models/<model>.py`` OPTIONS), every one filled in.
+    model_options: dict = field(default_factory=lambda: resolve_options("mlp", {}))
+
+    def validate(self) -> None:
+        """Refuse impossible values before any work starts."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)} | dict(self.model_options)
+        for name, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UserError(f"--{name} must be a finite number, got {value}")
+        if not self.model_fn and not self.resume:
+            raise UserError("--model_fn is required (where to save the model), unless --resume is given")
+        if not 0 < self.train_ratio < 1:
+            raise UserError(f"--train_ratio must be between 0 and 1 (exclusive), got {self.train_ratio}")
+        if self.model not in MODELS:
+            raise UserError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        self.model_options = resolve_options(self.model, self.model_options)
+        for name, option in MODELS[self.model].OPTIONS.items():
+            problem = option.problem(name, self.model_options[name])
+            if problem:
+                raise UserError(problem)
+        for name in ("batch_size", "n_epochs"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        if min(self.weight_decay, self.patience, self.checkpoint_every, self.shift_px) < 0:
+            raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
+        if not 0 <= self.label_smoothing < 1:
+            raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.verbose < 0:
+            raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
+
+    def to_dict(self) -> dict:
+        """Plain Python values, safe for ``torch.load(weights_only=True)``."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Rebuild from ``to_dict()``, ignoring keys that a newer or older version added."""
+        known = {f.name for f in fields(cls)}
+        config = cls(**{k: v for k, v in values.items() if k in known})
+        if "model" not in values:
+            # Release 1 had only the MLP, its options among the other flags.
+            config.model_options = {k: values[k] for k in MODELS["mlp"].OPTIONS if values.get(k) is not None}
+        return config

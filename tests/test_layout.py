@@ -1,0 +1,114 @@
+"""The architecture's rules, read from the imports themselves:
+
+- inference (model files, ``Predictor``) imports neither training, data download, evaluation nor
+  the commands, nor torchvision or matplotlib, directly or through another module;
+- a model imports nothing of the project but the ``models`` package's own building blocks;
+- no module imports itself back through a chain of imports (no cycles).
+"""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mnist_classifier"
+INFERENCE_MUST_NOT_REACH = ("mnist_classifier.training", "mnist_classifier.data.mnist", "mnist_classifier.data.datasets",
+                            "mnist_classifier.data.csv_data", "mnist_classifier.evaluation", "mnist_classifier.cli",
+                            "torchvision", "matplotlib", "sklearn", "tqdm")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports at module level or inside functions, relative ones resolved."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            if base != name:  # `from . import cnn` in a package's __init__ names its submodules
+                found.add(base)
+            # `from . import cnn` imports a submodule, not a name.
+            found.update(f"{base}.{alias.name}" for alias in node.names
+                         if (PACKAGE.parent / f"{base}.{alias.name}".replace(".", "/")).with_suffix(".py").exists())
+    return found
+
+
+GRAPH = {module_name(p): imports_of(p) for p in PACKAGE.rglob("*.py")}
+
+
+def project_imports(module: str) -> set[str]:
+    return {m for m in GRAPH.get(module, ()) if m in GRAPH}
+
+
+def reachable(module: str) -> set[str]:
+    """Everything importing ``module`` loads: its imports, theirs, and each one's parent packages."""
+    seen, todo = set(), [module]
+    while todo:
+        current = todo.pop()
+        for target in GRAPH.get(current, ()):
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                parent = ".".join(parts[:i])
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
+    return seen
+
+
+def test_the_graph_sees_the_real_imports():
+    assert "mnist_classifier.models.mlp" in project_imports("mnist_classifier.models.cnn")
+    assert "mnist_classifier.training.trainer" in reachable("mnist_classifier.cli.train")
+    assert "torchvision" in reachable("mnist_classifier.data.datasets")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("mnist_classifier.inference")))
+def test_inference_reaches_no_training_download_or_plotting_code(module):
+    forbidden = {m for m in reachable(module) if m.startswith(INFERENCE_MUST_NOT_REACH)}
+    assert not forbidden, f"{module} imports {sorted(forbidden)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("mnist_classifier.models")))
+def test_models_import_only_their_own_building_blocks(module):
+    outside = {m for m in project_imports(module) if not m.startswith("mnist_classifier.models")}
+    assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_no_import_cycles():
+    def visit(module, path):
+        for target in project_imports(module):
+            if target in path:
+                cycle = path[path.index(target):] + [target]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            visit(target, path + [target])
+
+    for module in GRAPH:
+        visit(module, [module])
+
+
+def test_importing_the_predictor_loads_no_training_code():
+    code = ("import sys; from mnist_classifier import Predictor; "
+            "print('\\n'.join(m for m in sys.modules if m.startswith(('mnist_classifier', 'torchvision', "
+            "'matplotlib', 'sklearn'))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "mnist_classifier.inference.predictor" in loaded
+    assert not [m for m in loaded if m.startswith(INFERENCE_MUST_NOT_REACH)], loaded
+
+
+def test_the_seeds_names_stay_importable_from_the_package():
+    import mnist_classifier
+
+    for name in ("Block", "ImageClassifier", "Trainer", "get_hidden_sizes", "split_data", "load_mnist",
+                 "load_model", "Predictor", "ConvClassifier", "SequenceClassifier"):
+        assert getattr(mnist_classifier, name).__name__ == name

@@ -1,0 +1,72 @@
+"""Every registered model family through the whole path: train from the command line, save,
+evaluate, predict (command line and ``Predictor``) and resume bit for bit."""
+
+import json
+import re
+import signal
+
+import pytest
+import torch
+
+from mnist_classifier.cli import evaluate as evaluate_cli
+from mnist_classifier.cli import predict as predict_cli
+from mnist_classifier.cli import train as train_cli
+from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.training.callbacks import Callback
+
+from .conftest import render_digit
+
+# Small versions of each family, so that a few epochs on 600 images take seconds.
+FAMILIES = {
+    "cnn": ["--model", "cnn", "--channels", "4,8", "--hidden_sizes", "16"],
+    "rnn": ["--model", "rnn", "--hidden_size", "32", "--n_layers", "1", "--cell", "gru", "--lr", "1e-2"],
+}
+
+
+def train(tmp_path, data_dir, family, name="m.pth", *extra):
+    flags = ["--model_fn", str(tmp_path / name), "--data_dir", str(data_dir), "--n_epochs", "3", "--batch_size", "64",
+             "--seed", "0", "--verbose", "0", *FAMILIES[family], *extra]
+    train_cli.main(flags)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_trains_saves_evaluates_and_predicts(family, fake_mnist, tmp_path, capsys):
+    model_fn = train(tmp_path, fake_mnist, family)
+    trained = float(re.search(r"Test accuracy: ([\d.]+)%", capsys.readouterr().out).group(1))
+    assert trained > 30  # learnable fake digits: far above chance (10%) in 3 epochs
+    saved = torch.load(model_fn, weights_only=True)
+    assert saved["model_name"] == family and saved["config"]["model"] == family
+
+    evaluate_cli.main(["--model_fn", str(model_fn), "--out_dir", str(tmp_path / "eval"), "--json"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["accuracy"] * 100 == pytest.approx(trained, abs=0.01)  # the same test rows, the same record
+
+    render_digit(3, 40, (10, 10)).save(tmp_path / "three.png")
+    predict_cli.main(["--model_fn", str(model_fn), str(tmp_path / "three.png"), "--json"])
+    (from_cli,) = json.loads(capsys.readouterr().out)
+    (from_python,) = Predictor(model_fn).predict(tmp_path / "three.png")
+    assert from_cli["label"] == from_python.label and from_cli["probability"] == pytest.approx(from_python.probability)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_resume_continues_bit_for_bit(family, fake_mnist, tmp_path, monkeypatch):
+    train(tmp_path, fake_mnist, family, "whole.pth")
+
+    make_callbacks = train_cli.make_callbacks
+
+    class InterruptAfterEpoch1(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 1:
+                signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(train_cli, "make_callbacks", lambda cfg: [InterruptAfterEpoch1(), *make_callbacks(cfg)])
+    with pytest.raises(SystemExit) as stopped:
+        train(tmp_path, fake_mnist, family, "split.pth")
+    assert stopped.value.code == 143
+    monkeypatch.setattr(train_cli, "make_callbacks", make_callbacks)
+    train_cli.main(["--resume", str(tmp_path / "split.pth.ckpt")])
+
+    whole, split = (torch.load(tmp_path / n, weights_only=True)["model"] for n in ("whole.pth", "split.pth"))
+    assert whole.keys() == split.keys()
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
