@@ -31,9 +31,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_classifier.config import TrainConfig  # noqa: E402
-from mnist_classifier.data import load_mnist  # noqa: E402
 from mnist_classifier.model import ImageClassifier  # noqa: E402
 from mnist_classifier.train import build_trainer  # noqa: E402
+
+from mnist_classifier.data import load_mnist  # noqa: E402
 from mnist_classifier.utils import get_hidden_sizes  # noqa: E402
 
 BATCH_SIZE = 256

@@ -2,7 +2,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 
 from mnist_classifier.data.preprocessing import image_record
