@@ -1,8 +1,11 @@
 """Training speed side by side, in one process: the tightest loop, this project's Trainer, the
-DataLoader tutorial style and PyTorch Lightning, on the seed's model and the same 48,000/12,000
-MNIST split; plus the machine's float32 matrix-multiply peak.
+DataLoader tutorial style (pytorch/examples' mnist loop) and PyTorch Lightning, on one model and
+the same 48,000/12,000 MNIST split; plus the machine's float32 matrix-multiply peak.
 
-    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--json speed.json] [--full_runs]
+    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--model cnn] [--json speed.json] [--full_runs]
+
+``--model`` picks the registry's model with its default options (the seed's MLP by default); every
+variant trains that same model with the same batch size.
 
 The machine is noisy, so the variants are interleaved and repeated: each round runs every
 variant for ``--epochs`` epochs, takes its median epoch after the first (warm-up) epoch, and
@@ -30,18 +33,19 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mnist_classifier.config import TrainConfig  # noqa: E402
-from mnist_classifier.model import ImageClassifier  # noqa: E402
-from mnist_classifier.train import build_trainer  # noqa: E402
-
-from mnist_classifier.data import load_mnist  # noqa: E402
-from mnist_classifier.utils import get_hidden_sizes  # noqa: E402
+from mnist_classifier.data.mnist import load_mnist  # noqa: E402
+from mnist_classifier.models import MODELS  # noqa: E402
+from mnist_classifier.training.build import build_trainer  # noqa: E402
+from mnist_classifier.training.config import TrainConfig  # noqa: E402
 
 BATCH_SIZE = 256
+MODEL = "mlp"  # set from --model
+IMAGES = (1, 28, 28)
 
 
-def seed_model() -> ImageClassifier:
-    return ImageClassifier(784, 10, get_hidden_sizes(784, 10, 5))
+def seed_model() -> nn.Module:
+    """The benchmarked model, as a tutorial would build it: default options, no memory-format tricks."""
+    return MODELS[MODEL].build(IMAGES, 10, classify=True)
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -83,9 +87,11 @@ def run_bare(data, epochs: int, **_) -> list[tuple[float, float]]:
 def run_project(data, epochs: int, compile: bool = False, amp: bool = False, **_) -> list[tuple[float, float]]:
     """This project's Trainer, built exactly as train.py builds it, validation included."""
     train, valid = data
-    config = TrainConfig(model_fn="unused", n_epochs=epochs, verbose=0, compile=compile, amp=amp)
-    trainer = build_trainer(config, 784, 10, len(train[0]), torch.device("cpu"))
-    history = trainer.train(train, valid, config)
+    config = TrainConfig(model_fn="unused", n_epochs=epochs, verbose=0, compile=compile, amp=amp, model=MODEL,
+                         model_options={})
+    config.validate()
+    trainer = build_trainer(config, IMAGES, 10, len(train[0]), torch.device("cpu"), callbacks=[])
+    history = trainer.train(train, valid, epochs, BATCH_SIZE)
     return [(h["seconds"], h["valid_seconds"]) for h in history]
 
 
@@ -104,12 +110,12 @@ def run_dataloader(data, epochs: int, data_dir: str = "data", split=None, **_) -
         started = time.perf_counter()
         model.train()
         for x, y in train_loader:
-            plain_step(model, optimizer, crit, x.view(len(x), -1), y)
+            plain_step(model, optimizer, crit, x, y)
         valid_started = time.perf_counter()
         model.eval()
         with torch.no_grad():
             for x, y in valid_loader:
-                crit(model(x.view(len(x), -1)), y)
+                crit(model(x), y)
         now = time.perf_counter()
         times.append((now - started, now - valid_started))
     return times
@@ -210,16 +216,21 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--full_runs", action="store_true", help="also time whole 20-epoch train.py runs")
+    parser.add_argument("--model", choices=list(MODELS), default="mlp", help="the model every variant trains")
     args = parser.parse_args()
+    global MODEL
+    MODEL = args.model
     if "bare" not in args.variants:
         args.variants.insert(0, "bare")
 
     torch.manual_seed(0)
-    x, y = load_mnist(data_dir=args.data_dir)
+    x, y = load_mnist(data_dir=args.data_dir, flatten=False)
+    x = x.unsqueeze(1)  # (N, 1, 28, 28): every model reads images in their natural shape
     split = torch.randperm(len(x)).split([48000, 12000])
     data = ((x[split[0]], y[split[0]]), (x[split[1]], y[split[1]]))
     peak = matmul_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.0f} GFLOP/s", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.0f} GFLOP/s, "
+          f"model {MODEL}", flush=True)
 
     epoch_s = {name: [] for name in args.variants}
     valid_s = {name: [] for name in args.variants}
@@ -249,13 +260,15 @@ def main() -> None:
             "valid_s": statistics.median(valid_s[name]),
             "samples_per_s": 48000 / seconds,
             "ratio_to_bare": statistics.median(ratios[name]),
-            "fraction_of_peak": 6 * weights * 48000 / seconds / 1e9 / peak,
+            # Only an MLP's work is all matrix multiplication.
+            "fraction_of_peak": 6 * weights * 48000 / seconds / 1e9 / peak if MODEL == "mlp" else None,
         })
     print("\n| variant | s/epoch | of which validation | train samples/s | x bare | of matmul peak |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in rows:
+        of_peak = "-" if r["fraction_of_peak"] is None else f"{r['fraction_of_peak']:.0%}"
         print(f"| {r['variant']} | {r['epoch_s']:.2f} | {r['valid_s']:.2f} | {r['samples_per_s']:,.0f} "
-              f"| {r['ratio_to_bare']:.2f} | {r['fraction_of_peak']:.0%} |")
+              f"| {r['ratio_to_bare']:.2f} | {of_peak} |")
     full = full_runs(args.data_dir) if args.full_runs else []
     if full:
         print("\n| 20-epoch train.py run | wall time | test accuracy |\n| --- | --- | --- |")

@@ -18,9 +18,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mnist_classifier.predictor import Predictor  # noqa: E402
-
-from mnist_classifier.data import load_mnist  # noqa: E402
+from mnist_classifier.data.mnist import load_mnist  # noqa: E402
+from mnist_classifier.inference.predictor import Predictor  # noqa: E402
 
 
 def as_photo(image: np.ndarray, rng: np.random.Generator) -> Image.Image:

@@ -1,6 +1,7 @@
-"""Test-set results per dataset, from the command line each README section shows.
+"""Test-set results per dataset and model, from the command line each README section shows.
 
     python benchmarks/eval_datasets.py [--seeds 0 1 2] [--only digits diabetes]
+    python benchmarks/eval_datasets.py --only "mnist cnn" "mnist rnn"     # the model families' table
 
 Diabetes is compared with scikit-learn's LinearRegression fitted on the same training rows.
 """
@@ -16,13 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mnist_classifier.datasets import load_dataset  # noqa: E402
-from mnist_classifier.train import parse_config, run  # noqa: E402
+from mnist_classifier.cli.train import parse_config, run  # noqa: E402
+from mnist_classifier.data.datasets import load_dataset  # noqa: E402
 
 # The flags each README section documents, beyond --dataset.
 COMMANDS = {
     "mnist": [],
+    "mnist cnn": ["--model", "cnn"],
+    "mnist cnn record": ["--model", "cnn", "--preset", "record"],
+    "mnist rnn": ["--model", "rnn"],
+    "fashion-mnist cnn": ["--model", "cnn", "--hflip"],
     "fashion-mnist": [],
     "fashion-mnist --amp": ["--amp"],
     "fashion-mnist recipe": ["--amp", "--n_epochs", "60", "--hidden_sizes", "1024,1024", "--label_smoothing", "0.1",
@@ -39,10 +46,10 @@ def linear_regression_rmse(name: str) -> float:
     import numpy as np
     from sklearn.linear_model import LinearRegression
 
-    dataset = load_dataset(name)
+    dataset = load_dataset(name).prepared()
     (x, y), (x_test, y_test) = dataset.train, dataset.test
     predicted = LinearRegression().fit(x.numpy(), y.numpy()).predict(x_test.numpy())
-    return float(np.sqrt(((predicted - y_test.numpy()) ** 2).mean()) * dataset.y_std)
+    return float(np.sqrt(((predicted - y_test.numpy()) ** 2).mean()) * dataset.preprocessing["y_std"])
 
 
 def main() -> None:
@@ -52,11 +59,11 @@ def main() -> None:
     parser.add_argument("--data_dir", default="data")
     args = parser.parse_args()
 
-    print("| command | metric | per seed | median | seconds per run |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| command | metric | per seed | median | training s (median) | whole run s (median) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for label in args.only:
         name = label.split()[0]
-        values, seconds = [], []
+        values, seconds, training = [], [], []
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 config = parse_config(["--model_fn", f"{tmp}/m.pth", "--dataset", name, "--data_dir", args.data_dir,
@@ -65,14 +72,16 @@ def main() -> None:
                 with contextlib.redirect_stdout(io.StringIO()):
                     test = run(config)
                 seconds.append(time.perf_counter() - started)
+                training.append(torch.load(f"{tmp}/m.pth", weights_only=True)["train_seconds"])
             values.append(test["accuracy"] * 100 if "accuracy" in test else test["rmse"])
         metric = "test accuracy %" if "accuracy" in test else "test RMSE"
         command = " ".join(["--dataset", name, *COMMANDS[label]])
         print(f"| `{command}` | {metric} | {', '.join(f'{v:.2f}' for v in values)} | "
-              f"{statistics.median(values):.2f} | {statistics.median(seconds):.0f} |", flush=True)
+              f"{statistics.median(values):.2f} | {statistics.median(training):.0f} | "
+              f"{statistics.median(seconds):.0f} |", flush=True)
         if name == "diabetes":
             print(f"| scikit-learn `LinearRegression`, same split | test RMSE | | "
-                  f"{linear_regression_rmse(name):.2f} | |", flush=True)
+                  f"{linear_regression_rmse(name):.2f} | | |", flush=True)
 
 
 if __name__ == "__main__":

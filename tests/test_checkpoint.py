@@ -184,3 +184,28 @@ def test_sigkill_during_saves_never_leaves_a_broken_model_file(tmp_path):
     assert path.exists()
     # Kills that landed mid-save leave their temporary file behind: proof the saves were hit.
     assert list(tmp_path.glob(".m.pth.*.tmp"))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("checkpoint")
+    train_module.main(["--model_fn", str(folder / "m.pth"), "--n_epochs", "1", "--checkpoint_every", "1", *DIGITS])
+    return folder / "m.pth.ckpt"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"batch_size": -5}, "--batch_size must be a positive integer"),
+    ({"lr": float("nan")}, "--lr must be a finite number"),
+    ({"lr_schedule": "bogus"}, "--lr_schedule must be one of"),
+    ({"model": "transformer"}, "--model must be one of"),
+])
+def test_an_edited_checkpoint_configuration_is_validated_like_flags(one_epoch_checkpoint, tmp_path, capsys, edit,
+                                                                    message):
+    checkpoint = torch.load(one_epoch_checkpoint, weights_only=True)
+    checkpoint["config"].update(edit)
+    torch.save(checkpoint, tmp_path / "m.pth.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        train_module.main(["--resume", str(tmp_path / "m.pth.ckpt")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "the checkpoint's configuration is refused" in err and message in err and len(err.splitlines()) == 1

