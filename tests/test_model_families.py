@@ -7,10 +7,13 @@ import signal
 
 import pytest
 import torch
+from PIL import Image
 
 from mnist_classifier.cli import evaluate as evaluate_cli
 from mnist_classifier.cli import predict as predict_cli
 from mnist_classifier.cli import train as train_cli
+from mnist_classifier.data.images import mnist_like
+from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.inference.predictor import Predictor
 from mnist_classifier.training.callbacks import Callback
 
@@ -45,8 +48,13 @@ def test_trains_saves_evaluates_and_predicts(family, fake_mnist, tmp_path, capsy
     render_digit(3, 40, (10, 10)).save(tmp_path / "three.png")
     predict_cli.main(["--model_fn", str(model_fn), str(tmp_path / "three.png"), "--json"])
     (from_cli,) = json.loads(capsys.readouterr().out)
-    (from_python,) = Predictor(model_fn).predict(tmp_path / "three.png")
-    assert from_cli["label"] == from_python.label and from_cli["probability"] == pytest.approx(from_python.probability)
+    (from_python,) = Predictor(model_fn).predict(Image.open(tmp_path / "three.png"))
+    # The model itself on the picture prepared by hand, the MNIST way: the same answer.
+    model, _ = load_model(model_fn)
+    by_hand = torch.from_numpy(mnist_like(Image.open(tmp_path / "three.png"))).view(1, 1, 28, 28)
+    probability, label = model(by_hand).exp().max(dim=-1)
+    assert from_cli["label"] == from_python.label == str(label.item())
+    assert from_cli["probability"] == pytest.approx(probability.item(), abs=1e-6)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

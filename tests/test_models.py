@@ -57,13 +57,14 @@ def test_cnn_on_small_images_stops_pooling_at_one_pixel():
 
 @pytest.mark.parametrize("cell, bidirectional", [("lstm", True), ("gru", False)])
 def test_rnn_reads_rows_as_time_steps(cell, bidirectional):
-    model = SequenceClassifier(IMAGES, 10, hidden_size=12, n_layers=2, cell=cell, bidirectional=bidirectional)
+    shape = (2, 20, 12)  # two channels: each row of 12 pixels is 24 values, one time step per row
+    model = SequenceClassifier(shape, 10, hidden_size=12, n_layers=2, cell=cell, bidirectional=bidirectional)
     assert isinstance(model.rnn, {"lstm": nn.LSTM, "gru": nn.GRU}[cell])
-    assert model.rnn.input_size == 28 and model.rnn.bidirectional == bidirectional
-    # Rows are the sequence: the model's answer is the recurrent layer's answer on (N, 28 rows, 28 values).
-    x = torch.rand(3, *IMAGES)
+    assert model.rnn.input_size == 24 and model.rnn.bidirectional == bidirectional
+    x = torch.rand(3, *shape)
+    rows = torch.stack([torch.cat([x[:, 0, r], x[:, 1, r]], dim=-1) for r in range(20)], dim=1)
     model.eval()
-    _, state = model.rnn(x[:, 0])
+    _, state = model.rnn(rows)
     hidden = state[0] if cell == "lstm" else state
     last = torch.cat(list(hidden[-2:] if bidirectional else hidden[-1:]), dim=-1)
     torch.testing.assert_close(model(x), model.head(last))

@@ -29,8 +29,8 @@ def test_defaults_are_the_seeds():
         (["--train_ratio", "0"], "--train_ratio must be between 0 and 1"),
         (["--batch_size", "0"], "--batch_size must be a positive integer"),
         (["--n_epochs", "-1"], "--n_epochs must be a positive integer"),
-        (["--n_layers", "0"], "--n_layers must lie in [2, 64]"),
-        (["--n_layers", "1000000000000"], "--n_layers must lie in [2, 64]"),
+        (["--n_layers", "0"], "--n_layers must lie in [1, 64]"),
+        (["--n_layers", "1000000000000"], "--n_layers must lie in [1, 64]"),
         (["--hidden_sizes", "1000000000000"], "--hidden_sizes must lie in"),
         (["--dropout_p", "1"], "--dropout_p must lie in"),
         (["--model", "cnn", "--n_layers", "3"], "--n_layers does not apply to --model cnn"),
@@ -160,3 +160,53 @@ def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+
+
+def test_switches_a_preset_turned_on_can_be_turned_off_and_depth_beats_preset_sizes():
+    config = parse_config(["--model_fn", "m.pth", "--preset", "record", "--no-augment", "--no-amp", "--n_layers", "3"])
+    assert not config.augment and not config.amp
+    assert config.model_options["hidden_sizes"] is None and config.model_options["n_layers"] == 3
+
+
+def test_each_model_brings_its_own_defaults_and_options():
+    cnn = parse_config(["--model_fn", "m.pth", "--model", "cnn"])
+    assert cnn.model_options["channels"] == [16, 32, 64] and cnn.lr_schedule == "onecycle" and cnn.shift_px == 2
+    rnn = parse_config(["--model_fn", "m.pth", "--model", "rnn", "--no-bidirectional", "--n_layers", "2"])
+    assert rnn.model_options["bidirectional"] is False and rnn.model_options["n_layers"] == 2
+    assert parse_config(["--model_fn", "m.pth", "--model", "cnn", "--n_epochs", "3"]).n_epochs == 3  # flags win
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("resume")
+    main(["--model_fn", str(folder / "m.pth"), "--dataset", "digits", "--n_epochs", "2", "--batch_size", "64",
+          "--seed", "0", "--verbose", "0", "--checkpoint_every", "1", "--lr_schedule", "constant"])
+    return folder / "m.pth.ckpt"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "0.1"], "--lr cannot change when resuming"),
+    (["--model", "cnn"], "--model cannot change when resuming"),
+    (["--channels", "4"], "--channels cannot change when resuming"),
+])
+def test_resume_refuses_flags_that_would_change_the_run(digits_checkpoint, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", str(digits_checkpoint), *flags])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_resume_can_extend_a_run_with_a_fixed_rate_into_another_file(digits_checkpoint, tmp_path, capsys):
+    main(["--resume", str(digits_checkpoint), "--n_epochs", "4", "--model_fn", str(tmp_path / "longer.pth"),
+          "--checkpoint_fn", str(tmp_path / "longer.ckpt")])
+    saved = torch.load(tmp_path / "longer.pth", weights_only=True)
+    assert [h["epoch"] for h in saved["history"]] == [1, 2, 3, 4] and saved["config"]["n_epochs"] == 4
+    assert "Test accuracy" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_longer_run_when_the_schedule_was_planned_for_the_old_length(tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "1", "--batch_size", "64",
+          "--verbose", "0", "--checkpoint_every", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "5"])
+    assert exit_info.value.code == 2
+    assert "cosine learning-rate schedule was planned for 1 epochs" in capsys.readouterr().err

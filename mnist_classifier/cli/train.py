@@ -14,6 +14,7 @@ import torch
 
 from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset
 from ..data.datasets import load_dataset
+from ..data.preprocessing import target_scale
 from ..errors import UserError
 from ..inference.model_file import save_model_file
 from ..models import MODELS
@@ -48,17 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="decoupled weight decay (AdamW); 0 is plain Adam (default: %(default)s)")
     p.add_argument("--label_smoothing", type=float, default=0.0,
                    help="share of each target spread over all classes (default: %(default)s)")
-    p.add_argument("--augment", action="store_true",
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
                    help="distort training images (random affine and elastic) on every batch")
-    p.add_argument("--hflip", action="store_true",
+    p.add_argument("--hflip", action=argparse.BooleanOptionalAction, default=False,
                    help="mirror half the training images left-right (for clothes, not for digits)")
     p.add_argument("--shift_px", type=float, default=0.0,
-                   help="shift training images by up to this many pixels (without --augment) (default: 0)")
+                   help="shift training images by up to this many pixels (without --augment) (default: 0; cnn: 2)")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without a lower validation loss; 0: never (default: 0)")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="compile the training step with torch.compile (a few percent faster per epoch on a CPU)")
-    p.add_argument("--amp", action="store_true",
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
                    help="bfloat16 mixed precision: about 2x faster on CPUs with AVX512-BF16 and on recent GPUs")
     p.add_argument("--model", choices=list(MODELS), default="mlp",
                    help="the model family: mlp (the seed's), cnn or rnn (default: %(default)s)")
@@ -85,15 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_model_options(group) -> None:
     """One flag per option name of the registered models; unset flags stay None, so that each model's
-    own default applies (``--n_layers`` is 5 for the MLP, 2 for the RNN)."""
+    own default applies (``--n_layers`` is 5 for the MLP, 1 for the RNN)."""
     families: dict[str, list[str]] = {}
     for model, module in MODELS.items():
         for name in module.OPTIONS:
             families.setdefault(name, []).append(model)
     for name, models in families.items():
         specs = [MODELS[m].OPTIONS[name] for m in models]
-        defaults = "; ".join(f"{m}: {_shown(spec.default)}" for m, spec in zip(models, specs, strict=True))
-        help_text = f"{specs[0].help} (default {defaults})"
+        helps = {spec.help for spec in specs}
+        described = "; ".join(f"{m}: {spec.help if len(helps) > 1 else ''}{' ' if len(helps) > 1 else ''}"
+                              f"default {_shown(spec.default)}" for m, spec in zip(models, specs, strict=True))
+        help_text = f"{specs[0].help + ' ' if len(helps) == 1 else ''}({described})"
         if specs[0].kind is bool:
             group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
@@ -104,7 +107,7 @@ def add_model_options(group) -> None:
 def _shown(value) -> str:
     if isinstance(value, list):
         return ",".join(map(str, value))
-    return "from the sizes" if value is None else str(value)
+    return "computed from the other options" if value is None else str(value)
 
 
 def _int_list(text: str) -> list[int]:
@@ -121,19 +124,63 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre.add_argument("--preset")
     pre.add_argument("--model", choices=list(MODELS), default="mlp")
     known = pre.parse_known_args(argv)[0]
-    defaults = dict(MODEL_DEFAULTS[known.model])
+    defaults = dict(MODEL_DEFAULTS.get(known.model, {}))
+    presets = PRESETS.get(known.model, {})
     if known.preset:
-        if known.preset not in PRESETS[known.model]:
+        if known.preset not in presets:
             raise UserError(f"--preset {known.preset}: there is none for --model {known.model} (presets: "
-                            f"{', '.join(PRESETS[known.model]) or 'none'})")
-        defaults.update(PRESETS[known.model][known.preset])
+                            f"{', '.join(presets) or 'none'})")
+        defaults.update(presets[known.preset])
     parser = build_parser()
     parser.set_defaults(**defaults)
     values = vars(parser.parse_args(argv))
+    explicit = given_flags(argv)
+    if "n_layers" in explicit and "hidden_sizes" not in explicit:
+        values["hidden_sizes"] = None  # an explicit depth beats a preset's sizes
     option_names = {name for module in MODELS.values() for name in module.OPTIONS}
     given = {name: values.pop(name) for name in option_names}
     config = TrainConfig(**values, model_options={k: v for k, v in given.items() if v is not None})
+    if config.resume:
+        return config  # the checkpoint's configuration is validated, with what may change (resumed_config)
     config.validate()
+    return config
+
+
+def given_flags(argv: list[str] | None) -> set[str]:
+    """The names of the flags given on the command line (not those left at their defaults)."""
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public way to drop every default
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(argv)))
+
+
+# What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
+# fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
+RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs")
+
+
+def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConfig:
+    """The checkpoint's configuration, validated like flags, with the flags that may change applied."""
+    refused = sorted(set(explicit) - set(RESUME_MAY_CHANGE))
+    if refused:
+        raise UserError(f"--{refused[0]} cannot change when resuming {checkpoint_fn} (the run continues with its "
+                        f"saved configuration); only {', '.join('--' + f for f in RESUME_MAY_CHANGE[1:])} can")
+    try:
+        config = TrainConfig.from_dict(saved)
+        if "n_epochs" in explicit and explicit["n_epochs"] != config.n_epochs and config.lr_schedule != "constant":
+            raise UserError(f"--n_epochs cannot change when resuming {checkpoint_fn}: its {config.lr_schedule} "
+                            f"learning-rate schedule was planned for {config.n_epochs} epochs")
+        for name, value in explicit.items():
+            if name != "resume":
+                setattr(config, name, value)
+        config.resume = checkpoint_fn
+        config.validate()  # a checkpoint's values are checked as flags are
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
+    except UserError as e:
+        if str(e).startswith("--n_epochs cannot change"):
+            raise
+        raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {e}") from e
     return config
 
 
@@ -223,8 +270,8 @@ def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dic
     test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, config.amp)
     if dataset.task == REGRESSION:
         # Targets were standardised for training; undo it for what people read.
-        y_std = dataset.preprocessing["y_std"]
-        test = {"mse": test["mse"] * y_std**2, "rmse": test["mse"] ** 0.5 * y_std, "r2": test["r2"]}
+        scale = target_scale(dataset.preprocessing)
+        test = {"mse": test["mse"] * scale**2, "rmse": test["mse"] ** 0.5 * scale, "r2": test["r2"]}
     return test
 
 
@@ -270,16 +317,9 @@ def main(argv: list[str] | None = None) -> None:
         config = parse_config(argv)
         resume = None
         if config.resume:
-            checkpoint_fn, model_fn = config.resume, config.model_fn
-            checkpoint = load_checkpoint(checkpoint_fn)
-            try:
-                config = TrainConfig.from_dict(checkpoint["config"])
-                config.model_fn = model_fn or config.model_fn
-                config.validate()  # a checkpoint's values are checked as flags are
-            except (TypeError, KeyError) as e:
-                raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
-            except UserError as e:
-                raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {e}") from e
+            checkpoint = load_checkpoint(config.resume)
+            explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
+            config = resumed_config(config.resume, checkpoint["config"], explicit)
             resume = checkpoint["trainer"]
         run(config, resume)
 

@@ -1,9 +1,10 @@
 """The datasets ``--dataset`` can name, each loaded into the same form: a ``Dataset``.
 
 Swapping the data source is all it takes to train the same model and trainer on another
-problem: a loader returns train and test tensors plus what inference needs later (class names,
-input shape, task, standardisation statistics). Adding a dataset is adding one function to
-``LOADERS``.
+problem: a loader returns raw train and test tensors in their natural shape plus what inference
+needs later (class names, input shape, task, how people's pictures are prepared).
+``Dataset.prepared()`` then fits the preprocessing record on the training rows. Adding a dataset
+is adding one function to ``LOADERS``.
 """
 
 from __future__ import annotations

@@ -103,6 +103,11 @@ def to_model_target(record: dict, y: torch.Tensor) -> torch.Tensor:
     return y
 
 
+def target_scale(record: dict) -> float:
+    """How many target units one unit of a regression model's output is (1 for classes)."""
+    return record["y_std"] if record["kind"] == TABLE else 1.0
+
+
 def from_model_output(record: dict, output: torch.Tensor) -> torch.Tensor:
     """A regression model's output back in the target's units."""
     if record["kind"] == TABLE:
@@ -126,8 +131,8 @@ def legacy_record(metadata: dict) -> dict:
     """The record of a model file from release 1, which saved statistics in its dataset metadata."""
     shape = list(metadata["input_shape"])
     if metadata.get("x_mean") is None:
-        return image_record((1, *shape) if len(shape) == 2 else shape,
-                            FILL if metadata.get("name") == "fashion-mnist" else DIGIT)
+        # Release 1 prepared every picture the MNIST-digit way: its files keep answering the same.
+        return image_record((1, *shape) if len(shape) == 2 else shape, DIGIT)
     return {"kind": TABLE, "feature_names": metadata.get("feature_names"), "x_mean": metadata["x_mean"],
             "x_std": metadata["x_std"], "y_mean": metadata.get("y_mean", 0.0), "y_std": metadata.get("y_std", 1.0)}
 
@@ -136,11 +141,14 @@ def check_record(record, where: str) -> dict:
     """Refuse a record whose parts do not fit together (an edited or damaged model file)."""
     try:
         if record["kind"] == IMAGE:
-            shape = [int(v) for v in record["shape"]]
-            ok = len(shape) == 3 and min(shape) >= 1 and record["style"] in IMAGE_STYLES
+            shape = record["shape"]
+            ok = (len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape)
+                  and record["style"] in IMAGE_STYLES)
         else:
-            ok = record["kind"] == TABLE and len(record["x_mean"]) == len(record["x_std"]) >= 1 and all(
-                math.isfinite(v) for v in [*record["x_mean"], *record["x_std"], record["y_mean"], record["y_std"]])
+            values = [*record["x_mean"], *record["x_std"], record["y_mean"], record["y_std"]]
+            ok = (record["kind"] == TABLE and len(record["x_mean"]) == len(record["x_std"]) >= 1
+                  and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+                  and min(record["x_std"]) > 0 and record["y_std"] > 0)
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:

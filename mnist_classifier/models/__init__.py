@@ -2,8 +2,8 @@
 
 Each model module declares ``OPTIONS`` (its command-line options, plain values), ``accepts(shape)``
 (None, or why it cannot read such input), ``build(input_shape, output_size, classify, **options)``
-and ``MODEL_CLASS``, whose ``architecture()`` gives the constructor's values back. A new model is
-one new file and one line below.
+and ``MODEL_CLASS``, whose ``architecture()`` gives the constructor's values back; optionally
+``CHANNELS_LAST = True`` for convolutional models. A new model is one new file and one line below.
 """
 
 from __future__ import annotations

@@ -25,6 +25,11 @@ class Option:
         """Why ``value`` is not acceptable for ``--name``, or None when it is."""
         if value is None:
             return None if self.default is None else f"--{name} needs a value"
+        kinds = {int: (int,), float: (int, float), bool: (bool,), str: (str,), list: (list,)}[self.kind]
+        items = value if isinstance(value, list) else []
+        if not isinstance(value, kinds) or isinstance(value, bool) != (self.kind is bool) or any(
+                isinstance(item, bool) or not isinstance(item, int) for item in items):
+            return f"--{name} must be {_described(self.kind)}, got {value!r}"
         if self.choices is not None and value not in self.choices:
             return f"--{name} must be one of {', '.join(self.choices)}, got {value!r}"
         numbers = value if isinstance(value, list) else [value] if self.kind in (int, float) else []
@@ -34,6 +39,11 @@ class Option:
             if self.low is not None and number < self.low or self.high is not None and number > self.high:
                 return f"--{name} must lie in [{self.low:g}, {self.high:g}], got {value}"
         return None
+
+
+def _described(kind: type) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a word",
+            list: "comma-separated integers"}[kind]
 
 
 def image_shape(input_shape: tuple[int, ...]) -> str | None:

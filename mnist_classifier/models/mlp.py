@@ -16,7 +16,7 @@ from torch import nn
 from .base import Option
 
 OPTIONS = {
-    "n_layers": Option(int, 5, "linear layers; hidden sizes step evenly down from the input size", 2, 64),
+    "n_layers": Option(int, 5, "linear layers; hidden sizes step evenly down from the input size", 1, 64),
     "hidden_sizes": Option(list, None, "comma-separated hidden sizes, e.g. 1024,512; overrides --n_layers",
                            1, 65536),
     "use_dropout": Option(bool, False, "Dropout instead of batch norm in each block"),

@@ -33,7 +33,7 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: 
         n_parameters = sum(p.numel() for p in build().parameters())
     check_fits(n_parameters, device)
     model = build().to(device)
-    if config.model == "cnn":
+    if getattr(family, "CHANNELS_LAST", False):
         # oneDNN's convolutions run faster on channels-last (NHWC) tensors on CPUs and tensor cores.
         model = model.to(memory_format=torch.channels_last)
     return model

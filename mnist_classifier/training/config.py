@@ -100,8 +100,8 @@ class TrainConfig:
     checkpoint_fn: str | None = None
     resume: str | None = None
     model: str = "mlp"
-    # The model's own options (``models/<model>.py`` OPTIONS), every one filled in.
-    model_options: dict = field(default_factory=lambda: resolve_options("mlp", {}))
+    # The model's own options (``models/<model>.py`` OPTIONS); ``validate`` fills in the rest.
+    model_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         """Refuse impossible values before any work starts."""
