@@ -88,3 +88,20 @@ def digit_model(tmp_path_factory) -> Path:
     save_model_file(path, model.eval(), optimizer, {}, image_record((1, 28, 28)), history=[],
                     classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
     return path
+
+
+def signal_after_epoch(monkeypatch, epoch: int, signum) -> None:
+    """Make ``mnist-train`` receive a real ``signum`` at the end of ``epoch`` (until the test ends)."""
+    import signal
+
+    from mnist_classifier.cli import train as train_cli
+    from mnist_classifier.training.callbacks import Callback
+
+    make_callbacks = train_cli.make_callbacks
+
+    class SignalAfterEpoch(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == epoch:
+                signal.raise_signal(signum)
+
+    monkeypatch.setattr(train_cli, "make_callbacks", lambda config: [SignalAfterEpoch(), *make_callbacks(config)])

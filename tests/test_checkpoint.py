@@ -14,10 +14,10 @@ from torch import nn
 from mnist_classifier.cli import train as train_module
 from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.training import build as build_module
-from mnist_classifier.training.callbacks import Callback
 from mnist_classifier.training.checkpoint import load_checkpoint
 from mnist_classifier.training.trainer import Trainer, TrainingDiverged
 
+from .conftest import signal_after_epoch
 from .test_trainer import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +38,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkey
     train_module.main(["--model_fn", str(tmp_path / "whole.pth"), "--n_epochs", "5", *DIGITS])
 
     # The same run, stopped by a real SIGINT after epoch 2, then resumed from its checkpoint.
-    make_callbacks = train_module.make_callbacks
-
-    class InterruptAfterEpoch2(Callback):
-        def on_epoch_end(self, trainer, record):
-            if record["epoch"] == 2:
-                signal.raise_signal(signal.SIGINT)
-
-    monkeypatch.setattr(train_module, "make_callbacks", lambda cfg: [InterruptAfterEpoch2(), *make_callbacks(cfg)])
+    signal_after_epoch(monkeypatch, 2, signal.SIGINT)
     with pytest.raises(SystemExit) as exit_info:
         train_module.main(["--model_fn", str(tmp_path / "split.pth"), "--n_epochs", "5", *DIGITS])
     assert exit_info.value.code == 130
@@ -55,7 +48,7 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkey
     assert len(saved["trainer"]["history"]) == 2  # the last completed epoch
     assert len(torch.load(tmp_path / "split.pth", weights_only=True)["history"]) == 2  # best-so-far model
 
-    monkeypatch.setattr(train_module, "make_callbacks", make_callbacks)
+    monkeypatch.undo()
     train_module.main(["--resume", str(tmp_path / "split.pth.ckpt")])
     assert "Test accuracy" in capsys.readouterr().out
     assert_same_weights(weights(tmp_path / "whole.pth"), weights(tmp_path / "split.pth"))

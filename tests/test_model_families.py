@@ -15,9 +15,8 @@ from mnist_classifier.cli import train as train_cli
 from mnist_classifier.data.images import mnist_like
 from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.inference.predictor import Predictor
-from mnist_classifier.training.callbacks import Callback
 
-from .conftest import render_digit
+from .conftest import render_digit, signal_after_epoch
 
 # Small versions of each family, so that a few epochs on 600 images take seconds.
 FAMILIES = {
@@ -61,18 +60,11 @@ def test_trains_saves_evaluates_and_predicts(family, fake_mnist, tmp_path, capsy
 def test_resume_continues_bit_for_bit(family, fake_mnist, tmp_path, monkeypatch):
     train(tmp_path, fake_mnist, family, "whole.pth")
 
-    make_callbacks = train_cli.make_callbacks
-
-    class InterruptAfterEpoch1(Callback):
-        def on_epoch_end(self, trainer, record):
-            if record["epoch"] == 1:
-                signal.raise_signal(signal.SIGTERM)
-
-    monkeypatch.setattr(train_cli, "make_callbacks", lambda cfg: [InterruptAfterEpoch1(), *make_callbacks(cfg)])
+    signal_after_epoch(monkeypatch, 1, signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
         train(tmp_path, fake_mnist, family, "split.pth")
     assert stopped.value.code == 143
-    monkeypatch.setattr(train_cli, "make_callbacks", make_callbacks)
+    monkeypatch.undo()
     train_cli.main(["--resume", str(tmp_path / "split.pth.ckpt")])
 
     whole, split = (torch.load(tmp_path / n, weights_only=True)["model"] for n in ("whole.pth", "split.pth"))
