@@ -93,10 +93,10 @@ def add_model_options(group) -> None:
             families.setdefault(name, []).append(model)
     for name, models in families.items():
         specs = [MODELS[m].OPTIONS[name] for m in models]
-        helps = {spec.help for spec in specs}
-        described = "; ".join(f"{m}: {spec.help if len(helps) > 1 else ''}{' ' if len(helps) > 1 else ''}"
-                              f"default {_shown(spec.default)}" for m, spec in zip(models, specs, strict=True))
-        help_text = f"{specs[0].help + ' ' if len(helps) == 1 else ''}({described})"
+        differ = len({spec.help for spec in specs}) > 1
+        described = "; ".join(f"{m}: {spec.help + ', ' if differ else ''}default {_shown(spec.default)}"
+                              for m, spec in zip(models, specs, strict=True))
+        help_text = f"{'' if differ else specs[0].help + ' '}({described})"
         if specs[0].kind is bool:
             group.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
