@@ -30,6 +30,7 @@ COMMANDS = {
     "mnist cnn record": ["--model", "cnn", "--preset", "record"],
     "mnist rnn": ["--model", "rnn"],
     "fashion-mnist cnn": ["--model", "cnn", "--hflip"],
+    "fashion-mnist cnn recipe": ["--model", "cnn", "--hflip", "--channels", "32,64,128", "--n_epochs", "20"],
     "fashion-mnist": [],
     "fashion-mnist --amp": ["--amp"],
     "fashion-mnist recipe": ["--amp", "--n_epochs", "60", "--hidden_sizes", "1024,1024", "--label_smoothing", "0.1",
