@@ -1,5 +1,10 @@
-"""The one exception type for mistakes a user can make (flags, files, data)."""
+"""The exception types for mistakes a user can make (flags, files, data) and for what the
+machine refused (a full disk)."""
 
 
 class UserError(Exception):
     """A problem the user can fix; the command line prints it as one line, without a traceback."""
+
+
+class SaveFailed(UserError):
+    """A file could not be written (disk full, no permission); whatever was at the path is unchanged."""

@@ -1,6 +1,8 @@
 """Nothing lost: resume, interrupt, crash during a save, divergence, determinism."""
 
+import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -34,13 +36,14 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[name], b[name]), name
 
 
-def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypatch, capsys):
-    train_module.main(["--model_fn", str(tmp_path / "whole.pth"), "--n_epochs", "5", *DIGITS])
+@pytest.mark.parametrize("augment", [[], ["--augment"]], ids=["plain", "augment"])
+def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(augment, tmp_path, monkeypatch, capsys):
+    train_module.main(["--model_fn", str(tmp_path / "whole.pth"), "--n_epochs", "5", *DIGITS, *augment])
 
     # The same run, stopped by a real SIGINT after epoch 2, then resumed from its checkpoint.
     signal_after_epoch(monkeypatch, 2, signal.SIGINT)
     with pytest.raises(SystemExit) as exit_info:
-        train_module.main(["--model_fn", str(tmp_path / "split.pth"), "--n_epochs", "5", *DIGITS])
+        train_module.main(["--model_fn", str(tmp_path / "split.pth"), "--n_epochs", "5", *DIGITS, *augment])
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert "SIGINT during epoch 3" in err and "--resume" in err
@@ -105,72 +108,104 @@ def test_divergence_from_the_command_line_exits_1_and_keeps_the_last_good_model(
     assert saved["best_epoch"] == 1 and all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def start_training(tmp_path, fake_mnist, *flags):
-    command = [sys.executable, str(ROOT / "train.py"), "--model_fn", str(tmp_path / "m.pth"), "--data_dir",
-               str(fake_mnist), "--n_epochs", "200", "--batch_size", "16", "--seed", "0", *flags]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start_training(tmp_path, fake_mnist, *flags, script=None):
+    """``train.py`` in a fresh process (or ``script``, which runs ``mnist-train`` its own way)."""
+    program = ["-c", script] if script else [str(ROOT / "train.py")]
+    command = [sys.executable, *program, "--model_fn", str(tmp_path / "m.pth"), "--data_dir", str(fake_mnist),
+               "--n_epochs", "200", "--batch_size", "16", "--seed", "0", *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
-def wait_for_epoch(process) -> None:
-    for line in process.stdout:
-        if line.startswith("Epoch(2/"):
+def wait_for_line(stream, start: str) -> None:
+    for line in stream:
+        if line.startswith(start):
             return
-    raise AssertionError("training ended before its second epoch")
+    raise AssertionError(f"the run ended before printing {start!r}")
 
 
 def test_sigterm_saves_model_and_checkpoint_then_resume_finishes(tmp_path, fake_mnist):
-    process = start_training(tmp_path, fake_mnist)
-    wait_for_epoch(process)
+    # A real SIGTERM from outside, landing mid-epoch in a run planned for 200 epochs.
+    process = start_training(tmp_path, fake_mnist, "--lr_schedule", "constant")
+    wait_for_line(process.stdout, "Epoch(2/")
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 143, err
     assert "SIGTERM" in err and f"--resume {tmp_path / 'm.pth.ckpt'}" in err
     model, saved = load_model(tmp_path / "m.pth")
-    assert len(saved["history"]) >= 2 and saved["stopped"].startswith("SIGTERM")
+    stopped_after = len(saved["history"])
+    assert stopped_after >= 2 and saved["stopped"].startswith("SIGTERM")
+    # Resumed in another process; the constant schedule lets it end sooner than planned.
     resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(tmp_path / "m.pth.ckpt"),
-                              "--verbose", "0"], capture_output=True, text=True, timeout=600,
-                             env={**os.environ, "PYTHONPATH": str(ROOT)})
-    # The checkpoint's configuration (200 epochs) is resumed as it was; it completes.
+                              "--n_epochs", str(stopped_after + 1), "--verbose", "0"], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert resumed.returncode == 0, resumed.stderr
     assert "Test accuracy" in resumed.stdout
+    assert len(load_model(tmp_path / "m.pth")[1]["history"]) == stopped_after + 1
 
 
-def test_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path, fake_mnist):
-    process = start_training(tmp_path, fake_mnist)
-    wait_for_epoch(process)
-    process.send_signal(signal.SIGINT)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=60)
-    assert process.returncode == 130
-    for name in ("m.pth", "m.pth.ckpt"):
-        if (tmp_path / name).exists():  # written before the second signal, or not at all
-            torch.load(tmp_path / name, weights_only=True)
+# mnist-train whose disk stalls in the middle of every write, and which says when an epoch ended.
+STALLING_DISK = """
+import sys, time, torch
+from mnist_classifier.cli import train
+from mnist_classifier.training.callbacks import Callback
 
+class SayEpoch(Callback):
+    def on_epoch_end(self, trainer, record):
+        print("epoch", record["epoch"], "ended", file=sys.stderr, flush=True)
 
-CHILD = """
-import sys, torch
-sys.path.insert(0, {root!r})
-from mnist_classifier.models.mlp import ImageClassifier
-from mnist_classifier.inference.model_file import save_model_file
-model = ImageClassifier(784, 10, [2048, 1024])
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-print("ready", flush=True)
-i = 0
-while True:
-    i += 1
-    save_model_file({path!r}, model, optimizer, {{"i": i}})
+def stalled_save(obj, f):
+    f.write(b"half a file")
+    print("saving", file=sys.stderr, flush=True)
+    time.sleep(60)
+
+make_callbacks = train.make_callbacks
+train.make_callbacks = lambda config: [SayEpoch(), *make_callbacks(config)]
+torch.save = stalled_save
+train.main(sys.argv[1:])
 """
 
 
+def test_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path, fake_mnist, digit_model):
+    (tmp_path / "m.pth").write_bytes(digit_model.read_bytes())  # an earlier run's model, to be kept whole
+    process = start_training(tmp_path, fake_mnist, "--verbose", "0", script=STALLING_DISK)
+    wait_for_line(process.stderr, "epoch 1 ended")
+    process.send_signal(signal.SIGINT)
+    wait_for_line(process.stderr, "saving")  # the first Ctrl-C stopped training; the save hangs
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - started < 10  # at once, not after the 60 s the save would take
+    assert process.returncode == 130
+    assert "SIGINT again: exiting at once" in err and "Traceback" not in err
+    assert (tmp_path / "m.pth").read_bytes() == digit_model.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.pth"]  # the half-written file was removed
+
+
+def save_forever(path: Path) -> None:
+    """In a forked child: save a 12 MB model file over and over until killed."""
+    from mnist_classifier.inference.model_file import save_model_file
+    from mnist_classifier.models.mlp import ImageClassifier
+
+    model = ImageClassifier(784, 10, [2048, 1024])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(1, 10**6):
+        save_model_file(path, model, optimizer, {"i": i})
+
+
 def test_sigkill_during_saves_never_leaves_a_broken_model_file(tmp_path):
+    # Children are forked from this process, so torch is imported once, not once per kill.
     path = tmp_path / "m.pth"
     for kill in range(10):
-        child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=str(ROOT), path=str(path))],
-                                 stdout=subprocess.PIPE, text=True)
-        assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.3 + 0.07 * kill)  # land at different moments of a save
-        child.kill()
-        child.wait()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                save_forever(path)
+            finally:
+                os._exit(0)
+        time.sleep(0.15 + 0.05 * kill)  # land at different moments of a save
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
         if path.exists():
             saved = torch.load(path, weights_only=True)  # always the previous or the new file, whole
             assert saved["config"]["i"] >= 1
@@ -202,3 +237,43 @@ def test_an_edited_checkpoint_configuration_is_validated_like_flags(one_epoch_ch
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "the checkpoint's configuration is refused" in err and message in err and len(err.splitlines()) == 1
+
+
+@contextlib.contextmanager
+def disk_full_beyond(n_bytes: int):
+    """The kernel refuses to grow any file past ``n_bytes`` (EFBIG), as a full disk refuses writes."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_best_model(tmp_path, capsys):
+    # With these flags a model file is about 130 kB and a checkpoint about 180 kB.
+    with disk_full_beyond(150_000), pytest.raises(SystemExit) as exit_info:
+        train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "4", "--checkpoint_every", "1",
+                           *DIGITS])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert f"{tmp_path / 'm.pth.ckpt'}: could not be saved (File too large)" in err
+    assert f"training stopped after epoch 1; the best model so far (epoch 1) is in {tmp_path / 'm.pth'}" in err
+    model, saved = load_model(tmp_path / "m.pth")
+    assert saved["best_epoch"] == 1 and saved["stopped"] == "checkpoint failed after epoch 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]
+
+
+def test_a_model_file_that_cannot_be_written_is_one_line_and_the_old_file_stays(tmp_path, capsys, digit_model):
+    (tmp_path / "m.pth").write_bytes(digit_model.read_bytes())
+    with disk_full_beyond(50_000), pytest.raises(SystemExit) as exit_info:
+        train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *DIGITS])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == (f"mnist-train: error: {tmp_path / 'm.pth'}: could not be saved (File too large); "
+                   "the file already there is unchanged\n")
+    assert (tmp_path / "m.pth").read_bytes() == digit_model.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]  # no temporary file left behind

@@ -1,5 +1,9 @@
+import contextlib
+import io
 import json
+import re
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -9,35 +13,45 @@ from mnist_classifier.cli.train import main as train_main
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """A model file, and the test accuracy its training printed."""
     from .conftest import write_fake_mnist
 
     root = tmp_path_factory.mktemp("evaluate")
     data_dir = write_fake_mnist(root / "data")
     model_fn = root / "model.pth"
-    train_main(["--model_fn", str(model_fn), "--data_dir", str(data_dir), "--n_epochs", "2", "--batch_size", "64",
-                "--seed", "0", "--verbose", "0"])
-    return model_fn
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        train_main(["--model_fn", str(model_fn), "--data_dir", str(data_dir), "--n_epochs", "2", "--batch_size", "64",
+                    "--seed", "0", "--verbose", "0"])
+    accuracy = float(re.search(r"Test accuracy: ([\d.]+)%", printed.getvalue()).group(1)) / 100
+    return model_fn, accuracy
 
 
 def test_writes_the_four_files_and_prints_the_report(trained, tmp_path, capsys):
+    model_fn, accuracy_at_training = trained
     capsys.readouterr()
-    main(["--model_fn", str(trained), "--out_dir", str(tmp_path / "out")])
+    main(["--model_fn", str(model_fn), "--out_dir", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    assert "precision" in out and "recall" in out and "Test accuracy:" in out
+    assert "precision" in out and "recall" in out and f"Test accuracy: {accuracy_at_training:.2%}" in out
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["confusion_matrix.png", "learning_curves.png", "metrics.json", "worst_mistakes.png"]
     for name in names[:2] + names[3:]:
         width, height = Image.open(tmp_path / "out" / name).size
         assert width >= 400 and height >= 300
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert metrics["n_test"] == 200 and 0 <= metrics["accuracy"] <= 1
+    confusion = np.array(metrics["confusion_matrix"])
+    assert metrics["n_test"] == confusion.sum() == 200
+    # The same model on the same test images: the accuracy training printed, and the matrix's diagonal.
+    assert metrics["accuracy"] == pytest.approx(accuracy_at_training, abs=0.00005)
+    assert metrics["accuracy"] == confusion.trace() / 200
+    assert 0.3 < metrics["accuracy"] < 1  # two epochs on the learnable fake digits: far above chance
     assert set(metrics["per_class"]["3"]) >= {"precision", "recall", "f1-score", "support"}
-    assert sum(map(sum, metrics["confusion_matrix"])) == 200
+    assert metrics["per_class"]["3"]["support"] == confusion[3].sum()
 
 
 def test_json_flag_prints_the_numbers(trained, tmp_path, capsys):
     capsys.readouterr()
-    main(["--model_fn", str(trained), "--out_dir", str(tmp_path / "o"), "--json"])
+    main(["--model_fn", str(trained[0]), "--out_dir", str(tmp_path / "o"), "--json"])
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["dataset"] == "mnist" and len(metrics["per_class"]) == 10
     assert set(metrics["files"]) == {"confusion_matrix", "worst_mistakes", "learning_curves", "metrics"}

@@ -1,6 +1,5 @@
 """Property-based tests: any bytes for the IDX reader, any flags for the command line."""
 
-import math
 import struct
 import tempfile
 from pathlib import Path
@@ -49,13 +48,36 @@ FLAGS = ["--model_fn", "--gpu_id", "--train_ratio", "--batch_size", "--n_epochs"
          "--dropout_p", "--verbose", "--seed", "--lr", "--lr_schedule", "--hidden_sizes", "--weight_decay",
          "--label_smoothing", "--augment", "--patience", "--preset", "--dataset", "--task", "--loss", "--resume",
          "--checkpoint_every", "--amp", "--compile", "--no_such_flag"]
-VALUES = st.one_of(st.sampled_from(["0", "-1", "1", "0.5", "1e9", "nan", "inf", "abc", "", "3,4", "record",
-                                    "cosine", "regression", "mse", "m.pth"]),
+VALUES = st.one_of(st.sampled_from(["0", "-1", "1", "2", "64", "0.1", "1e-3", "0.5", "1e9", "nan", "inf", "abc", "",
+                                    "3,4", "record", "cosine", "regression", "mse", "m.pth"]),
                    st.text(max_size=8))
 
 
+# Values each flag accepts, so that generated command lines pass argparse often enough to test them.
+PLAUSIBLE = {"--batch_size": ["1", "64"], "--n_epochs": ["1", "3"], "--verbose": ["0", "2"], "--seed": ["0", "7"],
+             "--lr": ["0.1", "1e-3"], "--train_ratio": ["0.5", "0.9"], "--weight_decay": ["0", "1e-4"],
+             "--label_smoothing": ["0.1"], "--patience": ["0", "3"], "--lr_schedule": ["cosine", "constant"],
+             "--loss": ["mse", "huber"], "--checkpoint_every": ["0", "2"], "--model_fn": ["a.pth"],
+             "--gpu_id": ["-1"], "--task": ["classification", "regression"], "--hidden_sizes": ["8", "32,16"],
+             "--n_layers": ["2", "4"], "--dropout_p": ["0.2"], "--preset": ["record"], "--dataset": ["digits"]}
+
+
+def flag_and_value(flag: str):
+    if flag in PLAUSIBLE:
+        plausible = st.sampled_from(PLAUSIBLE[flag])
+        return st.tuples(st.just(flag), st.one_of(plausible, plausible, plausible, VALUES))
+    return st.one_of(st.tuples(st.just(flag)), st.tuples(st.just(flag), VALUES))
+
+
+def command_lines():
+    """Random tokens, and (far more often accepted) a model file followed by flag-value pairs."""
+    pairs = st.lists(st.sampled_from(FLAGS).flatmap(flag_and_value), max_size=4)
+    structured = pairs.map(lambda ps: ["--model_fn", "m.pth"] + [token for pair in ps for token in pair])
+    return st.one_of(st.lists(st.one_of(st.sampled_from(FLAGS), VALUES), max_size=8), structured)
+
+
 @FUZZ
-@given(st.lists(st.one_of(st.sampled_from(FLAGS), VALUES), max_size=8))
+@given(command_lines())
 def test_any_flags_give_a_config_that_validates_or_a_clean_exit_2(argv):
     try:
         config = parse_config(argv)
@@ -65,9 +87,28 @@ def test_any_flags_give_a_config_that_validates_or_a_clean_exit_2(argv):
     except UserError:
         return  # refused with one clear line by main()
     assert isinstance(config, TrainConfig)
-    config.validate()  # what parse_config returns is always valid
-    assert 0 < config.train_ratio < 1 and config.batch_size >= 1 and config.n_epochs >= 1
-    assert all(math.isfinite(v) for v in vars(config).values() if isinstance(v, float))
+    # What was accepted is what was asked for: the last value given for a flag wins, over presets too.
+    for flag, kind in TYPED_FLAGS.items():
+        value = last_value(argv, flag)
+        if value is not None:
+            assert getattr(config, flag[2:]) == kind(value), flag
+    if config.resume:
+        return  # validated once the checkpoint's configuration is read (see test_checkpoint)
+    # ... and a saved configuration reloads to the same valid one.
+    again = TrainConfig.from_dict(config.to_dict())
+    again.validate()
+    assert again == config
+
+
+TYPED_FLAGS = {"--batch_size": int, "--n_epochs": int, "--verbose": int, "--seed": int, "--lr": float,
+               "--train_ratio": float, "--weight_decay": float, "--label_smoothing": float, "--patience": int,
+               "--lr_schedule": str, "--model_fn": str, "--loss": str, "--checkpoint_every": int}
+
+
+def last_value(argv: list[str], flag: str) -> str | None:
+    # In argv that argparse accepted, a flag's token is never another flag's value.
+    values = [argv[i + 1] for i, token in enumerate(argv[:-1]) if token == flag]
+    return values[-1] if values else None
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,35 @@ def test_standard_input_and_show(digit_model, tmp_path, capsys, monkeypatch):
     assert preview.name == "000_stdin_as_5.png" and Image.open(preview).size == (28, 28)
 
 
+def test_standard_input_keeps_its_place_among_the_files(digit_model, tmp_path, capsys, monkeypatch):
+    png = io.BytesIO()
+    render_digit(5, 44, (30, 20)).save(png, format="PNG")
+    monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(png.getvalue())})())
+    render_digit(4, 40, (20, 10)).save(tmp_path / "a.png")
+    render_digit(7, 50, (5, 5)).save(tmp_path / "b.png")
+    main(["--model_fn", str(digit_model), str(tmp_path / "a.png"), "-", str(tmp_path / "b.png")])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [str(tmp_path / "a.png"), "-", str(tmp_path / "b.png")]
+    assert [line.split(": ")[1][0] for line in lines] == ["4", "5", "7"]
+
+
+def test_one_bad_file_in_a_folder_costs_only_itself(digit_model, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    render_digit(4, 40, (20, 10)).save(tmp_path / "mine" / "a.png")
+    (tmp_path / "mine" / "b.png").write_bytes(b"not a png")
+    render_digit(7, 50, (5, 5)).save(tmp_path / "mine" / "c.png")
+    code, captured = run(["--model_fn", str(digit_model), str(tmp_path / "mine")], capsys)
+    assert code == 1
+    assert [line.split(": ")[1][0] for line in captured.out.splitlines()] == ["4", "7"]
+    assert captured.err.splitlines() == [f"mnist-predict: error: {tmp_path / 'mine' / 'b.png'}: not an image "
+                                         "this program can read (UnidentifiedImageError)",
+                                         "mnist-predict: 1 of 3 images could not be read; the others were predicted"]
+    code, captured = run(["--model_fn", str(digit_model), "--json", str(tmp_path / "mine")], capsys)
+    results = json.loads(captured.out)
+    assert code == 1 and [r.get("label") for r in results] == ["4", None, "7"]
+    assert results[1]["error"].endswith("b.png: not an image this program can read (UnidentifiedImageError)")
+
+
 @pytest.mark.parametrize(
     "make, message",
     [

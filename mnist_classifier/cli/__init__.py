@@ -24,3 +24,6 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C outside training: files are written atomically, so nothing is half-done
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..data.images import image_files, save_preview
 from ..errors import UserError
-from ..inference.predictor import Predictor
+from ..inference.predictor import Prediction, Predictor
 from . import OneLineParser, run_cli
 
 
@@ -27,28 +27,46 @@ def build_parser() -> OneLineParser:
 
 
 def predict(argv: list[str] | None = None) -> list[dict]:
+    """Predict for every source given, in the order given; an unreadable image is reported on its own
+    line and the others are still predicted (the command then exits 1)."""
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise UserError(f"--top_k must be at least 1, got {args.top_k}")
+    if args.images.count("-") > 1:
+        raise UserError("- (standard input) can be given only once")
     predictor = Predictor(args.model_fn)
+    if not predictor.takes_images:
+        raise UserError(f"{args.model_fn}: this model takes table rows of {predictor.input_shape[0]} features, "
+                        "not images")
     sources = [_stdin_image() if path == "-" else path for path in _expand(args.images)]
-    predictions = predictor.predict(sources, top_k=args.top_k)
+    results = predictor.predict_each(sources, top_k=args.top_k)
+    if len(results) == 1 and isinstance(results[0], UserError):
+        raise results[0]
+    predictions = [r for r in results if isinstance(r, Prediction)]
     if args.show:
         _write_previews(predictions, Path(args.show))
-    results = [p.to_dict() for p in predictions]
     if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for p in predictions:
-            others = ", ".join(f"{label} {prob:.1%}" for label, prob in p.top_k)
-            print(f"{p.source}: {p.label} ({others})")
-    return results
+        print(json.dumps([r.to_dict() if isinstance(r, Prediction) else {"source": _name(s), "error": str(r)}
+                          for s, r in zip(sources, results, strict=True)], indent=2))
+    for result in results:
+        if not isinstance(result, Prediction):
+            print(f"mnist-predict: error: {result}", file=sys.stderr, flush=True)
+        elif not args.json:
+            others = ", ".join(f"{label} {prob:.1%}" for label, prob in result.top_k)
+            print(f"{result.source}: {result.label} ({others})", flush=True)
+    if len(predictions) < len(results):
+        raise PartlyFailed(f"{len(results) - len(predictions)} of {len(results)} images could not be read; "
+                           "the others were predicted")
+    return [p.to_dict() for p in predictions]
 
 
-def _expand(paths: list[str]) -> list:
-    files = [path for path in paths if path != "-"]
-    expanded = [str(p) for p in image_files(files)] if files else []
-    return expanded + (["-"] if "-" in paths else [])
+class PartlyFailed(Exception):
+    """Some inputs were predicted and printed, others could not be read (each reported already)."""
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Folders become the images they hold; files and - (stdin) keep the place they were given in."""
+    return [item for path in paths for item in (["-"] if path == "-" else map(str, image_files([path])))]
 
 
 def _stdin_image() -> io.BytesIO:
@@ -58,6 +76,10 @@ def _stdin_image() -> io.BytesIO:
     stream = io.BytesIO(data)
     stream.name = "-"
     return stream
+
+
+def _name(source) -> str:
+    return str(getattr(source, "name", source))
 
 
 def _write_previews(predictions, folder: Path) -> None:
@@ -71,7 +93,12 @@ def _write_previews(predictions, folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli("mnist-predict", lambda: predict(argv))
+    """Exit status: 0 when every image was predicted, 1 when some could not be read, 2 for a usage error."""
+    try:
+        run_cli("mnist-predict", lambda: predict(argv))
+    except PartlyFailed as e:
+        print(f"mnist-predict: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ import torch
 from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset
 from ..data.datasets import load_dataset
 from ..data.preprocessing import target_scale
-from ..errors import UserError
+from ..errors import SaveFailed, UserError
 from ..inference.model_file import save_model_file
 from ..models import MODELS
 from ..training.build import REGRESSION_LOSSES, build_trainer
-from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals
+from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals, exit_on_signals
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
 from ..training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
@@ -243,8 +243,11 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
     try:
         trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
     except TrainingStopped as stop:
-        _save_after_stop(stop, trainer, config, save_best)
+        with exit_on_signals():
+            _save_after_stop(stop, trainer, config, save_best)
         raise
+    except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
+        _save_after_failed_checkpoint(failed, trainer, config, save_best)
     save_best()
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
@@ -292,6 +295,17 @@ def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfi
         where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
                   f"`mnist-train --resume {checkpoint_path(config)}`")
     print(f"mnist-train: {where}", file=sys.stderr)
+
+
+def _save_after_failed_checkpoint(failed: SaveFailed, trainer: Trainer, config: TrainConfig, save_best) -> None:
+    epoch = len(trainer.history)
+    try:
+        save_best(stopped=f"checkpoint failed after epoch {epoch}")
+    except SaveFailed as also:
+        raise SaveFailed(f"{failed}; training stopped after epoch {epoch}; the model could not be saved either: "
+                         f"{also}") from failed
+    raise SaveFailed(f"{failed}; training stopped after epoch {epoch}; the best model so far (epoch "
+                     f"{trainer.best_epoch}) is in {config.model_fn}") from failed
 
 
 def load_configured_dataset(config: TrainConfig) -> Dataset:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data.preprocessing import CLASSIFICATION, check_record, image_record, input_shape, legacy_record
-from ..errors import UserError
+from ..errors import SaveFailed, UserError
 from ..models import MODELS, name_of, rebuild
 
 FORMAT = "mnist_classifier.model/2"
@@ -53,8 +53,9 @@ def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict,
 def atomic_torch_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         # mkstemp makes the file private (0600); give it the mode an ordinary write would.
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
@@ -62,10 +63,27 @@ def atomic_torch_save(obj, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):  # torch reports a failed write as a RuntimeError
+            raise SaveFailed(f"{path}: could not be saved ({_why_not_written(e, path.parent)}); "
+                             f"{'the file already there is unchanged' if path.exists() else 'nothing was written'}"
+                             ) from e
         raise
     _fsync_dir(path.parent)
+
+
+def _why_not_written(error: BaseException, folder: Path) -> str:
+    # torch reports a failed write as "unexpected pos ..."; the OSError behind it names the cause.
+    cause = error if isinstance(error, OSError) else error.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    try:
+        space = os.statvfs(folder)
+    except OSError:
+        return "the write failed"
+    return f"the write failed with {space.f_bavail * space.f_frsize:,} bytes free on that disk"
 
 
 def _umask() -> int:

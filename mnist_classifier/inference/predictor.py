@@ -65,11 +65,30 @@ class Predictor:
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
             raise UserError("nothing to predict: no inputs were given")
-        images = [self.image_input(item) for item in items]
-        predictions = self._predict_batch(torch.from_numpy(np.stack(images)), top_k, [_name(i) for i in items])
-        for prediction, image in zip(predictions, images, strict=True):
-            prediction.model_input = image[0]
-        return predictions
+        results = self.predict_each(items, top_k)
+        for result in results:
+            if isinstance(result, UserError):
+                raise result
+        return results
+
+    def predict_each(self, sources: list, top_k: int = 3) -> list[Prediction | UserError]:
+        """One result per image source, in order: its prediction, or the ``UserError`` that says why
+        it could not be read. One bad file among many costs only itself."""
+        results: list = []
+        for source in sources:
+            try:
+                results.append(self.image_input(source))
+            except UserError as e:
+                results.append(e)
+        good = [i for i, r in enumerate(results) if not isinstance(r, UserError)]
+        if good:
+            images = [results[i] for i in good]
+            names = [_name(sources[i]) for i in good]
+            predictions = self._predict_batch(torch.from_numpy(np.stack(images)), top_k, names)
+            for i, prediction, image in zip(good, predictions, images, strict=True):
+                prediction.model_input = image[0]
+                results[i] = prediction
+        return results
 
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""

@@ -8,7 +8,7 @@ concern is a new callback, not an edit of the loop.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import sys
 import threading
@@ -92,8 +92,8 @@ class EveryEpochs(Callback):
 
 class StopOnSignals(Callback):
     """The first SIGINT or SIGTERM asks the trainer to stop after the current batch (so that the
-    run can save what it has); a second one exits at once (every file is written atomically, so
-    none is left half-written)."""
+    run can save what it has); a second one exits at once (files are written atomically, so none
+    is left half-written: see ``exit_on_signals``)."""
 
     def __init__(self):
         self.previous: dict = {}
@@ -103,17 +103,39 @@ class StopOnSignals(Callback):
             return  # signal handlers can only be installed from the main thread
 
         def handle(signum, _frame):
-            name = signal.Signals(signum).name
             if trainer.stop_reason is not None:
-                print(f"\n{name} again: exiting at once", file=sys.stderr, flush=True)
-                os._exit(128 + signum)
-            print(f"\n{name}: stopping after this batch to save (send it again to exit at once)",
-                  file=sys.stderr, flush=True)
-            trainer.request_stop(name)
+                _exit_at_once(signum, _frame)
+            print(f"\n{signal.Signals(signum).name}: stopping after this batch to save (send it again to exit at "
+                  "once)", file=sys.stderr, flush=True)
+            trainer.request_stop(signal.Signals(signum).name)
 
-        self.previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        self.previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
 
     def on_train_end(self, trainer) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         self.previous = {}
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _exit_at_once(signum, _frame):
+    # SystemExit rather than os._exit: an atomic save in progress still removes its temporary file.
+    print(f"\n{signal.Signals(signum).name} again: exiting at once", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def exit_on_signals():
+    """While saving after a stop, a further SIGINT or SIGTERM exits at once instead of raising
+    ``KeyboardInterrupt`` mid-save or being ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _exit_at_once) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

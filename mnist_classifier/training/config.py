@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
 
 from ..errors import UserError
@@ -133,6 +134,15 @@ class TrainConfig:
             raise UserError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.verbose < 0:
             raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
+        self.resolve_input_paths()
+
+    def resolve_input_paths(self) -> None:
+        """Input paths made absolute: the model file and checkpoint keep working from another folder."""
+        self.data_dir = str(Path(self.data_dir).resolve())
+        if self.dataset.startswith("csv:") and self.dataset[4:]:
+            self.dataset = "csv:" + str(Path(self.dataset[4:]).resolve())
+        if self.test_csv:
+            self.test_csv = str(Path(self.test_csv).resolve())
 
     def to_dict(self) -> dict:
         """Plain Python values, safe for ``torch.load(weights_only=True)``."""
