@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_classifier.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, write_idx
+from mnist_classifier.data.mnist import IMAGES_MAGIC, LABELS_MAGIC, write_idx, write_md5sums
 
 
 def learnable_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +28,18 @@ def write_fake_mnist(data_dir: Path, n_train: int = 600, n_test: int = 200) -> P
         images, labels = learnable_digits(n, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images, IMAGES_MAGIC)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels, LABELS_MAGIC)
+    write_md5sums(raw)  # a set of our own: loads check it against these checksums, not MNIST's published ones
+    return data_dir
+
+
+def pretend_official(data_dir: Path, monkeypatch) -> Path:
+    """Treat the fake set as the official MNIST: its checksums become the "published" ones."""
+    from mnist_classifier.data import mnist
+    from mnist_classifier.data.mnist import read_md5sums
+
+    manifest = data_dir / "MNIST" / "raw" / "MD5SUMS"
+    monkeypatch.setattr(mnist, "IDX_MD5", read_md5sums(manifest))
+    manifest.unlink()
     return data_dir
 
 
@@ -104,4 +116,4 @@ def signal_after_epoch(monkeypatch, epoch: int, signum) -> None:
             if record["epoch"] == epoch:
                 signal.raise_signal(signum)
 
-    monkeypatch.setattr(train_cli, "make_callbacks", lambda config: [SignalAfterEpoch(), *make_callbacks(config)])
+    monkeypatch.setattr(train_cli, "make_callbacks", lambda *args: [SignalAfterEpoch(), *make_callbacks(*args)])

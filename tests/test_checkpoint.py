@@ -160,7 +160,7 @@ def stalled_save(obj, f):
     time.sleep(60)
 
 make_callbacks = train.make_callbacks
-train.make_callbacks = lambda config: [SayEpoch(), *make_callbacks(config)]
+train.make_callbacks = lambda *args: [SayEpoch(), *make_callbacks(*args)]
 torch.save = stalled_save
 train.main(sys.argv[1:])
 """
@@ -225,6 +225,8 @@ def one_epoch_checkpoint(tmp_path_factory) -> Path:
     ({"batch_size": -5}, "--batch_size must be a positive integer"),
     ({"lr": float("nan")}, "--lr must be a finite number"),
     ({"lr_schedule": "bogus"}, "--lr_schedule must be one of"),
+    ({"train_ratio": 2}, "--train_ratio must be between 0 and 1"),
+    ({"n_epochs": -1}, "--n_epochs must be a positive integer"),
     ({"model": "transformer"}, "--model must be one of"),
 ])
 def test_an_edited_checkpoint_configuration_is_validated_like_flags(one_epoch_checkpoint, tmp_path, capsys, edit,

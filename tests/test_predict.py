@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import sys
 
 import pytest
@@ -8,6 +9,7 @@ from PIL import Image
 from mnist_classifier.cli.predict import main
 
 from .conftest import render_digit
+from .test_predictor import png_header_only
 
 
 def run(argv, capsys):
@@ -74,6 +76,8 @@ def test_one_bad_file_in_a_folder_costs_only_itself(digit_model, tmp_path, capsy
         (lambda d: (d / "x.png").write_text("text") and d / "x.png", "x.png: not an image"),
         (lambda d: Image.new("L", (30, 30), 255).save(d / "w.png") or d / "w.png", "w.png: the image is empty"),
         (lambda d: Image.new("L", (30, 30), 0).save(d / "k.png") or d / "k.png", "k.png: the image is empty"),
+        (lambda d: png_header_only(d / "bomb.png", 20000, 20000), "bomb.png: refused, too many pixels"),
+        (lambda d: os.mkfifo(d / "pipe.png") or d / "pipe.png", "pipe.png: not a regular file"),
     ],
 )
 def test_bad_images_are_one_line_errors(digit_model, tmp_path, capsys, make, message):

@@ -174,6 +174,9 @@ def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys
         (["--dataset", "diabetes", "--model", "cnn"], "--model cnn cannot read this dataset"),
         (["--dataset", "diabetes", "--model", "rnn"], "--model rnn cannot read this dataset"),
         (["--dataset", "csv:/no/such.csv"], "no such CSV file"),
+        (["--dataset", "digits", "--test_csv", "t.csv"], "--test_csv applies only to --dataset csv:PATH, not to dig"),
+        (["--dataset", "digits", "--target", "y"], "--target applies only to --dataset csv:PATH"),
+        (["--dataset", "diabetes", "--drop_na"], "--drop_na applies only to --dataset csv:PATH"),
     ],
 )
 def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import random
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint
 from ..data.datasets import load_dataset
 from ..data.preprocessing import target_scale
 from ..errors import SaveFailed, UserError
@@ -25,6 +25,7 @@ from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
 from ..training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_data
 from . import OneLineParser, run_cli
+from .outputs import check_outputs, writing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,6 +171,10 @@ def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConf
         if "n_epochs" in explicit and explicit["n_epochs"] != config.n_epochs and config.lr_schedule != "constant":
             raise UserError(f"--n_epochs cannot change when resuming {checkpoint_fn}: its {config.lr_schedule} "
                             f"learning-rate schedule was planned for {config.n_epochs} epochs")
+        # Output paths come from the command line or sit beside the checkpoint, never from inside it:
+        # an edited checkpoint must not choose which file gets overwritten.
+        config.model_fn = str(Path(checkpoint_fn).parent / Path(config.model_fn).name)
+        config.checkpoint_fn = checkpoint_fn
         for name, value in explicit.items():
             if name != "resume":
                 setattr(config, name, value)
@@ -184,38 +189,41 @@ def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConf
     return config
 
 
-def check_writable(path: str | Path, flag: str = "--model_fn") -> None:
-    """Refuse an output path we could not write, before hours of training are spent."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{flag} {path} is a folder, not a file")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"{flag} {path}: the folder {folder} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    except OSError as e:
-        raise UserError(f"{flag} {path}: cannot write into {folder} ({e.strerror})") from e
-    os.close(fd)
-    os.unlink(probe)
-
-
-def run(config: TrainConfig, resume: dict | None = None) -> dict:
+def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None) -> dict:
     """Train, save and test as ``config`` says; return the test metrics.
 
-    ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch.
-    Ctrl-C or SIGTERM saves the best model and a checkpoint, then raises ``TrainingInterrupted``;
-    a NaN loss saves the best model, then raises ``TrainingDiverged``.
+    ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch, on the
+    data whose fingerprint is ``resumed_data``. Ctrl-C or SIGTERM saves the best model and a
+    checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
+    ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
     """
+    check_outputs({"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)},
+                  input_paths(config), updates={"--checkpoint_fn": "--resume"})
+    with writing(config.model_fn):
+        return _run(config, resume, resumed_data)
+
+
+def input_paths(config: TrainConfig) -> dict[str, str]:
+    """The files this run reads, which it must never write."""
+    paths = {"--dataset": config.dataset[4:] if config.dataset.startswith("csv:") else None,
+             "--test_csv": config.test_csv, "--resume": config.resume}
+    return {flag: path for flag, path in paths.items() if path}
+
+
+def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) -> dict:
     device = get_device(config.gpu_id)
-    check_writable(config.model_fn, "--model_fn")
-    check_writable(checkpoint_path(config), "--checkpoint_fn")
     if config.seed is None:
         config.seed = random.SystemRandom().randrange(2**31)  # saved, so any run can be repeated
     torch.manual_seed(config.seed)
 
     # The test set is loaded up front too: a data problem should show before training, not after.
     dataset = load_configured_dataset(config).prepared()
+    data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
+    if resumed_data is not None:
+        change = data_change(resumed_data, data_now())
+        if change:
+            raise UserError(f"--resume {config.resume}: the training data changed since the checkpoint ({change}); "
+                            "resume with the same data, or start a new run")
     train_data, valid_data = split_data(*dataset.train, config.train_ratio)
     if len(train_data[0]) < config.batch_size:
         raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
@@ -224,8 +232,11 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
         f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}, model {config.model}")
 
+    def checkpoint(trainer: Trainer) -> None:
+        save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
+
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
-                            dataset.task, callbacks=make_callbacks(config))
+                            dataset.task, callbacks=make_callbacks(config, checkpoint))
     if resume is not None:
         trainer.load_state_dict(resume)  # after building: restores the random generators too
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -244,7 +255,7 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
         trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
     except TrainingStopped as stop:
         with exit_on_signals():
-            _save_after_stop(stop, trainer, config, save_best)
+            _save_after_stop(stop, trainer, config, save_best, checkpoint)
         raise
     except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
         _save_after_failed_checkpoint(failed, trainer, config, save_best)
@@ -256,15 +267,13 @@ def run(config: TrainConfig, resume: dict | None = None) -> dict:
     return test
 
 
-def make_callbacks(config: TrainConfig) -> list:
+def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None]) -> list:
     """What the run does around the loop, as ``config`` asks: printing, early stop, checkpoints, signals."""
     callbacks = [ProgressBar(), EpochPrinter()] if config.verbose >= 1 else []
     if config.patience:
         callbacks.append(EarlyStopping(config.patience, verbose=config.verbose >= 1))
     if config.checkpoint_every:
-        callbacks.append(EveryEpochs(config.checkpoint_every,
-                                     lambda trainer: save_checkpoint(checkpoint_path(config), trainer,
-                                                                     config.to_dict())))
+        callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
     return [*callbacks, StopOnSignals()]
 
 
@@ -282,7 +291,7 @@ def checkpoint_path(config: TrainConfig) -> str:
     return config.checkpoint_fn or f"{config.model_fn}.ckpt"
 
 
-def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best) -> None:
+def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best, checkpoint) -> None:
     """Keep what the stopped run achieved: its best model and, when interrupted, a checkpoint."""
     print(f"mnist-train: {stop}", file=sys.stderr)
     if trainer.snapshot is None:
@@ -291,7 +300,7 @@ def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfi
     save_best(stopped=str(stop))
     where = f"the best model so far (epoch {trainer.best_epoch}) is in {config.model_fn}"
     if isinstance(stop, TrainingInterrupted):
-        save_checkpoint(checkpoint_path(config), trainer, config.to_dict())
+        checkpoint(trainer)
         where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
                   f"`mnist-train --resume {checkpoint_path(config)}`")
     print(f"mnist-train: {where}", file=sys.stderr)
@@ -329,13 +338,12 @@ def main(argv: list[str] | None = None) -> None:
     run exits 130 (Ctrl-C) or 143 (SIGTERM), a diverged one 1, after saving what it had."""
     def action():
         config = parse_config(argv)
-        resume = None
+        checkpoint = {}
         if config.resume:
             checkpoint = load_checkpoint(config.resume)
             explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
             config = resumed_config(config.resume, checkpoint["config"], explicit)
-            resume = checkpoint["trainer"]
-        run(config, resume)
+        run(config, checkpoint.get("trainer"), checkpoint.get("data"))
 
     try:
         run_cli("mnist-train", action)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import stat
 from pathlib import Path
 
 import torch
@@ -15,6 +16,9 @@ from ..errors import UserError
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
+FLOAT32_MAX = 3.4028234e38
+# A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
+MAX_NUMERIC_CLASSES = 20
 
 
 def load_csv(
@@ -46,13 +50,17 @@ def load_csv(
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such CSV file")
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a folder cannot be read
+            raise UserError(f"{path}: not a regular file; give a CSV file")
         with open(path, newline="", encoding="utf-8-sig") as f:
             lines = [(number, row) for number, row in enumerate(csv.reader(f), start=1) if row]
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such CSV file") from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise UserError(f"{path}: not a readable CSV text file ({e})") from e
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror})") from e
     if not lines:
         raise UserError(f"{path}: the file is empty")
     header = [name.strip() for name in lines[0][1]]
@@ -83,7 +91,7 @@ def _parse(path: Path, header: list[str], rows, target: str, drop_na: bool, task
                 values.append(_number(path, number, header[i], cell))
         features.append(values)
         label = row[target_index].strip()
-        labels.append(_number(path, number, target, label) if task == REGRESSION else label)
+        labels.append(_number(path, number, target, label) if task == REGRESSION else _canonical_label(label))
     if not features:
         raise UserError(f"{path}: no rows left after dropping those with missing cells")
     return torch.tensor(features, dtype=torch.float32), labels
@@ -97,7 +105,21 @@ def _number(path: Path, number: int, column: str, cell: str) -> float:
                         "(features must be numeric)") from None
     if not math.isfinite(value):
         raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is not a finite number")
+    if abs(value) > FLOAT32_MAX:
+        raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is beyond what 32-bit floats "
+                        "hold (about 3.4e38); rescale the column")
     return value
+
+
+def _canonical_label(label: str) -> str:
+    """Numeric labels written differently (1, 1.0, 01) name one class, written the shortest way."""
+    try:
+        value = float(label)
+    except ValueError:
+        return label
+    if not math.isfinite(value):
+        return label
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 def _classes(path: Path, labels: list[str]) -> list[str]:
@@ -107,13 +129,19 @@ def _classes(path: Path, labels: list[str]) -> list[str]:
         raise UserError(f"{path}: the target has a single class ({next(iter(unique))!r}); "
                         "a classifier needs at least two")
     try:
-        return sorted(unique, key=float)
+        classes = sorted(unique, key=float)
     except ValueError:
         return sorted(unique)
+    if len(classes) > max(MAX_NUMERIC_CLASSES, len(labels) / 2):
+        raise UserError(f"{path}: the target has {len(classes)} distinct numbers in {len(labels)} rows, too many to "
+                        "be classes; if it is a quantity, pass --task regression")
+    return classes
 
 
 def _targets(path: Path, labels: list, task: str, classes: list[str] | None) -> torch.Tensor:
     if task == REGRESSION:
+        if len(set(labels)) < 2:
+            raise UserError(f"{path}: the target is {labels[0]} in every row; there is nothing to learn")
         return torch.tensor(labels, dtype=torch.float32).unsqueeze(1)
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted(set(labels) - index.keys())

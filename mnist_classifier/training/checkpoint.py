@@ -16,9 +16,10 @@ from .trainer import Trainer
 FORMAT = "mnist_classifier.checkpoint/1"
 
 
-def save_checkpoint(path: str | Path, trainer: Trainer, config: dict) -> None:
-    """Write the last completed epoch's snapshot atomically (never a half-written file)."""
-    atomic_torch_save({"format": FORMAT, "config": config, "trainer": trainer.snapshot}, path)
+def save_checkpoint(path: str | Path, trainer: Trainer, config: dict, data: dict | None = None) -> None:
+    """Write the last completed epoch's snapshot atomically (never a half-written file); ``data`` is
+    the training data's fingerprint (``data.dataset.fingerprint``), checked when the run resumes."""
+    atomic_torch_save({"format": FORMAT, "config": config, "trainer": trainer.snapshot, "data": data}, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from ..errors import UserError
 from ..models import MODELS
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
+CSV_ONLY = ("target", "test_csv", "drop_na")  # flags that mean something only for your own CSV
 
 # Named sets of defaults for each model; flags given with a preset still win. Model options
 # (e.g. hidden_sizes) may appear beside the training flags.
@@ -134,6 +135,9 @@ class TrainConfig:
             raise UserError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.verbose < 0:
             raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
+        csv_only = [name for name in CSV_ONLY if getattr(self, name)]
+        if csv_only and not self.dataset.startswith("csv:"):
+            raise UserError(f"--{csv_only[0]} applies only to --dataset csv:PATH, not to {self.dataset}")
         self.resolve_input_paths()
 
     def resolve_input_paths(self) -> None:
