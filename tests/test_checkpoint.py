@@ -279,3 +279,27 @@ def test_a_model_file_that_cannot_be_written_is_one_line_and_the_old_file_stays(
                    "the file already there is unchanged\n")
     assert (tmp_path / "m.pth").read_bytes() == digit_model.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c.update(trainer={}), "the checkpoint's training state is damaged"),
+    (lambda c: c["trainer"].update(history=None), "the checkpoint's training state is damaged"),
+    (lambda c: c["trainer"].update(rng_cpu=None), "the checkpoint's training state is damaged"),
+    (lambda c: c.update(data="x"), "holds no fingerprint of its training data"),
+    (lambda c: c["config"].pop("dataset"), "the checkpoint is damaged"),
+])
+def test_a_hand_edited_checkpoint_is_one_line(one_epoch_checkpoint, tmp_path, capsys, edit, message):
+    checkpoint = torch.load(one_epoch_checkpoint, weights_only=True)
+    edit(checkpoint)
+    torch.save(checkpoint, tmp_path / "m.pth.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        train_module.main(["--resume", str(tmp_path / "m.pth.ckpt")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_csv_given_as_the_checkpoint_is_one_line(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train_module.main(["--resume", str(tmp_path / "train.csv")])
+    assert exit_info.value.code == 2 and "train.csv: not a readable checkpoint" in capsys.readouterr().err

@@ -58,6 +58,9 @@ def test_separate_test_file_and_regression(tmp_path):
         ("a,b\n1,x\nnan,y\n3,x\n", {}, "line 3, column 'a': empty or NaN cell"),
         ("a,b\n1,x\n2\n", {}, "line 3: 1 cells, but the header has 2"),
         ("a,b\n1,2\n2,many\n", {"task": "regression"}, "line 3, column 'b': 'many' is not a number"),
+        ("y,x,y\n1,2,3\n4,5,6\n", {}, "line 1: the column name 'y' appears more than once"),
+        (",,\n1,2,3\n4,5,6\n", {}, "line 1: column 1 has no name"),
+        ("a,b\n1,2\n2,cat\n", {"task": "regression"}, r"'cat' is not a number \(a regression target must be"),
         ("a,b\n1,x\n3.5e38,y\n", {}, "line 3, column 'a': '3.5e38' is beyond what 32-bit floats hold"),
         ("a,b\n1,2\n2,-4e38\n", {"task": "regression"}, "line 3, column 'b': '-4e38' is beyond"),
         ("a,b\n" + "".join(f"{i},{i * 0.37:.2f}\n" for i in range(99)), {},
@@ -117,3 +120,10 @@ def test_a_file_without_read_permission_is_one_line(tmp_path):
     with os.fdopen(read) as f:
         message = f.read()
     assert message.startswith(str(tmp_path)) and "Permission denied" in message and "Error:" not in message
+
+
+def test_values_near_the_float32_limit_are_standardised_without_overflow(tmp_path):
+    rows = "".join(f"{(-1) ** i * 3e38},{i},{(-1) ** (i // 2) * 3e38}\n" for i in range(20))
+    dataset = load_dataset(f"csv:{write(tmp_path, 'a,b,t' + chr(10) + rows)}", task="regression").prepared()
+    for x, y in (dataset.train, dataset.test):
+        assert torch.isfinite(x).all() and torch.isfinite(y).all() and x.abs().max() < 10

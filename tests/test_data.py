@@ -160,7 +160,7 @@ def test_image_and_label_counts_must_agree(tmp_path):
         data.check_idx_pair(tmp_path / "img", tmp_path / "lbl")
 
 
-def test_a_damaged_cache_is_deleted_and_fetched_again(fake_mnist, monkeypatch, capsys):
+def test_a_damaged_cache_is_moved_aside_and_fetched_again(fake_mnist, monkeypatch, capsys):
     raw = pretend_official(fake_mnist, monkeypatch) / "MNIST" / "raw"
     damage(raw / "train-images-idx3-ubyte", "truncated")
     fetched = []
@@ -174,7 +174,8 @@ def test_a_damaged_cache_is_deleted_and_fetched_again(fake_mnist, monkeypatch, c
 
     monkeypatch.setattr(data, "_download_from_mirrors", refetch)
     assert ensure_mnist(fake_mnist) == "mirrors"
-    assert fetched == [[]]  # every cached file was deleted before fetching
+    # Every cached file was moved aside before fetching: none is used again, none is lost.
+    assert fetched == [sorted(f"{name}.damaged" for name in data.IDX_MD5)]
     assert "cached copy is damaged" in capsys.readouterr().err
     assert load_mnist(data_dir=fake_mnist)[0].shape == (600, 784)
 

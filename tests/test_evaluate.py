@@ -63,3 +63,26 @@ def test_missing_model_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "none.pth: no such model file" in err
     assert not (tmp_path / "o").exists()  # nothing written on failure
+
+
+def test_a_model_whose_csv_changed_is_refused(tmp_path, capsys):
+    data = tmp_path / "data.csv"
+    data.write_text("a,b,k\n" + "".join(f"{i % 7},{i % 3},{i % 3}\n" for i in range(60)))
+    train_main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", f"csv:{data}", "--n_epochs", "1",
+                "--batch_size", "8", "--verbose", "0"])
+    data.write_text("a,b,k\n" + "".join(f"{i % 7},{i % 3},{i % 5}\n" for i in range(60)))  # five classes now
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--out_dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "the data changed since the model was trained" in err
+    assert "its classes were ['0', '1', '2'], now ['0', '1', '2', '3', '4']" in err
+
+
+def test_outputs_replace_links_instead_of_writing_through_them(trained, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "victim.csv").write_text("precious")
+    (tmp_path / "out" / "metrics.json").symlink_to(tmp_path / "victim.csv")
+    main(["--model_fn", str(trained[0]), "--out_dir", str(tmp_path / "out")])
+    assert (tmp_path / "victim.csv").read_text() == "precious"
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n_test"] == 200

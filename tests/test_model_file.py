@@ -146,3 +146,23 @@ def test_a_model_file_whose_parts_disagree_is_refused_by_name(tmp_path, edit, me
     with pytest.raises(UserError, match=message) as refused:
         load_model(tmp_path / "m.pth")
     assert str(refused.value).startswith(str(tmp_path / "m.pth"))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda p: p.update(dataset="x"),
+    lambda p: p.update(model_name=["mlp"]),
+    lambda p: p["dataset"].update(classes=3),
+])
+def test_a_hand_edited_model_file_is_one_line(tmp_path, edit):
+    save_small(tmp_path / "m.pth")
+    payload = torch.load(tmp_path / "m.pth", weights_only=True)
+    edit(payload)
+    torch.save(payload, tmp_path / "m.pth")
+    with pytest.raises(UserError, match="m.pth: "):
+        load_model(tmp_path / "m.pth")
+
+
+def test_a_text_file_given_as_a_model_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UserError, match="notes.txt: not a readable model file"):
+        load_model(tmp_path / "notes.txt")

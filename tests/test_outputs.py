@@ -55,8 +55,48 @@ def test_a_file_that_is_not_ours_is_never_replaced(tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("a week of notes")
     err = refused(["--model_fn", str(notes), "--dataset", "digits", *FAST], capsys)
-    assert "exists and is not a model file or checkpoint of mnist_classifier" in err and f"rm {notes}" in err
+    assert "exists and is not a model file of mnist_classifier" in err and f"rm {notes}" in err
     assert notes.read_text() == "a week of notes"
+
+
+def test_each_output_replaces_only_a_file_of_its_own_role(tmp_path, capsys, digit_model):
+    (tmp_path / "model.pth").write_bytes(digit_model.read_bytes())
+    err = refused(["--model_fn", str(tmp_path / "new.pth"), "--checkpoint_fn", str(tmp_path / "model.pth"),
+                   "--dataset", "digits", *FAST], capsys)
+    assert f"--checkpoint_fn {tmp_path / 'model.pth'} exists and is not a checkpoint of mnist_classifier" in err
+    assert (tmp_path / "model.pth").read_bytes() == digit_model.read_bytes()
+
+
+def link_to_a_victim(folder: Path) -> None:
+    (folder / "victim.txt").write_text("keep")
+    (folder / ".m.pth.lock").symlink_to(folder / "victim.txt")
+
+
+@pytest.mark.parametrize("make, message", [
+    (link_to_a_victim, "cannot be opened (Too many levels of symbolic links)"),
+    (lambda d: os.mkfifo(d / ".m.pth.lock"), "is not a regular file; remove it"),
+    (lambda d: (d / ".m.pth.lock").mkdir(), "cannot be opened (Is a directory)"),
+])
+def test_a_lock_path_that_is_not_a_plain_file_is_refused_untouched(tmp_path, capsys, make, message):
+    make(tmp_path)
+    err = refused(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", *FAST], capsys)
+    assert f"--model_fn: its lock file {tmp_path / '.m.pth.lock'} {message}" in err
+    assert not (tmp_path / "m.pth").exists()
+    if (tmp_path / "victim.txt").exists():
+        assert (tmp_path / "victim.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model_fn", "newdir/"], "--model_fn newdir/ names a folder; give a file path"),
+    (["--model_fn", "x" * 250 + ".pth"], "File name too long"),
+    (["--model_fn", "m.pth", "--dataset", "csv:t.csv", "--test_csv", "t.csv"], "is the training file itself"),
+    (["--model_fn", "m.pth", "--seed", str(10**20)], "--seed must be between 0 and 2**63 - 1"),
+])
+def test_odd_paths_and_values_are_refused_before_training(tmp_path, monkeypatch, capsys, flags, message):
+    monkeypatch.chdir(tmp_path)
+    table_csv(tmp_path / "t.csv")
+    argv = [*FAST, *flags] if "--dataset" in flags else ["--dataset", "digits", *FAST, *flags]  # flags win
+    assert message in refused(argv, capsys)
 
 
 def test_a_symlink_is_refused_and_its_target_kept(tmp_path, capsys, digit_model):
@@ -103,10 +143,11 @@ def test_a_second_training_into_the_same_file_is_refused_while_the_first_runs(tm
 
 
 def test_the_lock_is_released_when_the_run_fails(tmp_path):
-    with pytest.raises(RuntimeError), writing(tmp_path / "m.pth"):
+    paths = {"--model_fn": tmp_path / "m.pth"}
+    with pytest.raises(RuntimeError), writing(paths):
         raise RuntimeError("training failed")
-    with writing(tmp_path / "m.pth"):
-        with pytest.raises(UserError, match=f"pid {os.getpid()}"), writing(tmp_path / "m.pth"):
+    with writing(paths):
+        with pytest.raises(UserError, match=f"pid {os.getpid()}"), writing(paths):
             pass
     assert not list(tmp_path.iterdir())
 

@@ -90,3 +90,20 @@ def test_a_model_file_that_is_not_ours_is_refused(tmp_path, capsys):
     render_digit(1, 40, (10, 10)).save(tmp_path / "one.png")
     code, captured = run(["--model_fn", str(tmp_path / "model.pth"), str(tmp_path / "one.png")], capsys)
     assert code == 2 and "model.pth: not a readable model file" in captured.err
+
+
+def test_a_name_too_long_is_one_line(digit_model, tmp_path, capsys):
+    render_digit(4, 40, (20, 10)).save(tmp_path / "a.png")
+    code, captured = run(["--model_fn", str(digit_model), str(tmp_path / "a.png"), str(tmp_path / ("x" * 300))],
+                         capsys)
+    assert code == 1 and captured.out.startswith(f"{tmp_path / 'a.png'}: 4")
+    assert "File name too long" in captured.err
+    code, captured = run(["--model_fn", "y" * 300, str(tmp_path / "a.png")], capsys)
+    assert code == 2 and "File name too long" in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_when_no_image_can_be_read_it_says_so(digit_model, tmp_path, capsys):
+    (tmp_path / "a.png").write_bytes(b"no")
+    (tmp_path / "b.png").write_bytes(b"no")
+    code, captured = run(["--model_fn", str(digit_model), str(tmp_path / "a.png"), str(tmp_path / "b.png")], capsys)
+    assert code == 1 and captured.err.splitlines()[-1] == "mnist-predict: none of the 2 images could be read"

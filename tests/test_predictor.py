@@ -135,3 +135,32 @@ def test_a_huge_image_is_shrunk_as_it_is_decoded(digit_model, tmp_path):
     # Measured: +21 MB for the JPEG (decoded at 1/8 scale), +112 MB for the PNG (decoded once as 8-bit
     # grey, then shrunk); converting the whole image to floats, as before, took +1.5 GB.
     assert int(jpeg_mb) - int(small_mb) < 100 and int(png_mb) - int(small_mb) < 300
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: Image.new("LAB", (40, 40)), "cannot be read as an image (conversion from LAB"),
+    (lambda d: _closed(render_digit(1, 40, (10, 10))), "cannot be read as an image"),
+    (lambda d: torch.zeros(28, 28).to_sparse(), "expected a dense tensor with values"),
+    (lambda d: torch.zeros(28, 28, device="meta"), "expected a dense tensor with values"),
+])
+def test_odd_python_inputs_are_user_errors(digit_model, tmp_path, make, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        Predictor(digit_model).predict(make(tmp_path))
+
+
+def _closed(image):
+    image.close()
+    return image
+
+
+@pytest.mark.parametrize("path", [None, 3, b"m.pth"])
+def test_a_model_path_that_is_not_a_path_is_a_user_error(path):
+    with pytest.raises(UserError, match="a model file is given by its path"):
+        Predictor(path)
+
+
+def test_a_list_of_arrays_is_a_batch(digit_model):
+    images = [np.asarray(render_digit(d, 44, (25, 15)).resize((28, 28)), dtype=np.float32) / 255 for d in (1, 7)]
+    together = Predictor(digit_model).predict(np.stack(images))
+    apart = Predictor(digit_model).predict(images)
+    assert [p.label for p in apart] == [p.label for p in together] and len(apart) == 2

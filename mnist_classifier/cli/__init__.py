@@ -24,6 +24,10 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # the file system refused something no check foresaw (a name too long, ...)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C outside training: files are written atomically, so nothing is half-done
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -19,6 +19,7 @@ from ..data.dataset import CLASSIFICATION, Dataset
 from ..errors import UserError
 from ..evaluation import plots
 from ..evaluation.test_data import prepared_dataset
+from ..files import atomic_write
 from ..inference.model_file import load_model
 from . import OneLineParser, run_cli
 
@@ -54,6 +55,7 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
         "model_fn": str(model_fn),
         "dataset": dataset.name,
         "n_test": len(y_true),
+        "unit": "images" if dataset.is_image else "rows",
         "accuracy": float((y_true == y_pred).mean()),
         "per_class": {name: report[name] for name in classes},
         "macro_avg": report["macro avg"],
@@ -61,7 +63,7 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
     }
     files = _write_outputs(out_dir, metrics, dataset, saved.get("history", []), y_true, y_pred, confidence, worst)
     metrics["files"] = files
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    atomic_write(out_dir / "metrics.json", lambda f: f.write(json.dumps(metrics, indent=2).encode()))
     metrics["report_text"] = classification_report(y_true, y_pred, labels=labels, target_names=classes, digits=4,
                                                    zero_division=0)
     return metrics
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(metrics, indent=2))
         else:
             print(text)
-            print(f"Test accuracy: {metrics['accuracy']:.2%} ({metrics['n_test']} images)")
+            print(f"Test accuracy: {metrics['accuracy']:.2%} ({metrics['n_test']} {metrics['unit']})")
             print("Wrote " + ", ".join(metrics["files"].values()))
 
     run_cli("mnist-evaluate", action)

@@ -22,7 +22,9 @@ from ..errors import UserError
 from ..inference.model_file import FORMAT, OLD_FORMATS
 from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
 
-OUR_FORMATS = (FORMAT, *OLD_FORMATS, CHECKPOINT_FORMAT)
+# What each output may replace: a model file only a model file, a checkpoint only a checkpoint.
+REPLACEABLE = {"--model_fn": ((FORMAT, *OLD_FORMATS), "model file"),
+               "--checkpoint_fn": ((CHECKPOINT_FORMAT,), "checkpoint")}
 
 try:
     import fcntl
@@ -39,6 +41,8 @@ def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
     """
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
+        if str(path).endswith(("/", os.sep)):
+            raise UserError(f"{flag} {path} names a folder; give a file path")
         key = Path(path).resolve()
         if key in seen:
             raise UserError(f"{flag} {path} is also the {seen[key]}; give them different paths")
@@ -48,6 +52,8 @@ def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
 
 
 def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
+    if path.name in ("", ".", ".."):
+        raise UserError(f"{flag} {path} names a folder; give a file path")
     if path.is_symlink():
         raise UserError(f"{flag} {path} is a symbolic link; give the path of the file itself")
     if not path.exists():
@@ -59,20 +65,21 @@ def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
     if not stat.S_ISREG(path.stat().st_mode):
         raise UserError(f"{flag} {path} is {'a folder' if path.is_dir() else 'not a regular file (a FIFO or device)'}"
                         "; give a file path")
-    if not is_ours(path):
-        raise UserError(f"{flag} {path} exists and is not a model file or checkpoint of mnist_classifier; it is "
-                        f"never replaced: choose another path, or remove it yourself (rm {path})")
+    formats, kind = REPLACEABLE.get(flag, ((), "file"))
+    if not is_ours(path, formats):
+        raise UserError(f"{flag} {path} exists and is not a {kind} of mnist_classifier; it is never replaced: "
+                        f"choose another path, or remove it yourself (rm {path})")
     _check_folder(flag, path)
 
 
-def is_ours(path: Path) -> bool:
-    """Whether ``path`` is a model file or checkpoint this package wrote (read without running code;
-    the weights are memory-mapped, not read)."""
+def is_ours(path: Path, formats: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a file this package wrote in one of ``formats`` (read without running
+    code; the weights are memory-mapped, not read)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # anything unreadable is simply not ours
         return False
-    return isinstance(payload, dict) and payload.get("format") in OUR_FORMATS
+    return isinstance(payload, dict) and payload.get("format") in formats
 
 
 def _check_folder(flag: str, path: Path) -> None:
@@ -80,8 +87,8 @@ def _check_folder(flag: str, path: Path) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:  # the name a save's temporary file will have, so a name too long for it shows now
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot write into {folder} ({e.strerror})") from e
     os.close(fd)
@@ -89,41 +96,63 @@ def _check_folder(flag: str, path: Path) -> None:
 
 
 @contextlib.contextmanager
-def writing(path: str | Path, flag: str = "--model_fn"):
-    """Hold an advisory lock on ``path`` while the block runs; refuse at once when another process
-    holds it, naming that process. The lock is a hidden file beside ``path``, removed afterwards."""
+def writing(paths: dict[str, str | Path]):
+    """Hold an advisory lock on each path (flag -> path) while the block runs; refuse at once when
+    another process holds one, naming that process. A lock is a hidden file beside its path, removed
+    afterwards."""
+    with contextlib.ExitStack() as stack:
+        for flag, path in paths.items():
+            stack.enter_context(_locked(Path(path), flag))
+        yield
+
+
+@contextlib.contextmanager
+def _locked(path: Path, flag: str):
     if fcntl is None:
         yield
         return
-    path = Path(path)
     lock_path = path.parent / f".{path.name}.lock"
-    lock = _acquire(lock_path, flag, path)
+    fd = _acquire(lock_path, flag, path)
     try:
-        lock.write(f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n")
-        lock.flush()
+        try:
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n".encode())
+        except OSError as e:
+            raise UserError(f"{flag} {path}: cannot write its lock file {lock_path} ({e.strerror})") from e
         yield
     finally:
-        lock_path.unlink(missing_ok=True)  # before unlocking: a waiting process then retries on a fresh file
-        lock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(lock_path)  # before unlocking: a waiting process then retries on a fresh file
+        os.close(fd)
 
 
-def _acquire(lock_path: Path, flag: str, path: Path):
+def _acquire(lock_path: Path, flag: str, path: Path) -> int:
     while True:
-        lock = open(lock_path, "a+")  # noqa: SIM115 (held open for the whole run)
+        fd = _open_lock_file(lock_path, flag)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "another process"
-            lock.close()
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
             raise UserError(f"{flag} {path} is being written by another training ({holder}); wait for it to "
                             "finish or choose another path") from None
         # The holder may have removed the file between our open and lock: then lock the new one.
         try:
-            if os.stat(lock_path).st_ino == os.fstat(lock.fileno()).st_ino:
-                lock.seek(0)
-                lock.truncate()
-                return lock
+            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                os.ftruncate(fd, 0)
+                return fd
         except FileNotFoundError:
             pass
-        lock.close()
+        os.close(fd)
+
+
+def _open_lock_file(lock_path: Path, flag: str) -> int:
+    """Open the lock file without following a link or blocking on a FIFO; only a regular file will do."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        raise UserError(f"{flag}: its lock file {lock_path} cannot be opened ({e.strerror}); if it is not a "
+                        f"regular file, remove it (rm {lock_path})") from e
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{flag}: its lock file {lock_path} is not a regular file; remove it (rm {lock_path})")
+    return fd

@@ -54,6 +54,8 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         elif not args.json:
             others = ", ".join(f"{label} {prob:.1%}" for label, prob in result.top_k)
             print(f"{result.source}: {result.label} ({others})", flush=True)
+    if not predictions:
+        raise PartlyFailed(f"none of the {len(results)} images could be read")
     if len(predictions) < len(results):
         raise PartlyFailed(f"{len(results) - len(predictions)} of {len(results)} images could not be read; "
                            "the others were predicted")

@@ -197,9 +197,9 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
     checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
     ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
     """
-    check_outputs({"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)},
-                  input_paths(config), updates={"--checkpoint_fn": "--resume"})
-    with writing(config.model_fn):
+    outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)}
+    check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
+    with writing(outputs):
         return _run(config, resume, resumed_data)
 
 
@@ -219,7 +219,10 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
     # The test set is loaded up front too: a data problem should show before training, not after.
     dataset = load_configured_dataset(config).prepared()
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
-    if resumed_data is not None:
+    if resume is not None:
+        if not isinstance(resumed_data, dict):
+            raise UserError(f"--resume {config.resume}: the checkpoint holds no fingerprint of its training data, "
+                            "so resuming could continue on other data; start a new run")
         change = data_change(resumed_data, data_now())
         if change:
             raise UserError(f"--resume {config.resume}: the training data changed since the checkpoint ({change}); "
@@ -238,7 +241,11 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
                             dataset.task, callbacks=make_callbacks(config, checkpoint))
     if resume is not None:
-        trainer.load_state_dict(resume)  # after building: restores the random generators too
+        try:
+            trainer.load_state_dict(resume)  # after building: restores the random generators too
+        except Exception as e:  # a damaged or hand-edited file: whatever broke, it is the file's fault
+            raise UserError(f"--resume {config.resume}: the checkpoint's training state is damaged "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
         say(f"Resuming after epoch {len(trainer.history)}")
     say(trainer.model)
     started = time.perf_counter()
@@ -249,7 +256,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
         save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
                         preprocessing=dataset.preprocessing, dataset=dataset.metadata(), classes=dataset.classes,
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
-                        train_seconds=time.perf_counter() - started, **extra)
+                        train_seconds=time.perf_counter() - started, data=data_now(), **extra)
 
     try:
         trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)

@@ -66,6 +66,12 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     header = [name.strip() for name in lines[0][1]]
     if len(header) < 2:
         raise UserError(f"{path}: needs at least one feature column and a target column, found {header}")
+    unnamed = [i + 1 for i, name in enumerate(header) if not name]
+    if unnamed:
+        raise UserError(f"{path}, line 1: column {unnamed[0]} has no name; every column needs one")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise UserError(f"{path}, line 1: the column name {repeated[0]!r} appears more than once")
     if len(lines) == 1:
         raise UserError(f"{path}: has a header but no data rows")
     return header, lines[1:]
@@ -91,18 +97,19 @@ def _parse(path: Path, header: list[str], rows, target: str, drop_na: bool, task
                 values.append(_number(path, number, header[i], cell))
         features.append(values)
         label = row[target_index].strip()
-        labels.append(_number(path, number, target, label) if task == REGRESSION else _canonical_label(label))
+        labels.append(_number(path, number, target, label, "a regression target must be numeric")
+                      if task == REGRESSION else _canonical_label(label))
     if not features:
         raise UserError(f"{path}: no rows left after dropping those with missing cells")
     return torch.tensor(features, dtype=torch.float32), labels
 
 
-def _number(path: Path, number: int, column: str, cell: str) -> float:
+def _number(path: Path, number: int, column: str, cell: str, rule: str = "features must be numeric") -> float:
     try:
         value = float(cell)
     except ValueError:
         raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is not a number "
-                        "(features must be numeric)") from None
+                        f"({rule})") from None
     if not math.isfinite(value):
         raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is not a finite number")
     if abs(value) > FLOAT32_MAX:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
+from ..files import atomic_write
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the digit
@@ -39,9 +40,9 @@ def open_image(source) -> Image.Image:
             image = Image.open(source)
             image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
             image.load()
-    except Image.DecompressionBombError as e:
-        raise UserError(f"{name}: refused, too many pixels to decode safely ({e.args[0].split('pixels')[0]}pixels)"
-                        ) from None
+    except Image.DecompressionBombError:
+        raise UserError(f"{name}: refused, too many pixels to decode safely (more than "
+                        f"{2 * Image.MAX_IMAGE_PIXELS:,}); a decompression bomb?") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{name}: not an image this program can read ({e.__class__.__name__})") from None
     return _shrunk(image)
@@ -67,7 +68,11 @@ def image_files(paths: list[str]) -> list[Path]:
     """Expand folders into the images they hold, in name order; keep files as given."""
     found = []
     for path in map(Path, paths):
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError:
+            is_dir = False  # e.g. a name too long: reported when the file is read, like any other
+        if is_dir:
             images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not images:
                 raise UserError(f"{path}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -112,12 +117,12 @@ def grayscale(image: Image.Image, name: str = "image") -> np.ndarray:
     if 0 in image.size:
         raise UserError(f"{name}: the image has no pixels ({image.width}x{image.height})")
     if image.mode in ("F", "I", "I;16", "I;16B", "I;16L", "I;16N"):
-        values = np.asarray(image, dtype=np.float32)
+        values = np.nan_to_num(np.asarray(image, dtype=np.float32), posinf=0.0, neginf=0.0)
         if image.mode.startswith("I;16"):
             top = 65535.0
         else:  # floats in [0, 1] stay; larger ranges are read as 8-bit or scaled by their maximum
             top = 1.0 if values.max() <= 1.0 else 255.0 if values.max() <= 255.0 else float(values.max())
-        return np.clip(np.nan_to_num(values / top), 0, 1)
+        return np.clip(values / top, 0, 1)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         return _composited(image.convert("LA"))
     return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
@@ -164,4 +169,5 @@ def _centre_by_mass(digit: np.ndarray, side: int) -> np.ndarray:
 
 def save_preview(array: np.ndarray, path: Path) -> None:
     """What the model saw, as a grayscale PNG of the input's own size."""
-    Image.fromarray(np.round(array * 255).astype(np.uint8), mode="L").save(path)
+    image = Image.fromarray(np.round(array * 255).astype(np.uint8), mode="L")
+    atomic_write(path, lambda f: image.save(f, format="PNG"))

@@ -192,9 +192,11 @@ def _cached_idx_is_sound(raw_dir: Path, label: str, published_md5: dict[str, str
     except UserError as e:
         if manifest.is_file():
             raise  # your own files: nothing to fetch them from again
-        print(f"{label}: the cached copy is damaged ({e}); deleting it and fetching again", file=sys.stderr)
-        for name in IDX_MD5:
-            (raw_dir / name).unlink(missing_ok=True)
+        print(f"{label}: the cached copy is damaged ({e}); moving it aside (*.damaged) and fetching again",
+              file=sys.stderr)
+        for name in IDX_MD5:  # kept, not deleted: they may be someone's own files
+            if (raw_dir / name).exists():
+                os.replace(raw_dir / name, raw_dir / f"{name}.damaged")
         return False
     return True
 

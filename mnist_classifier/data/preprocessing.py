@@ -36,14 +36,18 @@ def image_record(shape: tuple[int, ...], style: str = DIGIT) -> dict:
 
 def fit_table(x: torch.Tensor, y: torch.Tensor | None = None, feature_names: list[str] | None = None) -> dict:
     """Standardisation statistics of the training rows ``x`` (and regression targets ``y``)."""
-    std = x.std(dim=0)
+    # In float64: squares of values near float32's limit (3.4e38) would overflow in float32.
+    x = x.double()
+    std = x.std(dim=0, correction=1 if len(x) > 1 else 0)
     # A column that never varied in training carries no scale: dividing by its ~0 spread would turn
     # any other value at test time into a huge one.
     std = torch.where(std > 1e-8 * x.abs().amax(dim=0).clamp_min(1.0), std, torch.ones_like(std))
     record = {"kind": TABLE, "feature_names": feature_names, "x_mean": x.mean(dim=0).tolist(), "x_std": std.tolist(),
               "y_mean": 0.0, "y_std": 1.0}
     if y is not None:
-        record["y_mean"], record["y_std"] = y.mean().item(), max(y.std().item(), 1e-8)
+        y = y.double()
+        record["y_mean"] = y.mean().item()
+        record["y_std"] = max(y.std(correction=1 if len(y) > 1 else 0).item(), 1e-8)
     return record
 
 
@@ -60,7 +64,8 @@ def to_model_input(record: dict, x, name: str = "input") -> torch.Tensor:
         raise UserError(f"{name}: the input holds NaN or infinite values")
     if record["kind"] == TABLE:
         # Only images are pixels: a uint8 table row is numbers like any other.
-        return (batch - torch.tensor(record["x_mean"])) / torch.tensor(record["x_std"])
+        mean, std = (torch.tensor(record[key], dtype=torch.float64) for key in ("x_mean", "x_std"))
+        return ((batch.double() - mean) / std).float()
     if is_uint8:
         return batch / 255.0
     low, high = batch.min().item() if batch.numel() else 0.0, batch.max().item() if batch.numel() else 0.0
@@ -74,6 +79,8 @@ def _as_float_tensor(x, name: str) -> tuple[torch.Tensor, bool]:
     if isinstance(x, torch.Tensor):
         if x.dtype == torch.bool or x.is_complex():
             raise UserError(f"{name}: expected real numbers, got a tensor of {x.dtype}")
+        if x.layout != torch.strided or x.is_meta:
+            raise UserError(f"{name}: expected a dense tensor with values, got a {x.layout} tensor on {x.device}")
         return x.detach().cpu().float(), x.dtype == torch.uint8
     try:
         array = np.asarray(x)
@@ -99,7 +106,7 @@ def _as_batch(batch: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.T
 def to_model_target(record: dict, y: torch.Tensor) -> torch.Tensor:
     """Regression targets in standardised units; class indices unchanged."""
     if record["kind"] == TABLE and torch.is_floating_point(y):
-        return (y - record["y_mean"]) / record["y_std"]
+        return ((y.double() - record["y_mean"]) / record["y_std"]).float()
     return y
 
 
@@ -111,7 +118,7 @@ def target_scale(record: dict) -> float:
 def from_model_output(record: dict, output: torch.Tensor) -> torch.Tensor:
     """A regression model's output back in the target's units."""
     if record["kind"] == TABLE:
-        return output * record["y_std"] + record["y_mean"]
+        return (output.double() * record["y_std"] + record["y_mean"]).float()
     return output
 
 

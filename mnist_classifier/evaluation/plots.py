@@ -8,6 +8,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from ..files import atomic_write
+
 # Figures are built without pyplot: no GUI backend is touched, so this works on a headless
 # server, and a notebook shows a returned figure as it is.
 
@@ -57,5 +59,6 @@ def learning_curves_figure(history: list[dict]) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=100)
+    """Write the figure as a PNG, atomically (a full disk leaves the previous file whole)."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path

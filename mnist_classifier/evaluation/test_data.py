@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..data.dataset import CLASSIFICATION, Dataset
+from ..data.dataset import CLASSIFICATION, Dataset, data_change, fingerprint
 from ..data.datasets import load_dataset
+from ..errors import UserError
 from ..training.config import TrainConfig
 
 
@@ -16,4 +17,12 @@ def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
     config = TrainConfig.from_dict(saved.get("config") or {})
     raw = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target, test_csv=config.test_csv,
                        drop_na=config.drop_na, task=config.task or CLASSIFICATION)
-    return raw.prepared(saved["preprocessing"])
+    dataset = raw.prepared(saved["preprocessing"])
+    then = saved.get("data")  # the training rows' fingerprint, in files from this release on
+    change = data_change(then, fingerprint(dataset)) if isinstance(then, dict) else None
+    if change is None and saved.get("dataset", {}).get("classes") not in (None, dataset.classes):
+        change = f"its classes were {saved['dataset']['classes']}, now {dataset.classes}"
+    if change:
+        raise UserError(f"{dataset.name}: the data changed since the model was trained ({change}); its test rows "
+                        "would not be the ones the model was judged on")
+    return dataset

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..data.preprocessing import CLASSIFICATION, check_record, image_record, input_shape, legacy_record
-from ..errors import SaveFailed, UserError
+from ..errors import UserError
+from ..files import atomic_write
 from ..models import MODELS, name_of, rebuild
 
 FORMAT = "mnist_classifier.model/2"
@@ -51,57 +51,8 @@ def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict,
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        # mkstemp makes the file private (0600); give it the mode an ordinary write would.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows: readers see the old or the new file
-    except BaseException as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):  # torch reports a failed write as a RuntimeError
-            raise SaveFailed(f"{path}: could not be saved ({_why_not_written(e, path.parent)}); "
-                             f"{'the file already there is unchanged' if path.exists() else 'nothing was written'}"
-                             ) from e
-        raise
-    _fsync_dir(path.parent)
-
-
-def _why_not_written(error: BaseException, folder: Path) -> str:
-    # torch reports a failed write as "unexpected pos ..."; the OSError behind it names the cause.
-    cause = error if isinstance(error, OSError) else error.__context__
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror
-    try:
-        space = os.statvfs(folder)
-    except OSError:
-        return "the write failed"
-    return f"the write failed with {space.f_bavail * space.f_frsize:,} bytes free on that disk"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a folder be opened this way.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """``torch.save`` through ``files.atomic_write``: never a half-written file, one line on failure."""
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_model_file(path: str | Path) -> dict:
@@ -118,10 +69,12 @@ def load_model_file(path: str | Path) -> dict:
 
 def load_safely(path: str | Path, expected_format: str | tuple[str, ...], kind: str) -> dict:
     """``torch.load(weights_only=True)`` with one-line errors; the file must carry ``expected_format``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise UserError(f"a {kind} is given by its path (a str or Path), not a {type(path).__name__}")
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such {kind}")
     try:
+        if not path.is_file():
+            raise UserError(f"{path}: no such {kind}")
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses any callable the file names: that is how a code payload shows.
@@ -132,7 +85,9 @@ def load_safely(path: str | Path, expected_format: str | tuple[str, ...], kind: 
                 "are accepted; nothing in it was run)"
             ) from e
         raise UserError(f"{path}: not a readable {kind} (it is not a torch.save archive)") from e
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except UserError:
+        raise
+    except Exception as e:  # torch's reader fails in many ways on bytes that are not its archive
         raise UserError(f"{path}: not a readable {kind} ({_first_line(e)})") from e
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format
     if not isinstance(payload, dict) or payload.get("format") not in formats:
@@ -178,8 +133,12 @@ def _check_agrees(model: nn.Module, record: dict, metadata: dict, path) -> None:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """The model, ready for inference, and the whole file's contents."""
-    payload = load_model_file(path)
-    return build_model(payload, path), payload
+    try:
+        payload = load_model_file(path)
+        return build_model(payload, path), payload
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
+        # A value of the wrong type somewhere in a hand-edited file.
+        raise UserError(f"{path}: the file's contents are damaged ({type(e).__name__}: {_first_line(e)})") from e
 
 
 def _first_line(error: Exception) -> str:

@@ -60,11 +60,14 @@ class Predictor:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
         if isinstance(inputs, (torch.Tensor, np.ndarray)):
-            x = preprocessing.to_model_input(self.record, inputs)
-            return self._predict_batch(x, top_k, [f"input {i}" for i in range(len(x))])
+            return self._predict_numbers([inputs], top_k)
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
             raise UserError("nothing to predict: no inputs were given")
+        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in items):
+            return self._predict_numbers(items, top_k)  # arrays: one input or a batch each
+        if not any(isinstance(item, IMAGE_SOURCES) for item in items):
+            return self._predict_numbers([items], top_k)  # nested lists of numbers: rows or pixels
         results = self.predict_each(items, top_k)
         for result in results:
             if isinstance(result, UserError):
@@ -90,14 +93,21 @@ class Predictor:
                 results[i] = prediction
         return results
 
+    def _predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:
+        x = torch.cat([preprocessing.to_model_input(self.record, array) for array in arrays])
+        return self._predict_batch(x, top_k, [f"input {i}" for i in range(len(x))])
+
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""
         if not self.takes_images:
             raise UserError(f"this model takes table rows of {self.input_shape[0]} numeric features, not images")
-        if not isinstance(source, (str, Path, Image.Image, io.IOBase)):
+        if not isinstance(source, IMAGE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
-        image = source if isinstance(source, Image.Image) else open_image(source)
-        return preprocessing.prepare_image(self.record, image, name=_name(source))
+        try:
+            image = source if isinstance(source, Image.Image) else open_image(source)
+            return preprocessing.prepare_image(self.record, image, name=_name(source))
+        except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
+            raise UserError(f"{_name(source)}: cannot be read as an image ({_first_line(e)})") from e
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The model's raw output for prepared input (N, *input_shape): log-probabilities for classes."""
@@ -115,6 +125,14 @@ class Predictor:
                        [(self.classes[int(i)], float(q)) for i, q in zip(idx, p, strict=True)])
             for source, p, idx in zip(sources, best.values, best.indices, strict=True)
         ]
+
+
+IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _name(item) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import UserError
 from ..inference.model_file import atomic_torch_save, load_safely
 from .trainer import Trainer
 
@@ -24,4 +25,8 @@ def save_checkpoint(path: str | Path, trainer: Trainer, config: dict, data: dict
 
 def load_checkpoint(path: str | Path) -> dict:
     """A checkpoint written by ``save_checkpoint``, loaded without running any code."""
-    return load_safely(path, FORMAT, "checkpoint")
+    payload = load_safely(path, FORMAT, "checkpoint")
+    config, trainer = payload.get("config"), payload.get("trainer")
+    if not (isinstance(config, dict) and isinstance(trainer, dict) and {"dataset", "model_fn"} <= config.keys()):
+        raise UserError(f"{path}: the checkpoint is damaged (its configuration or training state is missing)")
+    return payload

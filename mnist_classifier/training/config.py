@@ -133,6 +133,8 @@ class TrainConfig:
             raise UserError(f"--lr must be positive, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UserError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise UserError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.verbose < 0:
             raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
         csv_only = [name for name in CSV_ONLY if getattr(self, name)]
@@ -147,6 +149,8 @@ class TrainConfig:
             self.dataset = "csv:" + str(Path(self.dataset[4:]).resolve())
         if self.test_csv:
             self.test_csv = str(Path(self.test_csv).resolve())
+            if self.dataset == f"csv:{self.test_csv}":
+                raise UserError(f"--test_csv {self.test_csv} is the training file itself; test rows must be others")
 
     def to_dict(self) -> dict:
         """Plain Python values, safe for ``torch.load(weights_only=True)``."""

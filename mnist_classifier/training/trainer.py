@@ -213,6 +213,11 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue from a ``state_dict()``; a malformed one raises before anything is changed."""
+        history, best = state.get("history"), state.get("best_state")
+        if not (isinstance(history, list) and all(isinstance(h, dict) for h in history) and isinstance(best, dict)
+                and isinstance(state.get("best_epoch"), int) and isinstance(state.get("best_valid_loss"), float)):
+            raise ValueError("its history, best weights or best epoch are missing or malformed")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
