@@ -1,5 +1,6 @@
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
@@ -124,3 +125,27 @@ def test_augment_touches_training_batches_only():
     history = trainer.train((x, y), (x, y), config(n_epochs=1, batch_size=16))
     assert seen == [16, 16, 16]
     assert abs(history[0]["valid_loss"] - evaluate(model, nn.MSELoss(), (x, y))["loss"]) < 1e-6
+
+
+def test_under_amp_losses_come_from_float32_log_probabilities():
+    torch.manual_seed(0)
+    x, y = torch.rand(300, 64), torch.randint(0, 10, (300,))
+    model = nn.Sequential(nn.Linear(64, 32), nn.LeakyReLU(), nn.Linear(32, 10), nn.LogSoftmax(-1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        log_probs = model(x)
+    assert log_probs.dtype == torch.bfloat16  # what autocast gives: 3 significant digits
+    in_float32 = nn.functional.nll_loss(log_probs.float(), y).item()
+    in_bfloat16 = nn.functional.nll_loss(log_probs, y).item()
+    assert in_float32 != in_bfloat16
+    assert evaluate(model, nn.NLLLoss(), (x, y), amp=True)["loss"] == pytest.approx(in_float32, rel=1e-6)
+
+
+def test_the_model_file_says_which_epoch_its_optimizer_state_is_from(tmp_path):
+    from mnist_classifier.cli.train import main
+
+    # The weights are the best epoch's, the optimizer state the last epoch's: the file says which is which.
+    main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "12", "--lr", "0.3",
+          "--lr_schedule", "constant", "--batch_size", "64", "--seed", "0", "--verbose", "0"])
+    saved = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert saved["opt_epoch"] == len(saved["history"]) == 12
+    assert saved["best_epoch"] == min(saved["history"], key=lambda h: h["valid_loss"])["epoch"]
