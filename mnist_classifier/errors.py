@@ -8,3 +8,9 @@ class UserError(Exception):
 
 class SaveFailed(UserError):
     """A file could not be written (disk full, no permission); whatever was at the path is unchanged."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message in one line (its first), or its type when it has none."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -32,12 +32,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException as e:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)):  # torch reports a failed write as a RuntimeError
+        if _is_write_failure(e):
             raise SaveFailed(f"{path}: could not be saved ({_why_not_written(e, path.parent)}); "
                              f"{'the file already there is unchanged' if path.exists() else 'nothing was written'}"
                              ) from e
         raise
     _fsync_dir(path.parent)
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    # torch reports a failed write as a RuntimeError raised while handling the OSError; any other
+    # RuntimeError is a bug and keeps its traceback.
+    return isinstance(error, OSError) or (isinstance(error, RuntimeError) and isinstance(error.__context__, OSError))
 
 
 def _why_not_written(error: BaseException, folder: Path) -> str:

@@ -127,3 +127,9 @@ def test_values_near_the_float32_limit_are_standardised_without_overflow(tmp_pat
     dataset = load_dataset(f"csv:{write(tmp_path, 'a,b,t' + chr(10) + rows)}", task="regression").prepared()
     for x, y in (dataset.train, dataset.test):
         assert torch.isfinite(x).all() and torch.isfinite(y).all() and x.abs().max() < 10
+
+
+def test_long_integer_codes_stay_distinct_classes(tmp_path):
+    codes = ["9007199254740992", "9007199254740993"]  # equal as float64
+    text = "a,code\n" + "".join(f"{i},{codes[i % 2]}\n" for i in range(20))
+    assert load_dataset(f"csv:{write(tmp_path, text)}").classes == codes

@@ -107,3 +107,16 @@ def test_when_no_image_can_be_read_it_says_so(digit_model, tmp_path, capsys):
     (tmp_path / "b.png").write_bytes(b"no")
     code, captured = run(["--model_fn", str(digit_model), str(tmp_path / "a.png"), str(tmp_path / "b.png")], capsys)
     assert code == 1 and captured.err.splitlines()[-1] == "mnist-predict: none of the 2 images could be read"
+
+
+def test_show_writes_previews_for_class_names_with_slashes(digit_model, tmp_path, capsys):
+    import torch
+
+    payload = torch.load(digit_model, weights_only=True)
+    names = ["T-shirt/top" if c == "4" else c for c in payload["classes"]]
+    payload["classes"] = payload["dataset"]["classes"] = names
+    torch.save(payload, tmp_path / "clothes.pth")
+    render_digit(4, 40, (20, 10)).save(tmp_path / "a.png")
+    main(["--model_fn", str(tmp_path / "clothes.pth"), "--show", str(tmp_path / "seen"), str(tmp_path / "a.png")])
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'a.png'}: T-shirt/top")
+    assert [p.name for p in (tmp_path / "seen").iterdir()] == ["000_a_as_T-shirt-top.png"]

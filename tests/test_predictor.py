@@ -164,3 +164,22 @@ def test_a_list_of_arrays_is_a_batch(digit_model):
     together = Predictor(digit_model).predict(np.stack(images))
     apart = Predictor(digit_model).predict(images)
     assert [p.label for p in apart] == [p.label for p in together] and len(apart) == 2
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+def test_large_images_in_modes_pillow_cannot_reduce_are_still_shrunk_and_read(digit_model, tmp_path, mode):
+    drawing = render_digit(4, 44, (25, 15)).resize((2700, 2400), Image.Resampling.NEAREST)
+    image = {"P": lambda: drawing.convert("P"), "1": lambda: drawing.convert("1", dither=Image.Dither.NONE),
+             "I;16": lambda: Image.fromarray(np.asarray(drawing, np.uint16) * 257)}[mode]()
+    image.save(tmp_path / "big.png")
+    assert Image.open(tmp_path / "big.png").mode == mode
+    assert Predictor(digit_model).predict(tmp_path / "big.png")[0].label == "4"
+
+
+def test_a_folder_of_bad_files_keeps_no_file_open(digit_model, tmp_path):
+    for i in range(30):
+        (tmp_path / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)  # truncated PNGs
+    before = len(os.listdir("/proc/self/fd"))
+    results = Predictor(digit_model).predict_each([tmp_path / f"{i}.png" for i in range(30)])
+    assert all(isinstance(r, UserError) for r in results)
+    assert len(os.listdir("/proc/self/fd")) <= before + 1

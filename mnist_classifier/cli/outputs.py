@@ -129,20 +129,31 @@ def _acquire(lock_path: Path, flag: str, path: Path) -> int:
     while True:
         fd = _open_lock_file(lock_path, flag)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(f"{flag} {path} is being written by another training ({holder}); wait for it to "
-                            "finish or choose another path") from None
-        # The holder may have removed the file between our open and lock: then lock the new one.
-        try:
-            if os.stat(lock_path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
-                os.ftruncate(fd, 0)
+            if _locked_the_current_file(fd, lock_path, flag, path):
                 return fd
-        except FileNotFoundError:
-            pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
+
+
+def _locked_the_current_file(fd: int, lock_path: Path, flag: str, path: Path) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+        raise UserError(f"{flag} {path} is being written by another training ({holder}); wait for it to "
+                        "finish or choose another path") from None
+    except OSError as e:  # e.g. no locks on this file system
+        raise UserError(f"{flag} {path}: cannot lock {lock_path} ({e.strerror})") from e
+    # The holder may have removed the file between our open and lock: then lock the new one.
+    try:
+        if os.stat(lock_path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
+            return False
+    except FileNotFoundError:
+        return False
+    os.ftruncate(fd, 0)
+    return True
 
 
 def _open_lock_file(lock_path: Path, flag: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,8 +44,6 @@ def predict(argv: list[str] | None = None) -> list[dict]:
     if len(results) == 1 and isinstance(results[0], UserError):
         raise results[0]
     predictions = [r for r in results if isinstance(r, Prediction)]
-    if args.show:
-        _write_previews(predictions, Path(args.show))
     if args.json:
         print(json.dumps([r.to_dict() if isinstance(r, Prediction) else {"source": _name(s), "error": str(r)}
                           for s, r in zip(sources, results, strict=True)], indent=2))
@@ -54,6 +53,8 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         elif not args.json:
             others = ", ".join(f"{label} {prob:.1%}" for label, prob in result.top_k)
             print(f"{result.source}: {result.label} ({others})", flush=True)
+    if args.show:  # after printing: a preview that cannot be written costs no answers
+        _write_previews(predictions, Path(args.show))
     if not predictions:
         raise PartlyFailed(f"none of the {len(results)} images could be read")
     if len(predictions) < len(results):
@@ -91,11 +92,13 @@ def _write_previews(predictions, folder: Path) -> None:
         raise UserError(f"--show {folder}: cannot create the folder ({e.strerror})") from e
     for i, p in enumerate(predictions):
         stem = "stdin" if p.source == "-" else Path(p.source).stem
-        save_preview(p.model_input, folder / f"{i:03d}_{stem}_as_{p.label}.png")
+        label = re.sub(r"[^\w.-]+", "-", p.label)  # "T-shirt/top" must not become a folder
+        save_preview(p.model_input, folder / f"{i:03d}_{stem}_as_{label}.png")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Exit status: 0 when every image was predicted, 1 when some could not be read, 2 for a usage error."""
+    """Exit status: 0 when every image was predicted, 1 when some of several could not be read, 2 for a
+    usage error (a single image that cannot be read is one: one line, no JSON)."""
     try:
         run_cli("mnist-predict", lambda: predict(argv))
     except PartlyFailed as e:

@@ -15,7 +15,7 @@ import torch
 from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint
 from ..data.datasets import load_dataset
 from ..data.preprocessing import target_scale
-from ..errors import SaveFailed, UserError
+from ..errors import SaveFailed, UserError, first_line
 from ..inference.model_file import save_model_file
 from ..models import MODELS
 from ..training.build import REGRESSION_LOSSES, build_trainer
@@ -166,25 +166,30 @@ def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConf
     if refused:
         raise UserError(f"--{refused[0]} cannot change when resuming {checkpoint_fn} (the run continues with its "
                         f"saved configuration); only {', '.join('--' + f for f in RESUME_MAY_CHANGE[1:])} can")
+    config = _saved_config(checkpoint_fn, saved)
+    if "n_epochs" in explicit and explicit["n_epochs"] != config.n_epochs and config.lr_schedule != "constant":
+        raise UserError(f"--n_epochs cannot change when resuming {checkpoint_fn}: its {config.lr_schedule} "
+                        f"learning-rate schedule was planned for {config.n_epochs} epochs")
+    # Output paths come from the command line or sit beside the checkpoint, never from inside it:
+    # an edited checkpoint must not choose which file gets overwritten.
+    config.model_fn = str(Path(checkpoint_fn).parent / Path(config.model_fn).name)
+    config.checkpoint_fn = checkpoint_fn
+    for name, value in explicit.items():
+        if name != "resume":
+            setattr(config, name, value)
+    config.resume = checkpoint_fn
+    config.validate()  # now the flags given: their errors name them, not the checkpoint
+    return config
+
+
+def _saved_config(checkpoint_fn: str, saved: dict) -> TrainConfig:
+    """The configuration inside a checkpoint, checked as flags are, blaming the file for what fails."""
     try:
         config = TrainConfig.from_dict(saved)
-        if "n_epochs" in explicit and explicit["n_epochs"] != config.n_epochs and config.lr_schedule != "constant":
-            raise UserError(f"--n_epochs cannot change when resuming {checkpoint_fn}: its {config.lr_schedule} "
-                            f"learning-rate schedule was planned for {config.n_epochs} epochs")
-        # Output paths come from the command line or sit beside the checkpoint, never from inside it:
-        # an edited checkpoint must not choose which file gets overwritten.
-        config.model_fn = str(Path(checkpoint_fn).parent / Path(config.model_fn).name)
-        config.checkpoint_fn = checkpoint_fn
-        for name, value in explicit.items():
-            if name != "resume":
-                setattr(config, name, value)
-        config.resume = checkpoint_fn
-        config.validate()  # a checkpoint's values are checked as flags are
+        config.validate()
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
     except UserError as e:
-        if str(e).startswith("--n_epochs cannot change"):
-            raise
         raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {e}") from e
     return config
 
@@ -220,13 +225,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
     dataset = load_configured_dataset(config).prepared()
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
     if resume is not None:
-        if not isinstance(resumed_data, dict):
-            raise UserError(f"--resume {config.resume}: the checkpoint holds no fingerprint of its training data, "
-                            "so resuming could continue on other data; start a new run")
-        change = data_change(resumed_data, data_now())
-        if change:
-            raise UserError(f"--resume {config.resume}: the training data changed since the checkpoint ({change}); "
-                            "resume with the same data, or start a new run")
+        _check_resumed_data(config.resume, resumed_data, data_now)
     train_data, valid_data = split_data(*dataset.train, config.train_ratio)
     if len(train_data[0]) < config.batch_size:
         raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
@@ -241,11 +240,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
                             dataset.task, callbacks=make_callbacks(config, checkpoint))
     if resume is not None:
-        try:
-            trainer.load_state_dict(resume)  # after building: restores the random generators too
-        except Exception as e:  # a damaged or hand-edited file: whatever broke, it is the file's fault
-            raise UserError(f"--resume {config.resume}: the checkpoint's training state is damaged "
-                            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+        _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
     say(trainer.model)
     started = time.perf_counter()
@@ -258,20 +253,45 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
                         train_seconds=time.perf_counter() - started, data=data_now(), **extra)
 
-    try:
-        trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
-    except TrainingStopped as stop:
-        with exit_on_signals():
+    # Outside the loop (while saving, between epochs' end and the save) a signal exits at once, cleanly;
+    # inside it, StopOnSignals takes over and asks the trainer to stop after the batch.
+    with exit_on_signals():
+        try:
+            trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
+        except TrainingStopped as stop:
             _save_after_stop(stop, trainer, config, save_best, checkpoint)
-        raise
-    except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
-        _save_after_failed_checkpoint(failed, trainer, config, save_best)
-    save_best()
+            raise
+        except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
+            _save_after_failed_checkpoint(failed, trainer, config, save_best)
+        save_best()
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
+
+
+def _check_resumed_data(checkpoint_fn: str, then, data_now: Callable[[], dict]) -> None:
+    """Refuse to resume on training data other than the checkpoint's."""
+    if then is None:  # checkpoints from before fingerprints: nothing to compare
+        print(f"mnist-train: {checkpoint_fn} holds no fingerprint of its training data (an older release); "
+              "resuming without checking the data is the same", file=sys.stderr)
+        return
+    if not isinstance(then, dict):
+        raise UserError(f"--resume {checkpoint_fn}: the checkpoint's data fingerprint is damaged")
+    change = data_change(then, data_now())
+    if change:
+        raise UserError(f"--resume {checkpoint_fn}: the training data changed since the checkpoint ({change}); "
+                        "resume with the same data, or start a new run")
+
+
+def _restore(trainer: Trainer, state: dict, checkpoint_fn: str) -> None:
+    """Continue from a checkpoint's trainer state (after building: the random generators too)."""
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited file
+        raise UserError(f"--resume {checkpoint_fn}: the checkpoint's training state is damaged "
+                        f"({type(e).__name__}: {first_line(e)})") from e
 
 
 def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None]) -> list:

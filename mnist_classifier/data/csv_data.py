@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import torch
@@ -19,6 +21,7 @@ MISSING = {"", "nan", "na", "n/a", "null", "none"}
 FLOAT32_MAX = 3.4028234e38
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
+INTEGER = re.compile(r"[+-]?\d+")
 
 
 def load_csv(
@@ -120,6 +123,8 @@ def _number(path: Path, number: int, column: str, cell: str, rule: str = "featur
 
 def _canonical_label(label: str) -> str:
     """Numeric labels written differently (1, 1.0, 01) name one class, written the shortest way."""
+    if INTEGER.fullmatch(label):
+        return str(int(label))  # exactly: long codes must not round together as floats would
     try:
         value = float(label)
     except ValueError:
@@ -136,9 +141,11 @@ def _classes(path: Path, labels: list[str]) -> list[str]:
         raise UserError(f"{path}: the target has a single class ({next(iter(unique))!r}); "
                         "a classifier needs at least two")
     try:
-        classes = sorted(unique, key=float)
+        for label in unique:
+            float(label)
     except ValueError:
         return sorted(unique)
+    classes = sorted(unique, key=Decimal)  # exact: long integer codes must not tie as floats
     if len(classes) > max(MAX_NUMERIC_CLASSES, len(labels) / 2):
         raise UserError(f"{path}: the target has {len(classes)} distinct numbers in {len(labels)} rows, too many to "
                         "be classes; if it is a quantity, pass --task regression")

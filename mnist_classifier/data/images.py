@@ -25,6 +25,22 @@ INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the
 WORKING_SIDE = 1024
 
 
+def _decoded(source) -> Image.Image:
+    """The image at ``source``, decoded (JPEGs at a reduced scale when large), then shrunk."""
+    image = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # handled: shrunk below
+            image = Image.open(source)
+            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
+            image.load()
+    except BaseException:
+        if image is not None:
+            image.close()  # else the error keeps the file open: a folder of bad files would run out of them
+        raise
+    return _shrunk(image)
+
+
 def open_image(source) -> Image.Image:
     """Open a path or a binary stream as an image, with a clear error for anything else.
 
@@ -35,17 +51,12 @@ def open_image(source) -> Image.Image:
     if isinstance(source, (str, Path)):
         _check_regular_file(Path(source))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # handled: shrunk below
-            image = Image.open(source)
-            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
-            image.load()
+        return _decoded(source)
     except Image.DecompressionBombError:
         raise UserError(f"{name}: refused, too many pixels to decode safely (more than "
                         f"{2 * Image.MAX_IMAGE_PIXELS:,}); a decompression bomb?") from None
     except (UnidentifiedImageError, OSError) as e:
         raise UserError(f"{name}: not an image this program can read ({e.__class__.__name__})") from None
-    return _shrunk(image)
 
 
 def _check_regular_file(path: Path) -> None:
@@ -59,9 +70,17 @@ def _check_regular_file(path: Path) -> None:
         raise UserError(f"{path}: not a regular file (a folder, FIFO or device); give an image file")
 
 
+# Modes Pillow cannot reduce, and the mode each is reduced in without losing what it shows.
+REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+
 def _shrunk(image: Image.Image) -> Image.Image:
     factor = max(image.size) // WORKING_SIDE
-    return image.reduce(factor) if factor >= 2 else image
+    if factor < 2:
+        return image
+    if image.mode in REDUCIBLE_AS:
+        image = image.convert(REDUCIBLE_AS[image.mode])
+    return image.reduce(factor)
 
 
 def image_files(paths: list[str]) -> list[Path]:

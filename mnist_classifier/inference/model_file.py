@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..data.preprocessing import CLASSIFICATION, check_record, image_record, input_shape, legacy_record
-from ..errors import UserError
+from ..errors import UserError, first_line
 from ..files import atomic_write
 from ..models import MODELS, name_of, rebuild
 
@@ -88,7 +88,7 @@ def load_safely(path: str | Path, expected_format: str | tuple[str, ...], kind: 
     except UserError:
         raise
     except Exception as e:  # torch's reader fails in many ways on bytes that are not its archive
-        raise UserError(f"{path}: not a readable {kind} ({_first_line(e)})") from e
+        raise UserError(f"{path}: not a readable {kind} ({first_line(e)})") from e
     formats = (expected_format,) if isinstance(expected_format, str) else expected_format
     if not isinstance(payload, dict) or payload.get("format") not in formats:
         raise UserError(f"{path}: not a {kind} written by mnist_classifier")
@@ -107,7 +107,7 @@ def build_model(payload: dict, path: str | Path = "model file") -> nn.Module:
         model = rebuild(name, payload["architecture"])
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{path}: the weights do not match the saved architecture ({_first_line(e)})") from e
+        raise UserError(f"{path}: the weights do not match the saved architecture ({first_line(e)})") from e
     model.eval()
     if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
         raise UserError(f"{path}: the weights hold NaN or infinite values; the model cannot predict")
@@ -125,7 +125,7 @@ def _check_agrees(model: nn.Module, record: dict, metadata: dict, path) -> None:
             output = model(torch.zeros(2, *input_shape(record)))
     except RuntimeError as e:
         raise UserError(f"{path}: the model does not take the input its preprocessing record describes "
-                        f"({_first_line(e)})") from e
+                        f"({first_line(e)})") from e
     if tuple(output.shape) != (2, expected):
         raise UserError(f"{path}: the model gives {output.shape[-1]} outputs, but the file lists {expected} "
                         "classes" if expected > 1 else f"{path}: a regression model must give one output")
@@ -138,9 +138,4 @@ def load_model(path: str | Path) -> tuple[nn.Module, dict]:
         return build_model(payload, path), payload
     except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
         # A value of the wrong type somewhere in a hand-edited file.
-        raise UserError(f"{path}: the file's contents are damaged ({type(e).__name__}: {_first_line(e)})") from e
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        raise UserError(f"{path}: the file's contents are damaged ({type(e).__name__}: {first_line(e)})") from e

@@ -18,7 +18,7 @@ from PIL import Image
 from ..data import preprocessing
 from ..data.images import open_image
 from ..data.preprocessing import CLASSIFICATION, IMAGE
-from ..errors import UserError
+from ..errors import UserError, first_line
 from .model_file import load_model
 
 
@@ -107,7 +107,7 @@ class Predictor:
             image = source if isinstance(source, Image.Image) else open_image(source)
             return preprocessing.prepare_image(self.record, image, name=_name(source))
         except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
-            raise UserError(f"{_name(source)}: cannot be read as an image ({_first_line(e)})") from e
+            raise UserError(f"{_name(source)}: cannot be read as an image ({first_line(e)})") from e
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The model's raw output for prepared input (N, *input_shape): log-probabilities for classes."""
@@ -128,11 +128,6 @@ class Predictor:
 
 
 IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
-
-
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _name(item) -> str:

@@ -122,14 +122,15 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def _exit_at_once(signum, _frame):
     # SystemExit rather than os._exit: an atomic save in progress still removes its temporary file.
-    print(f"\n{signal.Signals(signum).name} again: exiting at once", file=sys.stderr, flush=True)
+    print(f"\n{signal.Signals(signum).name}: exiting at once", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
 
 
 @contextlib.contextmanager
 def exit_on_signals():
-    """While saving after a stop, a further SIGINT or SIGTERM exits at once instead of raising
-    ``KeyboardInterrupt`` mid-save or being ignored."""
+    """Around training and saving: a SIGINT or SIGTERM that ``StopOnSignals`` does not handle (it
+    only does inside the loop) exits at once and cleanly, instead of a ``KeyboardInterrupt``
+    traceback mid-save or the default SIGTERM death that skips every clean-up."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -213,7 +213,8 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Continue from a ``state_dict()``; a malformed one raises before anything is changed."""
+        """Continue from a ``state_dict()``. A malformed one raises (``ValueError`` for the history and
+        best-so-far, checked first; whatever torch raises for the rest): do not train on after that."""
         history, best = state.get("history"), state.get("best_state")
         if not (isinstance(history, list) and all(isinstance(h, dict) for h in history) and isinstance(best, dict)
                 and isinstance(state.get("best_epoch"), int) and isinstance(state.get("best_valid_loss"), float)):
