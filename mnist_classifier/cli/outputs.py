@@ -41,7 +41,7 @@ def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
     """
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
-        if str(path).endswith(("/", os.sep)):
+        if str(path).endswith(("/", os.sep)) or Path(path).name in ("", ".", ".."):
             raise UserError(f"{flag} {path} names a folder; give a file path")
         key = Path(path).resolve()
         if key in seen:
@@ -52,8 +52,6 @@ def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
 
 
 def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
-    if path.name in ("", ".", ".."):
-        raise UserError(f"{flag} {path} names a folder; give a file path")
     if path.is_symlink():
         raise UserError(f"{flag} {path} is a symbolic link; give the path of the file itself")
     if not path.exists():

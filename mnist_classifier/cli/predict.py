@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..data.images import image_files, save_preview
 from ..errors import UserError
-from ..inference.predictor import Prediction, Predictor
+from ..inference.predictor import Prediction, Predictor, source_name
 from . import OneLineParser, run_cli
 
 
@@ -45,7 +45,7 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         raise results[0]
     predictions = [r for r in results if isinstance(r, Prediction)]
     if args.json:
-        print(json.dumps([r.to_dict() if isinstance(r, Prediction) else {"source": _name(s), "error": str(r)}
+        print(json.dumps([r.to_dict() if isinstance(r, Prediction) else {"source": source_name(s), "error": str(r)}
                           for s, r in zip(sources, results, strict=True)], indent=2))
     for result in results:
         if not isinstance(result, Prediction):
@@ -79,10 +79,6 @@ def _stdin_image() -> io.BytesIO:
     stream = io.BytesIO(data)
     stream.name = "-"
     return stream
-
-
-def _name(source) -> str:
-    return str(getattr(source, "name", source))
 
 
 def _write_previews(predictions, folder: Path) -> None:

@@ -86,7 +86,7 @@ class Predictor:
         good = [i for i, r in enumerate(results) if not isinstance(r, UserError)]
         if good:
             images = [results[i] for i in good]
-            names = [_name(sources[i]) for i in good]
+            names = [source_name(sources[i]) for i in good]
             predictions = self._predict_batch(torch.from_numpy(np.stack(images)), top_k, names)
             for i, prediction, image in zip(good, predictions, images, strict=True):
                 prediction.model_input = image[0]
@@ -105,9 +105,9 @@ class Predictor:
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:
             image = source if isinstance(source, Image.Image) else open_image(source)
-            return preprocessing.prepare_image(self.record, image, name=_name(source))
+            return preprocessing.prepare_image(self.record, image, name=source_name(source))
         except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
-            raise UserError(f"{_name(source)}: cannot be read as an image ({first_line(e)})") from e
+            raise UserError(f"{source_name(source)}: cannot be read as an image ({first_line(e)})") from e
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The model's raw output for prepared input (N, *input_shape): log-probabilities for classes."""
@@ -130,7 +130,8 @@ class Predictor:
 IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
 
 
-def _name(item) -> str:
+def source_name(item) -> str:
+    """How an input is named in predictions and errors: its path, its stream's name, or "image"."""
     if isinstance(item, Image.Image):
         return "image"
     return str(getattr(item, "name", item))
