@@ -115,7 +115,9 @@ def test_amp_and_compile_train_a_model_that_loads_and_scores_as_printed(speed_fl
     printed = float(re.search(r"Test accuracy: ([\d.]+)%", capsys.readouterr().out).group(1))
     assert printed > 50  # learnable fake digits: far above chance
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
-    assert saved["config"][speed_flag[2:]] is True
+    expected = {"--amp": ("amp", "on"), "--compile": ("compile", True)}[speed_flag]
+    assert saved["config"][expected[0]] == expected[1]
+    assert saved["config"]["precision"] == ("bfloat16" if speed_flag == "--amp" else "float32")
     assert all(isinstance(h["valid_loss"], float) for h in saved["history"])
     # A plain float32 model, as any consumer rebuilds it, scores what training printed on the test set.
     x_test, y_test = load_dataset("mnist", str(fake_mnist)).test
@@ -191,7 +193,7 @@ def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
 
 def test_switches_a_preset_turned_on_can_be_turned_off_and_depth_beats_preset_sizes():
     config = parse_config(["--model_fn", "m.pth", "--preset", "record", "--no-augment", "--no-amp", "--n_layers", "3"])
-    assert not config.augment and not config.amp
+    assert not config.augment and config.amp == "off"
     assert config.model_options["hidden_sizes"] is None and config.model_options["n_layers"] == 3
 
 

@@ -22,6 +22,7 @@ from ..training.build import REGRESSION_LOSSES, build_trainer
 from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals, exit_on_signals
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
+from ..training.precision import AMP_CHOICES, BFLOAT16
 from ..training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_data
 from . import OneLineParser, run_cli
@@ -60,8 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many epochs without a lower validation loss; 0: never (default: 0)")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="compile the training step with torch.compile (a few percent faster per epoch on a CPU)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False,
-                   help="bfloat16 mixed precision: about 2x faster on CPUs with AVX512-BF16 and on recent GPUs")
+    p.add_argument("--amp", nargs="?", const="on", choices=AMP_CHOICES, default="auto",
+                   help="bfloat16 mixed precision. auto: where this hardware runs it faster (recent GPUs; CPUs "
+                        "with bf16 kernels, by a timed probe); on (also plain --amp); off: float32, the seed's "
+                        "numerics (default: %(default)s)")
+    p.add_argument("--no-amp", dest="amp", action="store_const", const="off", help="the same as --amp off")
     p.add_argument("--model", choices=list(MODELS), default="mlp",
                    help="the model family: mlp (the seed's), cnn or rnn (default: %(default)s)")
     p.add_argument("--preset", choices=sorted({name for presets in PRESETS.values() for name in presets}),
@@ -157,7 +161,7 @@ def given_flags(argv: list[str] | None) -> set[str]:
 
 # What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
-RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs")
+RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs", "amp")
 
 
 def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConfig:
@@ -177,6 +181,8 @@ def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConf
     for name, value in explicit.items():
         if name != "resume":
             setattr(config, name, value)
+    if "amp" in explicit:  # e.g. resumed on other hardware: choose the precision again
+        config.precision = config.precision_reason = None
     config.resume = checkpoint_fn
     config.validate()  # now the flags given: their errors name them, not the checkpoint
     return config
@@ -231,14 +237,15 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
         raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
     say = print if config.verbose >= 1 else (lambda *a, **k: None)
-    say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
-        f"test {tuple(dataset.test[0].shape)} on {device}, seed {config.seed}, model {config.model}")
 
     def checkpoint(trainer: Trainer) -> None:
         save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
                             dataset.task, callbacks=make_callbacks(config, checkpoint))
+    say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
+        f"test {tuple(dataset.test[0].shape)} on {device}, {precision_words(config)}, seed {config.seed}, "
+        f"model {config.model}")
     if resume is not None:
         _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -306,12 +313,18 @@ def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None]) -
 
 def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
     """The test set's metrics; for regression every one in the target's own units."""
-    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, config.amp)
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, trainer.amp)
     if dataset.task == REGRESSION:
         # Targets were standardised for training; undo it for what people read.
         scale = target_scale(dataset.preprocessing)
         test = {"mse": test["mse"] * scale**2, "rmse": test["mse"] ** 0.5 * scale, "r2": test["r2"]}
     return test
+
+
+def precision_words(config: TrainConfig) -> str:
+    """E.g. "fp32 (auto: this CPU (AVX2) has no bf16 kernels)": what the run computes in, and why."""
+    short = "bf16" if config.precision == BFLOAT16 else "fp32"
+    return f"{short} ({config.precision_reason})" if config.precision_reason else short
 
 
 def checkpoint_path(config: TrainConfig) -> str:

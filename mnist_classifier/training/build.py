@@ -12,6 +12,7 @@ from ..models import MODELS
 from .augment import RandomDistortion
 from .callbacks import Callback
 from .config import TrainConfig
+from .precision import BFLOAT16, choose_precision
 from .trainer import Trainer, steps_per_epoch
 
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
@@ -91,11 +92,21 @@ def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDis
     return RandomDistortion(flip_p=flip_p)
 
 
+def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """Settle ``config.precision`` (and why) from ``--amp``, unless the run already has one: a
+    resumed run computes as it began, even if a new probe would now decide otherwise."""
+    if config.precision is not None:
+        return
+    precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
+    config.precision, config.precision_reason = precision.dtype, precision.reason
+
+
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
                   device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None
                   ) -> Trainer:
     """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
     model = build_model(config, input_shape, output_size, task, device)
+    resolve_precision(config, model, input_shape)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
     fused = device.type in ("cpu", "cuda")
@@ -106,7 +117,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         make_loss(config, task),
         make_scheduler(optimizer, config, n_train),
         compile=config.compile,
-        amp=config.amp,
+        amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
         callbacks=callbacks,
     )

@@ -33,7 +33,7 @@ def evaluate(
 ) -> dict:
     """Mean loss (and accuracy for class targets) of ``model`` on ``data``, in eval mode."""
     model.eval()
-    device = _device_of(model)
+    device = device_of(model)
     x, y = (t.to(device) for t in data)
     batch_size = max(batch_size, MIN_EVAL_BATCH_SIZE)
     classification = is_classification(y)
@@ -155,7 +155,7 @@ class Trainer:
         if hasattr(n_epochs, "n_epochs"):
             n_epochs, batch_size = n_epochs.n_epochs, getattr(n_epochs, "batch_size", batch_size)
         self.n_epochs, self.should_stop = n_epochs, False
-        device = _device_of(self.model)
+        device = device_of(self.model)
         train_data = tuple(t.to(device) for t in train_data)
         valid_data = tuple(t.to(device) for t in valid_data)
         if self.best_state is None:
@@ -267,7 +267,7 @@ class Trainer:
         return total_loss.item() / max(seen, 1)
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def device_of(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
 

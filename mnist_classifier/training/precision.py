@@ -1,0 +1,112 @@
+"""Which precision a run computes in: bfloat16 autocast where this hardware runs it faster, float32
+where it does not.
+
+``--amp auto`` (the default) asks the hardware first. A GPU that reports native bfloat16 (CUDA
+compute capability 8.0 or later) gets it; a CPU whose oneDNN has no bfloat16 kernels (no AVX-512,
+e.g. AVX2-only processors, where a bfloat16 matmul ran about 100x slower than float32) keeps
+float32. Where the answer is unclear (a CPU with bfloat16 kernels runs matrix products faster, but
+some layers, convolutions among them, can run slower), a short timed probe of the model's own
+training step decides. ``on`` and ``off`` force the choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .trainer import device_of
+
+AMP_CHOICES = ("auto", "on", "off")
+BFLOAT16, FLOAT32 = "bfloat16", "float32"
+# bfloat16 must be this much faster to be chosen: a smaller gain is not worth rounder numbers.
+MIN_SPEEDUP = 1.15
+PROBE_BUDGET_S = 0.5  # the probe stops timing after this long (it takes at least one step of each)
+PROBE_MAX_STEPS = 5
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The choice, and why it was made in words for the run's first line."""
+
+    dtype: str  # BFLOAT16 or FLOAT32
+    reason: str
+
+
+def choose_precision(amp: str, model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> Precision:
+    """The precision ``--amp`` asks for, on the model's device; ``auto`` decides as the module says."""
+    if amp == "on":
+        return Precision(BFLOAT16, "--amp on")
+    if amp == "off":
+        return Precision(FLOAT32, "--amp off")
+    device = device_of(model)
+    native = hardware_bf16(device)
+    if native is not None:
+        return Precision(BFLOAT16 if native else FLOAT32, hardware_words(device, native))
+    speedup = probe_bf16_speedup(model, input_shape, batch_size)
+    dtype = BFLOAT16 if speedup >= MIN_SPEEDUP else FLOAT32
+    return Precision(dtype, f"auto: a timed step ran {speedup:.2f}x as fast in bf16")
+
+
+def hardware_bf16(device: torch.device) -> bool | None:
+    """True or False where the hardware answers clearly whether bfloat16 pays; None where only a
+    measurement can tell."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        # oneDNN runs bfloat16 only with AVX-512 (emulated) or AVX512-BF16/AMX (native); without
+        # them PyTorch falls back to slow reference kernels.
+        return None if cpu_has_bf16_kernels() else False
+    return False  # MPS and others: float32, which every backend runs well
+
+
+def cpu_has_bf16_kernels() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def hardware_words(device: torch.device, native: bool) -> str:
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"auto: CUDA capability {major}.{minor} {'runs' if native else 'has no native'} bf16"
+    if device.type == "cpu":
+        return f"auto: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 kernels"
+    return f"auto: {device.type} trains in fp32"
+
+
+def probe_bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> float:
+    """float32 step time / bfloat16 step time of a training step (forward and backward) of a copy
+    of ``model`` at the run's batch size, on random inputs. The model and every random generator
+    are left as they were, so the run that follows is the same as without the probe."""
+    probe = copy.deepcopy(model).train()
+    device = device_of(model)
+    generator = torch.Generator(device=device).manual_seed(0)
+    x = torch.rand((max(batch_size, 2), *input_shape), generator=generator, device=device)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for amp in (False, True):
+            timed_step(probe, x, amp)  # warm-up: oneDNN builds its kernels on the first call
+        started = time.perf_counter()
+        while len(times[True]) < PROBE_MAX_STEPS and (not times[True] or time.perf_counter() - started
+                                                        < PROBE_BUDGET_S):
+            for amp in (False, True):  # interleaved, so a noisy moment hits both
+                times[amp].append(timed_step(probe, x, amp))
+    return statistics.median(times[False]) / statistics.median(times[True])
+
+
+def timed_step(model: nn.Module, x: torch.Tensor, amp: bool) -> float:
+    """Seconds for one forward and backward pass (the optimizer's step is the same in both precisions)."""
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    started = time.perf_counter()
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        out = model(x)
+    out.float().sum().backward()
+    model.zero_grad(set_to_none=True)
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+    return time.perf_counter() - started
+
