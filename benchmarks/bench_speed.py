@@ -1,8 +1,10 @@
 """Training speed side by side, in one process: the tightest loop, this project's Trainer, the
 DataLoader tutorial style (pytorch/examples' mnist loop) and PyTorch Lightning, on one model and
-the same 48,000/12,000 MNIST split; plus the machine's float32 matrix-multiply peak.
+the same 48,000/12,000 MNIST split; beside them the ceilings: the machine's float32 and bfloat16
+matrix-multiply speed at the model's own shapes.
 
-    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--model cnn] [--json speed.json] [--full_runs]
+    python benchmarks/bench_speed.py --epochs 3 [--repeats 3] [--model cnn] [--device cuda] [--threads 2]
+                                     [--json speed.json] [--full_runs] [--profile]
 
 ``--model`` picks the registry's model with its default options (the seed's MLP by default); every
 variant trains that same model with the same batch size.
@@ -10,6 +12,14 @@ variant trains that same model with the same batch size.
 The machine is noisy, so the variants are interleaved and repeated: each round runs every
 variant for ``--epochs`` epochs, takes its median epoch after the first (warm-up) epoch, and
 divides by ``bare`` of the same round. The table shows the median over rounds.
+
+Ceilings (MLP only, whose work is all matrix products): for every Linear layer, the three products
+of a training step at batch 256 (forward, input gradient, weight gradient), timed alone; their sum
+is the fastest any loop could run a step in that precision. A loop's "of ceiling" is its samples/s
+over the ceiling's.
+
+``--profile`` runs the project's training step under torch.profiler and prints where its time goes,
+grouped (matrix products, optimizer, BatchNorm, activations, casts, ...).
 
 ``--full_runs`` also times whole ``train.py`` runs (20 epochs, validation, saving and testing
 included) with each speed flag, ``--compile`` with an empty compile cache and again with the
@@ -37,24 +47,69 @@ from mnist_classifier.data.mnist import load_mnist  # noqa: E402
 from mnist_classifier.models import MODELS  # noqa: E402
 from mnist_classifier.training.build import build_trainer  # noqa: E402
 from mnist_classifier.training.config import TrainConfig  # noqa: E402
+from mnist_classifier.training.precision import cpu_has_bf16_kernels  # noqa: E402
 
 BATCH_SIZE = 256
 MODEL = "mlp"  # set from --model
+DEVICE = torch.device("cpu")  # set from --device
 IMAGES = (1, 28, 28)
 
 
 def seed_model() -> nn.Module:
     """The benchmarked model, as a tutorial would build it: default options, no memory-format tricks."""
-    return MODELS[MODEL].build(IMAGES, 10, classify=True)
+    return MODELS[MODEL].build(IMAGES, 10, classify=True).to(DEVICE)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def timed(work, budget_s: float = 0.5) -> float:
+    """Seconds per call of ``work``: a warm-up call, then as many as fit in ``budget_s`` (at most 50).
+    Where one call alone takes longer than the budget (bfloat16 on a CPU without its kernels runs
+    about 100x slower), the warm-up call is the measurement."""
+    sync()
+    started = time.perf_counter()
+    work()
+    sync()
+    first = time.perf_counter() - started
+    repeats = min(50, int(budget_s / max(first, 1e-9)))
+    if repeats < 2:
+        return first
     started = time.perf_counter()
     for _ in range(repeats):
-        torch.mm(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+        work()
+    sync()
+    return (time.perf_counter() - started) / repeats
+
+
+def matmul_gflops(dtype: str, n: int = 2048) -> float:
+    """The square-matrix peak, for context."""
+    a, b = (torch.randn(n, n, device=DEVICE).to(getattr(torch, dtype)) for _ in range(2))
+    if DEVICE.type == "cpu" and dtype == "bfloat16" and not cpu_has_bf16_kernels():
+        a, b = a[:512, :512], b[:512, :512]  # 2048 would take a minute here
+        n = 512
+    return 2 * n**3 / timed(lambda: torch.mm(a, b)) / 1e9
+
+
+def step_matmuls(dtype) -> list:
+    """The three matrix products per Linear layer of one training step at BATCH_SIZE."""
+    work = []
+    for layer in seed_model().modules():
+        if isinstance(layer, nn.Linear):
+            out_f, in_f = layer.weight.shape
+            x = torch.randn(BATCH_SIZE, in_f, device=DEVICE, dtype=dtype)
+            w = torch.randn(out_f, in_f, device=DEVICE, dtype=dtype)
+            g = torch.randn(BATCH_SIZE, out_f, device=DEVICE, dtype=dtype)
+            work += [(x, w.t()), (g, w), (g.t(), x)]  # forward, input gradient, weight gradient
+    return work
+
+
+def ceiling_samples_per_s(dtype) -> float:
+    """Training samples/s if a step were nothing but its matrix products, each run alone."""
+    products = step_matmuls(dtype)
+    return BATCH_SIZE / timed(lambda: [a @ b for a, b in products])
 
 
 def plain_setup():
@@ -78,21 +133,34 @@ def run_bare(data, epochs: int, **_) -> list[tuple[float, float]]:
     for _ in range(epochs):
         started = time.perf_counter()
         model.train()
-        for idx in torch.randperm(len(x)).split(BATCH_SIZE):
+        for idx in torch.randperm(len(x), device=DEVICE).split(BATCH_SIZE):
             plain_step(model, optimizer, crit, x[idx], y[idx])
+        sync()
         times.append((time.perf_counter() - started, 0.0))
     return times
 
 
-def run_project(data, epochs: int, compile: bool = False, amp: bool = False, **_) -> list[tuple[float, float]]:
-    """This project's Trainer, built exactly as train.py builds it, validation included."""
-    train, valid = data
+def project_trainer(n_train: int, epochs: int, compile: bool = False, amp: str = "auto"):
+    """This project's Trainer, built exactly as train.py builds it."""
     config = TrainConfig(model_fn="unused", n_epochs=epochs, verbose=0, compile=compile, amp=amp, model=MODEL,
-                         model_options={})
+                         model_options={}, gpu_id=0 if DEVICE.type == "cuda" else -1)
     config.validate()
-    trainer = build_trainer(config, IMAGES, 10, len(train[0]), torch.device("cpu"), callbacks=[])
+    trainer = build_trainer(config, IMAGES, 10, n_train, DEVICE, callbacks=[])
+    return trainer, config
+
+
+def run_project(data, epochs: int, compile: bool | str = False, amp: str = "auto", **_) -> list[tuple[float, float]]:
+    """This project's Trainer, validation included."""
+    train, valid = data
+    trainer, config = project_trainer(len(train[0]), epochs, bool(compile), amp)
+    if compile == "default":  # without the CUDA graphs the Trainer asks for on a GPU
+        trainer._train_forward = torch.compile(trainer.model, dynamic=False)
+    PRECISIONS[(bool(compile), amp)] = config.precision
     history = trainer.train(train, valid, epochs, BATCH_SIZE)
     return [(h["seconds"], h["valid_seconds"]) for h in history]
+
+
+PRECISIONS: dict = {}  # what each project variant ran in, for the table
 
 
 def run_dataloader(data, epochs: int, data_dir: str = "data", split=None, **_) -> list[tuple[float, float]]:
@@ -121,7 +189,7 @@ def run_dataloader(data, epochs: int, data_dir: str = "data", split=None, **_) -
     return times
 
 
-def run_lightning(data, epochs: int, **_) -> list[tuple[float, float]]:
+def run_lightning(data, epochs: int, precision: str = "32-true", **_) -> list[tuple[float, float]]:
     """PyTorch Lightning's Trainer on the same model and in-memory tensors; extras off."""
     import lightning as L
     from torch.utils.data import DataLoader, TensorDataset
@@ -158,9 +226,10 @@ def run_lightning(data, epochs: int, **_) -> list[tuple[float, float]]:
 
     (x, y), (xv, yv) = data
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        callbacks=[timer])
+    x, y, xv, yv = (t.cpu() for t in (x, y, xv, yv))  # Lightning moves each batch to the device itself
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if DEVICE.type == "cuda" else "cpu", devices=1,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], precision=precision)
     trainer.fit(Classifier(), DataLoader(TensorDataset(x, y), batch_size=BATCH_SIZE, shuffle=True),
                 DataLoader(TensorDataset(xv, yv), batch_size=BATCH_SIZE))
     return list(zip(timer.times, timer.valid, strict=True))
@@ -168,22 +237,26 @@ def run_lightning(data, epochs: int, **_) -> list[tuple[float, float]]:
 
 VARIANTS = {
     "bare": run_bare,
-    "project": run_project,
+    "project": run_project,  # the default: --amp auto
+    "project --amp off": lambda data, epochs, **kw: run_project(data, epochs, amp="off"),
+    "project --amp on": lambda data, epochs, **kw: run_project(data, epochs, amp="on"),
     "project --compile": lambda data, epochs, **kw: run_project(data, epochs, compile=True),
-    "project --amp": lambda data, epochs, **kw: run_project(data, epochs, amp=True),
-    "project --compile --amp": lambda data, epochs, **kw: run_project(data, epochs, compile=True, amp=True),
+    "project --compile --amp on": lambda data, epochs, **kw: run_project(data, epochs, compile=True, amp="on"),
+    "project --compile, default mode": lambda data, epochs, **kw: run_project(data, epochs, compile="default"),
     "dataloader": run_dataloader,
     "lightning": run_lightning,
+    "lightning bf16-mixed": lambda data, epochs, **kw: run_lightning(data, epochs, precision="bf16-mixed"),
 }
+DEFAULT_VARIANTS = ["bare", "project", "project --amp off", "project --amp on", "project --compile", "dataloader",
+                    "lightning", "lightning bf16-mixed"]
 
 
 FULL_RUNS = [  # (label, flags, compile cache: None, "empty" or "filled" by the run before)
-    ("eager (the default)", [], None),
+    ("the default (--amp auto)", [], None),
+    ("--amp off", ["--amp", "off"], None),
+    ("--amp on", ["--amp", "on"], None),
     ("--compile, empty cache", ["--compile"], "empty"),
     ("--compile, cache filled", ["--compile"], "filled"),
-    ("--amp", ["--amp"], None),
-    ("--compile --amp, empty cache", ["--compile", "--amp"], "empty"),
-    ("--compile --amp, cache filled", ["--compile", "--amp"], "filled"),
 ]
 
 
@@ -208,18 +281,65 @@ def full_runs(data_dir: str, epochs: int = 20) -> list[dict]:
     return rows
 
 
+PROFILE_GROUPS = {  # torch.profiler op names -> what they are, first match wins
+    "matrix products": ("addmm", "mm", "bmm", "matmul", "linear", "convolution", "conv", "mkldnn_rnn", "gru", "lstm"),
+    "optimizer": ("adam", "foreach", "optimizer", "lerp"),
+    "BatchNorm": ("batch_norm",),
+    "LeakyReLU": ("leaky_relu",),
+    "LogSoftmax and loss": ("log_softmax", "nll", "cross_entropy"),
+    "casts and copies": ("to", "_to_copy", "copy_", "clone", "contiguous"),
+    "batch indexing and shuffle": ("index", "randperm", "split", "gather"),
+    "learning-rate schedule": ("lr_scheduler",),
+}
+
+
+def profile_step(data, steps: int = 60, amp: str = "auto") -> None:
+    """Where one training step's time goes (self CPU time, and CUDA time on a GPU), grouped."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train, valid = data
+    n = steps * BATCH_SIZE
+    trainer, config = project_trainer(n, 2, amp=amp)
+    small = (train[0][:n], train[1][:n])
+    trainer.train(small, (valid[0][:BATCH_SIZE], valid[1][:BATCH_SIZE]), 1, BATCH_SIZE)  # warm-up epoch
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        trainer.train(small, (valid[0][:BATCH_SIZE], valid[1][:BATCH_SIZE]), 2, BATCH_SIZE)
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0 or getattr(e, "self_device_time_total", 0)]
+    totals: dict[str, float] = {}
+    device_time = DEVICE.type == "cuda"
+    for e in events:
+        t = getattr(e, "self_device_time_total", 0) if device_time else e.self_cpu_time_total
+        name = e.key.lower().removeprefix("aten::")
+        group = next((g for g, keys in PROFILE_GROUPS.items() if any(k in name for k in keys)), "other")
+        totals[group] = totals.get(group, 0.0) + t
+    whole = sum(totals.values()) or 1.0
+    kind = "device (CUDA kernel)" if device_time else "self CPU"
+    print(f"\nProfile of {steps} training steps, {config.precision}, {kind} time per step:")
+    print("| part of the step | ms per step | share |\n| --- | --- | --- |")
+    for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"| {group} | {t / 1e3 / steps:.3f} | {t / whole:.0%} |")
+    print(prof.key_averages().table(sort_by="self_device_time_total" if device_time else "self_cpu_time_total",
+                                    row_limit=12))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant per round, the first is warm-up")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all variants")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--full_runs", action="store_true", help="also time whole 20-epoch train.py runs")
+    parser.add_argument("--profile", action="store_true", help="also profile the project's training step")
     parser.add_argument("--model", choices=list(MODELS), default="mlp", help="the model every variant trains")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="data resident there")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    global MODEL
-    MODEL = args.model
+    global MODEL, DEVICE
+    MODEL, DEVICE = args.model, torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if "bare" not in args.variants:
         args.variants.insert(0, "bare")
 
@@ -227,56 +347,83 @@ def main() -> None:
     x, y = load_mnist(data_dir=args.data_dir, flatten=False)
     x = x.unsqueeze(1)  # (N, 1, 28, 28): every model reads images in their natural shape
     split = torch.randperm(len(x)).split([48000, 12000])
-    data = ((x[split[0]], y[split[0]]), (x[split[1]], y[split[1]]))
-    peak = matmul_gflops()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, matmul peak {peak:.0f} GFLOP/s, "
-          f"model {MODEL}", flush=True)
+    data = ((x[split[0]].to(DEVICE), y[split[0]].to(DEVICE)), (x[split[1]].to(DEVICE), y[split[1]].to(DEVICE)))
+    peak = {dtype: matmul_gflops(dtype) for dtype in ("float32", "bfloat16")}
+    ceiling = {dtype: ceiling_samples_per_s(getattr(torch, dtype)) for dtype in peak} if MODEL == "mlp" else {}
+    where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {where}, model {MODEL}; 2048x2048 matmul peak: "
+          f"{peak['float32']:,.0f} GFLOP/s float32, {peak['bfloat16']:,.0f} bfloat16", flush=True)
+    for dtype, samples in ceiling.items():
+        print(f"ceiling (the step's matrix products alone, batch {BATCH_SIZE}), {dtype}: {samples:,.0f} samples/s",
+              flush=True)
 
-    epoch_s = {name: [] for name in args.variants}
-    valid_s = {name: [] for name in args.variants}
-    ratios = {name: [] for name in args.variants}
-    for round_ in range(args.repeats):
-        order = args.variants[round_ % len(args.variants):] + args.variants[: round_ % len(args.variants)]
-        measured = {}
-        for name in order:
-            times = VARIANTS[name](data, args.epochs, data_dir=args.data_dir, split=split)
-            steady = times[1:] or times
-            measured[name] = statistics.median(t for t, _ in steady)
-            epoch_s[name].append(measured[name])
-            valid_s[name].append(statistics.median(v for _, v in steady))
-            print(f"round {round_ + 1}: {name:<18} {measured[name]:.2f} s/epoch (first epoch {times[0][0]:.1f} s)",
-                  flush=True)
-        for name in order:
-            ratios[name].append(measured["bare"] / measured[name])
-
-    # 6 flops per weight per sample: forward, weight gradient, input gradient (one matmul each).
-    weights = sum(p.numel() for p in seed_model().parameters() if p.dim() == 2)
+    epoch_s, valid_s, ratios = measure(args, data, split)
     rows = []
-    for name in args.variants:
+    for name in epoch_s:
         seconds = statistics.median(epoch_s[name])
+        samples = 48000 / seconds
         rows.append({
             "variant": name,
+            "precision": PRECISIONS.get(project_key(name), "-") if name.startswith("project") else "-",
             "epoch_s": seconds,
             "valid_s": statistics.median(valid_s[name]),
-            "samples_per_s": 48000 / seconds,
+            "samples_per_s": samples,
             "ratio_to_bare": statistics.median(ratios[name]),
-            # Only an MLP's work is all matrix multiplication.
-            "fraction_of_peak": 6 * weights * 48000 / seconds / 1e9 / peak if MODEL == "mlp" else None,
+            "of_fp32_ceiling": samples / ceiling["float32"] if ceiling else None,
+            "of_bf16_ceiling": samples / ceiling["bfloat16"] if ceiling else None,
         })
-    print("\n| variant | s/epoch | of which validation | train samples/s | x bare | of matmul peak |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        of_peak = "-" if r["fraction_of_peak"] is None else f"{r['fraction_of_peak']:.0%}"
-        print(f"| {r['variant']} | {r['epoch_s']:.2f} | {r['valid_s']:.2f} | {r['samples_per_s']:,.0f} "
-              f"| {r['ratio_to_bare']:.2f} | {of_peak} |")
+    print_table(rows)
     full = full_runs(args.data_dir) if args.full_runs else []
     if full:
         print("\n| 20-epoch train.py run | wall time | test accuracy |\n| --- | --- | --- |")
         for r in full:
             print(f"| {r['run']} | {r['wall_s']:.1f} s | {r['test_accuracy']:.2f}% |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "epochs": args.epochs, "repeats": args.repeats,
+        Path(args.json).write_text(json.dumps({"matmul_gflops": peak, "ceiling_samples_per_s": ceiling,
+                                               "epochs": args.epochs, "repeats": args.repeats, "device": where,
                                                "rows": rows, "full_runs": full}, indent=2))
+    if args.profile:
+        profile_step(data)
+
+
+def project_key(name: str) -> tuple[bool, str]:
+    amp = name.split("--amp ")[1] if "--amp " in name else "auto"
+    return ("--compile" in name, amp)
+
+
+def measure(args, data, split) -> tuple[dict, dict, dict]:
+    """Every variant, ``args.repeats`` rounds in rotating order; a variant that fails is reported and
+    left out, so one broken comparison does not lose the others."""
+    epoch_s, valid_s, ratios = {}, {}, {}
+    for round_ in range(args.repeats):
+        order = args.variants[round_ % len(args.variants):] + args.variants[: round_ % len(args.variants)]
+        measured = {}
+        for name in order:
+            try:
+                times = VARIANTS[name](data, args.epochs, data_dir=args.data_dir, split=split)
+            except Exception as e:  # noqa: BLE001 -- a benchmark reports and goes on
+                print(f"round {round_ + 1}: {name} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
+                      flush=True)
+                continue
+            steady = times[1:] or times
+            measured[name] = statistics.median(t for t, _ in steady)
+            epoch_s.setdefault(name, []).append(measured[name])
+            valid_s.setdefault(name, []).append(statistics.median(v for _, v in steady))
+            print(f"round {round_ + 1}: {name:<26} {measured[name]:.3f} s/epoch (first epoch {times[0][0]:.1f} s)",
+                  flush=True)
+        for name in measured:
+            ratios.setdefault(name, []).append(measured["bare"] / measured[name])
+    return epoch_s, valid_s, ratios
+
+
+def print_table(rows: list[dict]) -> None:
+    print("\n| variant | precision | s/epoch | of which validation | train samples/s | x bare "
+          "| of fp32 ceiling | of bf16 ceiling |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        fractions = ["-" if r[k] is None else f"{r[k]:.0%}" for k in ("of_fp32_ceiling", "of_bf16_ceiling")]
+        print(f"| {r['variant']} | {r['precision']} | {r['epoch_s']:.3f} | {r['valid_s']:.3f} "
+              f"| {r['samples_per_s']:,.0f} | {r['ratio_to_bare']:.2f} | {' | '.join(fractions)} |")
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ class Trainer:
         self.callbacks = list(callbacks) if callbacks is not None else [ProgressBar(), EpochPrinter()]
         # Static shapes compile once; a smaller last batch would compile a second graph, so it is
         # dropped instead (the order changes every epoch, so no sample is left out for good).
-        self._train_forward = torch.compile(model, dynamic=False) if compile else model
+        # On a GPU, CUDA graphs replay the step's many small kernels with one launch ("reduce-overhead").
+        mode = "reduce-overhead" if device_of(model).type == "cuda" else None
+        self._train_forward = torch.compile(model, dynamic=False, mode=mode) if compile else model
         self.history: list[dict] = []
         self.best_valid_loss = float("inf")
         self.best_epoch = 0
