@@ -35,7 +35,7 @@ def cpu_with_bf16_kernels(monkeypatch):
 
 
 def test_on_and_off_force_the_choice_without_asking_the_hardware(monkeypatch):
-    monkeypatch.setattr(precision, "hardware_bf16", lambda device: pytest.fail("on/off must not ask"))
+    monkeypatch.setattr(precision, "bf16_ruled_out", lambda device: pytest.fail("on/off must not ask"))
     assert choose_precision("on", small_mlp(), (64,), 32).dtype == BFLOAT16
     assert choose_precision("off", small_mlp(), (64,), 32).dtype == FLOAT32
 
@@ -111,7 +111,7 @@ def test_a_resumed_run_keeps_its_precision_unless_amp_is_given_again(cpu_with_bf
         train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
     assert load_checkpoint(tmp_path / "m.pth.ckpt")["config"]["precision"] == BFLOAT16
     monkeypatch.undo()
-    monkeypatch.setattr(precision, "hardware_bf16", lambda device: pytest.fail("a resumed run must not choose again"))
+    monkeypatch.setattr(precision, "bf16_ruled_out", lambda device: pytest.fail("a resumed run must not choose again"))
     train_module.main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "3"])
     assert torch.load(tmp_path / "m.pth", weights_only=True)["config"]["precision"] == BFLOAT16
     capsys.readouterr()

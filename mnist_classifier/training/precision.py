@@ -1,12 +1,12 @@
 """Which precision a run computes in: bfloat16 autocast where this hardware runs it faster, float32
 where it does not.
 
-``--amp auto`` (the default) asks the hardware first. A GPU that reports native bfloat16 (CUDA
-compute capability 8.0 or later) gets it; a CPU whose oneDNN has no bfloat16 kernels (no AVX-512,
-e.g. AVX2-only processors, where a bfloat16 matmul ran about 100x slower than float32) keeps
-float32. Where the answer is unclear (a CPU with bfloat16 kernels runs matrix products faster, but
-some layers, convolutions among them, can run slower), a short timed probe of the model's own
-training step decides. ``on`` and ``off`` force the choice.
+``--amp auto`` (the default) asks the hardware first. A GPU without native bfloat16 (CUDA compute
+capability below 8.0) and a CPU whose oneDNN has no bfloat16 kernels (no AVX-512, e.g. AVX2-only
+processors, where a bfloat16 matmul ran about 100x slower than float32) keep float32 at once.
+Where the hardware has bfloat16, whether it pays depends on the model (a small model on a GPU is
+bound by kernel launches, not arithmetic; on a CPU some layers gain less than matrix products), so
+a short timed probe of the model's own training step decides. ``on`` and ``off`` force the choice.
 """
 
 from __future__ import annotations
@@ -44,37 +44,34 @@ def choose_precision(amp: str, model: nn.Module, input_shape: tuple[int, ...], b
     if amp == "off":
         return Precision(FLOAT32, "--amp off")
     device = device_of(model)
-    native = hardware_bf16(device)
-    if native is not None:
-        return Precision(BFLOAT16 if native else FLOAT32, hardware_words(device, native))
+    ruled_out = bf16_ruled_out(device)
+    if ruled_out:
+        return Precision(FLOAT32, f"auto: {ruled_out}")
     speedup = probe_bf16_speedup(model, input_shape, batch_size)
     dtype = BFLOAT16 if speedup >= MIN_SPEEDUP else FLOAT32
     return Precision(dtype, f"auto: a timed step ran {speedup:.2f}x as fast in bf16")
 
 
-def hardware_bf16(device: torch.device) -> bool | None:
-    """True or False where the hardware answers clearly whether bfloat16 pays; None where only a
-    measurement can tell."""
+def bf16_ruled_out(device: torch.device) -> str | None:
+    """Why this hardware cannot run bfloat16 faster, in words; None where only a measurement can tell."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
+        if torch.cuda.is_bf16_supported(including_emulation=False):
+            # Native bf16 (capability 8.0 or later) pays for large models; a small one is bound by
+            # kernel launches, not arithmetic (the seed's MLP on an H100 ran 1.07x slower in bf16).
+            return None
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"CUDA capability {major}.{minor} has no native bf16"
     if device.type == "cpu":
         # oneDNN runs bfloat16 only with AVX-512 (emulated) or AVX512-BF16/AMX (native); without
         # them PyTorch falls back to slow reference kernels.
-        return None if cpu_has_bf16_kernels() else False
-    return False  # MPS and others: float32, which every backend runs well
+        if cpu_has_bf16_kernels():
+            return None
+        return f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 kernels"
+    return f"{device.type} trains in fp32"  # MPS and others: float32, which every backend runs well
 
 
 def cpu_has_bf16_kernels() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def hardware_words(device: torch.device, native: bool) -> str:
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        return f"auto: CUDA capability {major}.{minor} {'runs' if native else 'has no native'} bf16"
-    if device.type == "cpu":
-        return f"auto: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 kernels"
-    return f"auto: {device.type} trains in fp32"
 
 
 def probe_bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> float:
