@@ -26,6 +26,7 @@ from mnist_classifier.data.datasets import load_dataset  # noqa: E402
 # The flags each README section documents, beyond --dataset.
 COMMANDS = {
     "mnist": [],
+    "mnist fast": ["--preset", "fast"],
     "mnist cnn": ["--model", "cnn"],
     "mnist cnn record": ["--model", "cnn", "--preset", "record"],
     "mnist rnn": ["--model", "rnn"],

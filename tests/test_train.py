@@ -191,6 +191,15 @@ def test_dataset_mistakes_are_one_line_errors(tmp_path, capsys, flags, message):
 
 
 
+def test_fast_preset_trains_its_recipe_end_to_end(fake_mnist, tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--data_dir", str(fake_mnist), "--preset", "fast", "--seed", "0",
+          "--verbose", "0"])
+    assert float(re.search(r"Test accuracy: ([\d.]+)%", capsys.readouterr().out).group(1)) > 50
+    saved = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert saved["architecture"]["hidden_sizes"] == [256, 256] and len(saved["history"]) == 4
+    assert (saved["config"]["lr_schedule"], saved["config"]["train_ratio"]) == ("onecycle", 0.9)
+
+
 def test_switches_a_preset_turned_on_can_be_turned_off_and_depth_beats_preset_sizes():
     config = parse_config(["--model_fn", "m.pth", "--preset", "record", "--no-augment", "--no-amp", "--n_layers", "3"])
     assert not config.augment and config.amp == "off"
