@@ -266,6 +266,8 @@ def full_runs(data_dir: str, epochs: int = 20) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, flags, cache in FULL_RUNS:
+            if "on" in flags and not cpu_has_bf16_kernels() and not torch.cuda.is_available():
+                continue  # bfloat16 without its kernels: many minutes for nothing
             env = dict(os.environ)
             if cache:
                 # Each flag set gets its own cache folder: empty on its first run, filled on the next.
@@ -327,7 +329,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per variant per round, the first is warm-up")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all variants")
-    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                        help="default: all but the compiled-without-CUDA-graphs one, and without the bf16 ones on "
+                             "a CPU that has no bf16 kernels (they would run for many minutes)")
     parser.add_argument("--data_dir", default="data")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--full_runs", action="store_true", help="also time whole 20-epoch train.py runs")
@@ -340,6 +344,9 @@ def main() -> None:
     MODEL, DEVICE = args.model, torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.variants:
+        no_bf16 = DEVICE.type == "cpu" and not cpu_has_bf16_kernels()
+        args.variants = [v for v in DEFAULT_VARIANTS if not (no_bf16 and ("amp on" in v or "bf16" in v))]
     if "bare" not in args.variants:
         args.variants.insert(0, "bare")
 
