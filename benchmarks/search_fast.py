@@ -1,7 +1,8 @@
 """How `--preset fast` was chosen: candidate recipes of the seed's MLP family, each trained on the
 training split and judged on the validation split only (the test set is never touched here).
 
-    python benchmarks/search_fast.py [--seeds 0] [--target 98.3]
+    python benchmarks/search_fast.py [--seeds 0] [--target 98.3]          # every candidate on seed 0
+    python benchmarks/search_fast.py --seeds 0 1 2 --only "256,256 x4" "512 x3"   # the quickest, on 3 seeds
 
 Prints, per candidate, the validation accuracy of the best epoch and the training seconds
 (validation included). The preset is the fastest candidate whose validation accuracy reaches
@@ -32,6 +33,8 @@ CANDIDATES = {
     "256,256 x4": ["--hidden_sizes", "256,256", "--n_epochs", "4", "--lr", "3e-3"],
     "256,256 x5": ["--hidden_sizes", "256,256", "--n_epochs", "5", "--lr", "3e-3"],
     "256,256 x8": ["--hidden_sizes", "256,256", "--n_epochs", "8", "--lr", "3e-3"],
+    "256,256 x10": ["--hidden_sizes", "256,256", "--n_epochs", "10", "--lr", "3e-3"],
+    "384,384 x6": ["--hidden_sizes", "384,384", "--n_epochs", "6", "--lr", "3e-3"],
     "512 x2": ["--hidden_sizes", "512", "--n_epochs", "2", "--lr", "3e-3"],
     "1024 x2": ["--hidden_sizes", "1024", "--n_epochs", "2", "--lr", "3e-3"],
     "384 x3": ["--hidden_sizes", "384", "--n_epochs", "3", "--lr", "3e-3"],
@@ -43,7 +46,10 @@ CANDIDATES = {
     "512 x6": ["--hidden_sizes", "512", "--n_epochs", "6", "--lr", "3e-3"],
     "1024 x3": ["--hidden_sizes", "1024", "--n_epochs", "3", "--lr", "3e-3"],
     "1024 x4": ["--hidden_sizes", "1024", "--n_epochs", "4", "--lr", "3e-3"],
+    "1024 x5": ["--hidden_sizes", "1024", "--n_epochs", "5", "--lr", "3e-3"],
     "512,512 x5": ["--hidden_sizes", "512,512", "--n_epochs", "5", "--lr", "3e-3"],
+    "512,512 x6": ["--hidden_sizes", "512,512", "--n_epochs", "6", "--lr", "3e-3"],
+    "512,512 x6 b512": ["--hidden_sizes", "512,512", "--n_epochs", "6", "--lr", "5e-3", "--batch_size", "512"],
     "1024,1024 x3": ["--hidden_sizes", "1024,1024", "--n_epochs", "3", "--lr", "3e-3"],
 }
 
