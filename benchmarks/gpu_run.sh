@@ -3,7 +3,7 @@
 #   bash benchmarks/gpu_run.sh [OUT_DIR]
 # Needs python3 with torch (CUDA), tqdm, pillow and lightning, and MNIST's four IDX files in
 # data/MNIST/raw (gzipped copies in .gpudata/ are unpacked there). Each step tees its table to OUT_DIR.
-set -u
+set -u -o pipefail
 OUT=${1:-${OUT:-/tmp/gpu_out}}
 mkdir -p "$OUT" data/MNIST/raw
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
@@ -20,7 +20,7 @@ T="timeout 150"
 $T $B --device cuda --epochs 5 --profile --json "$OUT/gpu_mlp.json" --variants bare project "project --amp off" \
   "project --compile" "project --compile, default mode" lightning "lightning bf16-mixed" 2>&1 | tee "$OUT/gpu_mlp.txt"
 $T $B --device cuda --model cnn --epochs 3 --variants bare project "project --amp off" 2>&1 | tee "$OUT/gpu_cnn.txt"
-# 2. Accuracy: the default run (auto: bf16 on this GPU) against --amp off, 5 seeds.
+# 2. Accuracy: the default run (auto) against --amp off, 5 seeds.
 $T python3 benchmarks/eval_amp.py --seeds 0 1 2 3 4 --modes auto off --extra --gpu_id 0 2>&1 | tee "$OUT/gpu_amp.txt"
 # 3. This machine's CPU as a 2-core machine: where it has bf16 instructions, what auto chooses and gains.
 if [ -n "$BF16_CPU" ]; then

@@ -55,6 +55,16 @@ def seeded_generators():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def fp32_where_auto_would_probe(monkeypatch):
+    """``--amp auto`` keeps float32 on every CPU in the tests: on one with bf16 kernels a timed probe
+    would choose, and a timing must not decide whether two runs are bit-identical. Tests of the
+    choice itself (test_precision.py) set the hardware's answer they need."""
+    from mnist_classifier.training import precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16_kernels", lambda: False)
+
+
 @pytest.fixture
 def fake_mnist(tmp_path: Path) -> Path:
     """A data folder holding a small, learnable MNIST look-alike; no download is attempted."""

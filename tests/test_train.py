@@ -123,7 +123,7 @@ def test_amp_and_compile_train_a_model_that_loads_and_scores_as_printed(speed_fl
     x_test, y_test = load_dataset("mnist", str(fake_mnist)).test
     predictions = Predictor(tmp_path / "m.pth").predict(x_test)
     accuracy = 100 * sum(p.label == str(int(y)) for p, y in zip(predictions, y_test, strict=True)) / len(y_test)
-    assert accuracy == pytest.approx(printed, abs=1.0 if speed_flag == "--amp" else 0.005)
+    assert accuracy == pytest.approx(printed, abs=0.005)  # the printed test accuracy is float32 too
 
 
 def test_installed_console_command_runs():

@@ -62,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
                    help="compile the training step with torch.compile (a few percent faster per epoch on a CPU)")
     p.add_argument("--amp", nargs="?", const="on", choices=AMP_CHOICES, default="auto",
-                   help="bfloat16 mixed precision. auto: where this hardware runs it faster (recent GPUs; CPUs "
-                        "with bf16 kernels, by a timed probe); on (also plain --amp); off: float32, the seed's "
-                        "numerics (default: %(default)s)")
+                   help="bfloat16 mixed precision. auto: where this hardware runs this model faster (a timed "
+                        "probe on GPUs and CPUs with bf16 kernels; fp32 elsewhere); on (also plain --amp); off: "
+                        "float32, the seed's numerics. on and off repeat exactly (default: %(default)s)")
     p.add_argument("--no-amp", dest="amp", action="store_const", const="off", help="the same as --amp off")
     p.add_argument("--model", choices=list(MODELS), default="mlp",
                    help="the model family: mlp (the seed's), cnn or rnn (default: %(default)s)")
@@ -313,7 +313,8 @@ def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None]) -
 
 def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
     """The test set's metrics; for regression every one in the target's own units."""
-    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, trainer.amp)
+    # In float32 whatever the training precision: what every consumer of the model file will measure.
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
     if dataset.task == REGRESSION:
         # Targets were standardised for training; undo it for what people read.
         scale = target_scale(dataset.preprocessing)

@@ -12,8 +12,8 @@ from ..models import MODELS
 from .augment import RandomDistortion
 from .callbacks import Callback
 from .config import TrainConfig
-from .precision import BFLOAT16, choose_precision
-from .trainer import Trainer, steps_per_epoch
+from .precision import BFLOAT16, bf16_ruled_out, choose_precision
+from .trainer import Trainer, device_of, steps_per_epoch
 
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 # Weights, their gradients and AdamW's two moments: four float32 copies of every parameter.
@@ -92,11 +92,19 @@ def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDis
     return RandomDistortion(flip_p=flip_p)
 
 
+KEPT = "kept from the checkpoint"
+
+
 def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...]) -> None:
-    """Settle ``config.precision`` (and why) from ``--amp``, unless the run already has one: a
-    resumed run computes as it began, even if a new probe would now decide otherwise."""
+    """Settle ``config.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
+    if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
+    (resumed elsewhere) rules it out."""
     if config.precision is not None:
-        return
+        moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device_of(model))
+        if not moved:
+            if KEPT not in (config.precision_reason or ""):
+                config.precision_reason = "; ".join(filter(None, [config.precision_reason, KEPT]))
+            return
     precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
     config.precision, config.precision_reason = precision.dtype, precision.reason
 

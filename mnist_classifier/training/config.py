@@ -162,6 +162,9 @@ class TrainConfig:
             raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
         if self.precision not in (None, BFLOAT16, FLOAT32):
             raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {self.precision!r}")
+        reason = self.precision_reason
+        if reason is not None and not (isinstance(reason, str) and len(reason) <= 200 and reason.isprintable()):
+            raise UserError("the recorded reason for the precision must be one line of printable text")
         forced = {"on": BFLOAT16, "off": FLOAT32}.get(self.amp)
         if forced and self.precision not in (None, forced):
             raise UserError(f"--amp {self.amp} contradicts the recorded precision {self.precision}")

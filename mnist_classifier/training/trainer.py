@@ -62,7 +62,7 @@ def evaluate(
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bfloat16 mixed precision: on CPUs with AVX512-BF16 (and on GPUs) matmuls run several times faster."""
+    """bfloat16 mixed precision where ``enabled`` (``precision.py`` decides where it pays)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
