@@ -118,8 +118,12 @@ def test_bad_requests_are_one_line_and_exit_2(model_files, tmp_path, capsys, set
     assert (tmp_path / "notes.onnx").read_text() == "my notes"
 
 
-def test_an_earlier_export_of_ours_is_replaced(model_files, tmp_path):
+def test_an_earlier_export_of_ours_is_replaced_but_never_by_the_other_kind(model_files, tmp_path, capsys):
     out = tmp_path / "m.onnx"
     export_cli.main(["--model_fn", str(model_files["mlp"]), "--out", str(out)])
     export_cli.main(["--model_fn", str(model_files["rnn"]), "--out", str(out)])
     assert read_metadata(out)["model_name"] == "rnn"
+    with pytest.raises(SystemExit):  # an export written over a description
+        export_cli.main(["--model_fn", str(model_files["mlp"]), "--out", str(tmp_path / "m.onnx.json")])
+    assert "m.onnx.json exists and is not a file of mnist_classifier" in capsys.readouterr().err
+    assert json.loads((tmp_path / "m.onnx.json").read_text())["model_name"] == "rnn"

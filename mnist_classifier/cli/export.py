@@ -26,20 +26,20 @@ def build_parser() -> OneLineParser:
 
 
 def check_export_outputs(out: Path, model_fn: str) -> None:
-    """The export and its JSON may replace an earlier export of ours, and nothing else."""
-    for flag, path in (("--out", out), ("--out", Path(f"{out}.json"))):
-        if path.is_file() and not path.is_symlink() and is_export_of_ours(path):
+    """The export may replace an earlier export of ours and its JSON an earlier description; nothing
+    else is ever replaced."""
+    sidecar = Path(f"{out}.json")
+    for path, ours in ((out, lambda p: read_metadata(p) is not None), (sidecar, is_description_of_ours)):
+        if path.is_file() and not path.is_symlink() and ours(path):
             continue
-        check_output(flag, path, {"--model_fn": model_fn})
+        check_output("--out", path, {"--model_fn": model_fn})
 
 
-def is_export_of_ours(path: Path) -> bool:
-    if path.suffix == ".json":
-        try:
-            return json.loads(path.read_text()).get("format") == EXPORT_FORMAT
-        except (OSError, ValueError, AttributeError):
-            return False
-    return read_metadata(path) is not None
+def is_description_of_ours(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:

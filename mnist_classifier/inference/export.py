@@ -103,7 +103,9 @@ def build_torchscript(model: nn.Module, example: torch.Tensor, description: dict
     for parameter in traced.parameters():  # an inference-only module: outputs need no gradient
         parameter.requires_grad_(False)
     buffer = io.BytesIO()
-    torch.jit.save(traced, buffer, _extra_files={f"{METADATA_KEY}.json": json.dumps(description)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TorchScript is deprecated in favour of torch.export
+        torch.jit.save(traced, buffer, _extra_files={f"{METADATA_KEY}.json": json.dumps(description)})
     return buffer.getvalue()
 
 
@@ -115,7 +117,9 @@ def onnx_runner(data: bytes):
 
 
 def torchscript_runner(data: bytes):
-    module = torch.jit.load(io.BytesIO(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        module = torch.jit.load(io.BytesIO(data))
     return lambda x: module(x)
 
 
