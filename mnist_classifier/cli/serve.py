@@ -1,0 +1,46 @@
+"""``mnist-serve``: a web page to draw a digit (or upload a photo) and see what the model answers.
+
+    mnist-serve --model_fn model.pth [--host 127.0.0.1] [--port 8000]
+
+Binds to this machine only unless ``--host`` says otherwise. With ``model.onnx`` beside the model
+file (``mnist-export``), onnxruntime answers; PyTorch otherwise. The API is at ``/docs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+from . import OneLineParser, run_cli
+
+
+def build_parser() -> OneLineParser:
+    p = OneLineParser(prog="mnist-serve", description=__doc__)
+    p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="the port (default: %(default)s)")
+    p.add_argument("--no-export", dest="use_export", action="store_false",
+                   help="answer with PyTorch even where an ONNX export lies beside the model file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    def action():
+        args = build_parser().parse_args(argv)
+        if not 0 < args.port < 65536:
+            raise UserError(f"--port must be between 1 and 65535, got {args.port}")
+        try:
+            import uvicorn
+
+            from ..inference.server import create_app
+        except ImportError as e:
+            raise UserError(f"mnist-serve needs the 'serve' extra: pip install 'mnist-classifier[serve]' ({e})") from e
+        app = create_app(Path(args.model_fn), use_export=args.use_export)
+        print(f"Serving {args.model_fn} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+    run_cli("mnist-serve", action)
+
+
+if __name__ == "__main__":
+    main()

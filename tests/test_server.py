@@ -1,0 +1,112 @@
+"""mnist-serve's API: every route, every bad input a 4xx with a JSON message, ONNX and PyTorch agree."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnist_classifier.cli import export as export_cli
+from mnist_classifier.cli import train as train_module
+from mnist_classifier.inference import server
+from mnist_classifier.inference.predictor import Predictor
+
+from .conftest import render_digit
+
+
+@pytest.fixture(scope="module")
+def client(digit_model) -> TestClient:
+    return TestClient(server.create_app(digit_model, use_export=False))
+
+
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def upload(client, data: bytes, name="digit.png"):
+    return client.post("/predict", files={"file": (name, data, "image/png")})
+
+
+def test_the_page_health_and_model_routes(client, digit_model):
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas id=\"pad\"" in page.text
+    assert client.get("/healthz").json() == {"status": "ok"}
+    described = client.get("/model").json()
+    assert described["model_name"] == "mlp" and described["classes"] == [str(d) for d in range(10)]
+    assert described["takes"] == "images" and described["backend"] == "pytorch"
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("digit", [1, 3, 7])
+def test_an_uploaded_picture_gets_the_predictors_answer(client, digit_model, digit):
+    picture = render_digit(digit, 46, (20, 10))
+    answer = upload(client, png(picture))
+    assert answer.status_code == 200
+    body = answer.json()
+    expected = Predictor(digit_model).predict(picture)[0]
+    assert body["label"] == expected.label and body["probability"] == pytest.approx(expected.probability, rel=1e-5)
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert np.asarray(body["model_input"]).shape == (28, 28)
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (784,), (1, 28, 28)])
+def test_json_pixels_in_any_layout_of_the_right_size(client, digit_model, shape):
+    pixels = np.random.default_rng(0).random(784).reshape(shape)
+    answer = client.post("/predict", json={"pixels": pixels.tolist()})
+    assert answer.status_code == 200
+    expected = Predictor(digit_model).predict(pixels.reshape(1, 28, 28).astype(np.float32))[0]
+    assert answer.json()["label"] == expected.label
+
+
+@pytest.mark.parametrize("request_kwargs, status, message", [
+    ({"files": {"file": ("x.png", b"not an image at all", "image/png")}}, 400, "not an image"),
+    ({"files": {"file": ("x.png", b"", "image/png")}}, 400, "empty"),
+    ({"files": {"other": ("x.png", b"123", "image/png")}}, 400, "no multipart field named 'file'"),
+    ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "empty"),
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "send JSON"),
+    ({"json": {"pixels": [[0.5] * 28] * 27}}, 422, "756 pixel values; this model takes 784"),
+    ({"json": {"pixels": [2.0] * 784}}, 422, "in [0, 1]"),
+    ({"content": json.dumps({"pixels": [0.5] * 783 + [float("nan")]}),
+      "headers": {"content-type": "application/json"}}, 422, "in [0, 1] (no NaN)"),
+    ({"json": {"pixels": "abc"}}, 422, "send JSON"),
+    ({"json": {"image": []}}, 422, "send JSON"),
+    ({"json": [1, 2]}, 422, "send JSON"),
+    ({"content": b"abc", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
+])
+def test_bad_input_is_a_4xx_with_a_json_message(client, request_kwargs, status, message):
+    answer = client.post("/predict", **request_kwargs)
+    assert answer.status_code == status and message in answer.json()["detail"]
+
+
+def test_too_large_uploads_and_decompression_bombs_are_refused(client):
+    too_large = upload(client, b"\0" * (server.MAX_UPLOAD_BYTES + 1))
+    assert too_large.status_code == 413 and "larger than 5 MB" in too_large.json()["detail"]
+    bomb = Image.new("L", (20000, 20000))  # 400 million pixels, a few hundred KB as PNG
+    refused = upload(client, png(bomb))
+    assert refused.status_code == 400 and "too many pixels" in refused.json()["detail"]
+
+
+def test_a_table_model_is_told_to_send_rows(tmp_path):
+    train_module.main(["--model_fn", str(tmp_path / "t.pth"), "--dataset", "diabetes", "--n_epochs", "1",
+                       "--verbose", "0", "--hidden_sizes", "8", "--batch_size", "32"])
+    answer = TestClient(server.create_app(tmp_path / "t.pth")).post("/predict", json={"pixels": [0.5] * 784})
+    assert answer.status_code == 400 and "takes table rows of 10 numeric features" in answer.json()["detail"]
+
+
+def test_an_onnx_export_beside_the_model_answers_the_same(digit_model, tmp_path):
+    model_fn = tmp_path / "digits.pth"
+    model_fn.write_bytes(digit_model.read_bytes())
+    export_cli.main(["--model_fn", str(model_fn)])  # writes digits.onnx beside it
+    with_onnx = TestClient(server.create_app(model_fn))
+    with_torch = TestClient(server.create_app(model_fn, use_export=False))
+    assert with_onnx.get("/model").json()["backend"] == "onnxruntime"
+    for digit in range(10):
+        data = png(render_digit(digit, 40, (10, 10)))
+        a, b = upload(with_onnx, data).json(), upload(with_torch, data).json()
+        assert a["label"] == b["label"]
+        assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
+    assert json.loads((tmp_path / "digits.onnx.json").read_text())["classes"] == [str(d) for d in range(10)]
