@@ -9,10 +9,13 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	@# Fashion-MNIST's offline source, where Debian's apt is available to us; optional.
-	-@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
-		|| echo "note: could not install dataset-fashion-mnist; --dataset fashion-mnist needs its mirror"; fi
+	@# Where Debian's apt is available to us (optional): Fashion-MNIST's offline source, and the
+	@# Chromium the browser test drives (without it that test is skipped, with the reason).
+	-@need=""; [ -d /usr/share/datasets/fashion-mnist ] || need="dataset-fashion-mnist"; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
+	if [ -n "$$need" ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq $$need) >/dev/null 2>&1 \
+		|| echo "note: could not install $$need (--dataset fashion-mnist needs its mirror; the browser test is skipped)"; fi
 	touch $@
 
 bench: setup

@@ -5,7 +5,9 @@ import json
 
 import numpy as np
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 from PIL import Image
 
 from mnist_classifier.cli import export as export_cli
@@ -110,3 +112,35 @@ def test_an_onnx_export_beside_the_model_answers_the_same(digit_model, tmp_path)
         assert a["label"] == b["label"]
         assert max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in a["probabilities"]) < 1e-4
     assert json.loads((tmp_path / "digits.onnx.json").read_text())["classes"] == [str(d) for d in range(10)]
+
+
+def test_no_generated_request_gets_a_server_error(digit_model):
+    """Schemathesis's requests for every operation of the OpenAPI schema (driven through Hypothesis
+    directly: its pytest plugin does not run on pytest 9): never a 5xx."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", server.create_app(digit_model, use_export=False))
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} >= {"POST /predict", "GET /model", "GET /healthz"}
+    for operation in operations:
+        @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+        @given(case=operation.as_strategy())
+        def no_server_error(case):
+            response = case.call()
+            assert response.status_code < 500, (case.method, case.path, response.status_code, response.text[:200])
+
+        no_server_error()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model_fn", "missing.pth"], "missing.pth: no such model file"),
+    (["--model_fn", "m.pth", "--port", "70000"], "--port must be between 1 and 65535"),
+    (["--port", "80"], "the following arguments are required: --model_fn"),
+])
+def test_serve_refuses_bad_flags_in_one_line(flags, message, capsys, tmp_path, monkeypatch):
+    from mnist_classifier.cli import serve as serve_cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        serve_cli.main(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from ..errors import UserError
 from . import OneLineParser, run_cli
 
@@ -35,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
             from ..inference.server import create_app
         except ImportError as e:
             raise UserError(f"mnist-serve needs the 'serve' extra: pip install 'mnist-classifier[serve]' ({e})") from e
+        # One picture at a time is a tiny computation: a second thread would only compete with the
+        # server's own work of reading requests and writing answers.
+        torch.set_num_threads(1)
         app = create_app(Path(args.model_fn), use_export=args.use_export)
         print(f"Serving {args.model_fn} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
