@@ -5,7 +5,7 @@ onnxruntime (CPU), for a single input and a batch of 256.
 
 Each model is the registry's with its default options (weights as initialised: latency does not
 depend on their values), exported by ``mnist_classifier.inference.export``. Each cell is the median
-of timed calls after warm-up calls, run interleaved by runtime so that a noisy moment hits all three.
+of up to a second of timed calls after warm-up calls; the runtimes run one after another.
 """
 
 from __future__ import annotations

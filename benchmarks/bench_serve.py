@@ -61,7 +61,8 @@ def start_server(model_fn: str, use_export: bool) -> tuple[subprocess.Popen, str
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "mnist_classifier.cli.serve", "--model_fn", model_fn, "--port", str(port)]
+    command = [sys.executable, "-m", "mnist_classifier.cli.serve", "--model_fn", str(Path(model_fn).resolve()),
+               "--port", str(port)]
     server = subprocess.Popen([*command, *([] if use_export else ["--no-export"])],
                               cwd=Path(__file__).resolve().parents[1])
     base = f"http://127.0.0.1:{port}"

@@ -2,6 +2,7 @@
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -77,6 +78,12 @@ def test_json_pixels_in_any_layout_of_the_right_size(client, digit_model, shape)
     ({"json": {"pixels": "abc"}}, 422, "send JSON"),
     ({"json": {"image": []}}, 422, "send JSON"),
     ({"json": [1, 2]}, 422, "send JSON"),
+    ({"json": {"pixels": [True] * 784}}, 422, "send JSON"),
+    ({"content": '{"pixels": [' + ",".join(["1" + "0" * 400] * 784) + "]}",
+      "headers": {"content-type": "application/json"}}, 422, "in [0, 1]"),
+    ({"content": b"--a\r\n" * 20, "headers": {"content-type": "multipart/form-data; boundary=a"}}, 400,
+     "no multipart field named 'file'"),
+    ({"content": b"abc", "headers": {"content-type": "multipart/form-data"}}, 400, "without a boundary"),
     ({"content": b"abc", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
 ])
 def test_bad_input_is_a_4xx_with_a_json_message(client, request_kwargs, status, message):
@@ -87,9 +94,27 @@ def test_bad_input_is_a_4xx_with_a_json_message(client, request_kwargs, status, 
 def test_too_large_uploads_and_decompression_bombs_are_refused(client):
     too_large = upload(client, b"\0" * (server.MAX_UPLOAD_BYTES + 1))
     assert too_large.status_code == 413 and "larger than 5 MB" in too_large.json()["detail"]
-    bomb = Image.new("L", (20000, 20000))  # 400 million pixels, a few hundred KB as PNG
-    refused = upload(client, png(bomb))
-    assert refused.status_code == 400 and "too many pixels" in refused.json()["detail"]
+    streamed = client.post("/predict", content=iter([b"\0" * 2**20] * 6),  # chunked: no Content-Length
+                           headers={"content-type": "application/json"})
+    assert streamed.status_code == 413
+    for side in (6000, 20000):  # 36 and 400 million pixels, a few hundred KB as PNG
+        data = png(Image.new("L", (side, side)))
+        started = time.perf_counter()
+        refused = upload(client, data)
+        assert refused.status_code == 413 and "more than 25,000,000 pixels" in refused.json()["detail"]
+        assert time.perf_counter() - started < 1.0  # refused from the header, not after decoding
+
+
+def test_errors_name_the_upload_and_multipart_is_read_as_browsers_and_curl_write_it(client):
+    bad = upload(client, b"not an image", name="cat.png")
+    assert bad.status_code == 400 and "the upload 'cat.png'" in bad.json()["detail"]
+    assert "0x" not in bad.json()["detail"]  # no Python object addresses
+    picture = png(render_digit(3, 46, (20, 10)))
+    body = (b'--XyZ\r\nContent-Disposition: form-data; file_name="file"\r\n\r\nnot this\r\n'
+            b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + picture + b"\r\n--XyZ--\r\n")
+    answer = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; BOUNDARY=XyZ"})
+    assert answer.status_code == 200 and answer.json()["label"] == upload(client, picture).json()["label"]
 
 
 def test_a_table_model_is_told_to_send_rows(tmp_path):
@@ -97,6 +122,30 @@ def test_a_table_model_is_told_to_send_rows(tmp_path):
                        "--verbose", "0", "--hidden_sizes", "8", "--batch_size", "32"])
     answer = TestClient(server.create_app(tmp_path / "t.pth")).post("/predict", json={"pixels": [0.5] * 784})
     assert answer.status_code == 400 and "takes table rows of 10 numeric features" in answer.json()["detail"]
+
+
+def test_an_export_of_another_model_file_is_not_used(digit_model, tmp_path):
+    model_fn = tmp_path / "digits.pth"
+    model_fn.write_bytes(digit_model.read_bytes())
+    export_cli.main(["--model_fn", str(model_fn)])
+    model_fn.write_bytes(model_fn.read_bytes() + b"")  # the same bytes: still its export
+    assert TestClient(server.create_app(model_fn)).get("/model").json()["backend"] == "onnxruntime"
+    train_module.main(["--model_fn", str(model_fn), "--dataset", "digits", "--n_epochs", "1", "--verbose", "0"])
+    notes = []
+    retrained = TestClient(server.create_app(model_fn, say=notes.append))
+    assert retrained.get("/model").json()["backend"] == "pytorch"
+    assert "was not exported from this digits.pth" in notes[0]
+
+
+def test_a_model_of_another_image_size_is_served_at_its_size(tmp_path):
+    train_module.main(["--model_fn", str(tmp_path / "d.pth"), "--dataset", "digits", "--n_epochs", "1",
+                       "--verbose", "0"])
+    app = TestClient(server.create_app(tmp_path / "d.pth"))
+    assert app.get("/model").json()["input_shape"] == [1, 8, 8]
+    answer = app.post("/predict", json={"pixels": np.full((8, 8), 0.5).tolist()})
+    assert answer.status_code == 200 and np.asarray(answer.json()["model_input"]).shape == (8, 8)
+    wrong = app.post("/predict", json={"pixels": [0.5] * 784})
+    assert wrong.status_code == 422 and "this model takes 64 (1 x 8 x 8)" in wrong.json()["detail"]
 
 
 def test_an_onnx_export_beside_the_model_answers_the_same(digit_model, tmp_path):

@@ -8,6 +8,7 @@ file (``mnist-export``), onnxruntime answers; PyTorch otherwise. The API is at `
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         # One picture at a time is a tiny computation: a second thread would only compete with the
         # server's own work of reading requests and writing answers.
         torch.set_num_threads(1)
-        app = create_app(Path(args.model_fn), use_export=args.use_export)
+        app = create_app(Path(args.model_fn), use_export=args.use_export,
+                         say=lambda note: print(f"mnist-serve: {note}", file=sys.stderr))
         print(f"Serving {args.model_fn} on http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 

@@ -11,6 +11,7 @@ every one and outputs within ``TOLERANCE``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import warnings
@@ -33,6 +34,7 @@ SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT, OUTPUT = "input", "output"
 METADATA_KEY = "mnist_classifier"
 PARITY_ROWS = 1000
+MAX_EXPORT_BYTES = 2**31  # protobuf's own limit for one ONNX file
 TOLERANCE = 1e-4  # largest difference allowed in any output value (float32 log-probabilities)
 
 
@@ -49,7 +51,7 @@ def export_model(model_fn: str | Path, fmt: str, out: str | Path) -> Exported:
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, saved = load_model(model_fn)
-    description = describe(saved)
+    description = describe(saved) | {"source_sha256": file_digest(model_fn)}
     example = torch.zeros(2, *input_shape(saved["preprocessing"]))
     build, runner = BUILDERS[fmt]
     data = build(model, example, description)
@@ -75,7 +77,28 @@ def describe(saved: dict) -> dict:
         "output": {"name": OUTPUT, "meaning": "log-probabilities per class" if task == "classification"
                    else "the prediction in standardised units: multiply by y_std, add y_mean"},
         "preprocessing": saved["preprocessing"],
+        "preparation": PREPARATION.get(saved["preprocessing"].get("style"), TABLE_PREPARATION)
+        if saved["preprocessing"]["kind"] == IMAGE else TABLE_PREPARATION,
     }
+
+
+PREPARATION = {  # how images.py prepares people's pictures, in words for consumers in other languages
+    "digit": "pixels as float32 in [0, 1], light ink on black; a picture of a digit: greyscale, inverted if the "
+             "background is light, cropped to the ink, fitted into 20x20 keeping its aspect ratio and centred "
+             "by its centre of mass in the 28x28 frame (as MNIST was made)",
+    "fill": "pixels as float32 in [0, 1], light object on black; a photo: greyscale, inverted if the background "
+            "is light, fitted to fill the frame (as Fashion-MNIST was made)",
+}
+TABLE_PREPARATION = "each column: (value - x_mean) / x_std, in the columns' order (feature_names)"
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file: ties an export to the model file it was made from."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def build_onnx(model: nn.Module, example: torch.Tensor, description: dict) -> bytes:
@@ -90,7 +113,8 @@ def build_onnx(model: nn.Module, example: torch.Tensor, description: dict) -> by
     except Exception as e:  # noqa: BLE001 -- the exporter raises many kinds; the user needs the first line
         raise UserError(f"this model could not be exported to ONNX ({type(e).__name__}: {first_line(e)})") from e
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(description)})
+    # Added beside whatever metadata the exporter wrote (set_model_props would replace it).
+    proto.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(description)))
     return proto.SerializeToString()
 
 
@@ -155,6 +179,8 @@ def read_metadata(path: str | Path) -> dict | None:
     extra file, read as a zip without loading any code); None for any other file."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_EXPORT_BYTES:
+            return None  # a user's large file: never read whole just to learn it is not ours
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
                 name = next(n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_KEY}.json"))

@@ -20,13 +20,20 @@ from pathlib import Path
 
 import torch
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
+from PIL import Image
 
 from ..data import preprocessing
-from ..errors import UserError
+from ..errors import UserError, first_line
+from .export import INPUT, OUTPUT, file_digest, read_metadata
 from .predictor import Predictor
 
 MAX_UPLOAD_BYTES = 5 * 2**20
+# Far below Pillow's bomb limit (89 million): a 13000x13000 picture took 2 s and 1 GB to refuse
+# there. A photo of a digit needs far fewer pixels than this.
+MAX_PIXELS = 25_000_000
+MAX_PARTS = 16  # multipart fields read before giving up on finding 'file'
 JSON_BODY = {"type": "object", "required": ["pixels"], "properties": {"pixels": {
     "description": "a 28x28 array, or 784 values, each in [0, 1]", "type": "array"}}}
 UPLOAD_BODY = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
@@ -45,32 +52,46 @@ class Backend:
             # the requests being read and answered.
             options.intra_op_num_threads = 1
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = onnxruntime.InferenceSession(str(onnx_fn), options, providers=["CPUExecutionProvider"])
+            try:
+                self._session = onnxruntime.InferenceSession(str(onnx_fn), options,
+                                                             providers=["CPUExecutionProvider"])
+            except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own kinds
+                raise UserError(f"{onnx_fn}: onnxruntime cannot load it ({first_line(e)}); export again, or "
+                                "serve with --no-export") from e
             self.name = "onnxruntime"
         self.predictor = predictor
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         if self._session is None:
             return self.predictor.log_probs(x)
-        return torch.from_numpy(self._session.run(["output"], {"input": x.numpy()})[0])
+        return torch.from_numpy(self._session.run([OUTPUT], {INPUT: x.numpy()})[0])
 
 
-def find_export(model_fn: Path) -> Path | None:
-    """``model.onnx`` beside ``model.pth``, if onnxruntime is installed to run it."""
+def find_export(model_fn: Path) -> tuple[Path | None, str | None]:
+    """``model.onnx`` beside ``model.pth`` when it was made from this very file (and onnxruntime is
+    installed to run it); otherwise None, and a note saying why it is not used."""
     candidate = model_fn.with_suffix(".onnx")
     if not candidate.is_file():
-        return None
+        return None, None
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        return None
-    return candidate
+        return None, f"{candidate} is not used: onnxruntime is not installed; PyTorch answers"
+    description = read_metadata(candidate)
+    if description is None or description.get("source_sha256") != file_digest(model_fn):
+        return None, (f"{candidate} is not used: it was not exported from this {model_fn.name} (trained again "
+                      "since?); PyTorch answers. Run mnist-export again to use onnxruntime")
+    return candidate, None
 
 
-def create_app(model_fn: str | Path, use_export: bool = True) -> FastAPI:
+def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: None) -> FastAPI:
+    """The app for ``model_fn``; ``say`` receives a note when an export beside it is not used."""
     model_fn = Path(model_fn)
     predictor = Predictor(model_fn)
-    backend = Backend(predictor, find_export(model_fn) if use_export else None)
+    export, note = find_export(model_fn) if use_export else (None, None)
+    if note:
+        say(note)
+    backend = Backend(predictor, export)
     app = FastAPI(title="mnist-classifier", description="Draw or upload a picture; the model answers.")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -92,14 +113,22 @@ def create_app(model_fn: str | Path, use_export: bool = True) -> FastAPI:
             raise HTTPException(400, f"this model takes table rows of {predictor.input_shape[0]} numeric features, "
                                      "not images; use mnist-predict or the Predictor from Python")
         body = await read_capped(request)
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        content_type = request.headers.get("content-type", "")
+        kind = content_type.split(";")[0].strip().lower()
         if kind == "multipart/form-data":
-            x, shown = prepared_upload(predictor, request.headers["content-type"], body)
+            prepare = lambda: prepared_upload(predictor, content_type, body)  # noqa: E731
         elif kind == "application/json":
-            x, shown = prepared_pixels(predictor, body)
+            prepare = lambda: prepared_pixels(predictor, body)  # noqa: E731
         else:
             raise HTTPException(415, "send an image as multipart/form-data (field 'file') or JSON {\"pixels\": ...}")
-        return answer(predictor, backend.log_probs(x), shown)
+
+        def work() -> dict:
+            x, shown = prepare()
+            return answer(predictor, backend.log_probs(x), shown)
+
+        # Decoding a picture and running the model are CPU work: off the event loop, so that one
+        # large upload does not stall every other request (and /healthz).
+        return await run_in_threadpool(work)
 
     return app
 
@@ -130,48 +159,79 @@ async def read_capped(request: Request) -> bytes:
 
 def prepared_upload(predictor: Predictor, content_type: str, body: bytes) -> tuple[torch.Tensor, list]:
     """The multipart field ``file``, opened and prepared in memory as the model's data was."""
-    data = multipart_field(content_type, body, "file")
-    if data is None:
+    found = multipart_field(content_type, body, "file")
+    if found is None:
         raise HTTPException(400, "no multipart field named 'file' in the request")
+    data, filename = found
     if not data:
         raise HTTPException(400, "the uploaded file is empty")
+    stream = io.BytesIO(data)
+    stream.name = f"the upload {filename!r}" if filename else "the upload"  # what error messages call it
+    check_pixel_count(stream)
     try:
-        image = predictor.image_input(io.BytesIO(data))
+        image = predictor.image_input(stream)
     except UserError as e:
-        raise HTTPException(400, str(e).replace("<_io.BytesIO>", "the upload")) from e
-    x = torch.from_numpy(image).unsqueeze(0)
-    return x, image[0].tolist()
+        raise HTTPException(400, str(e)) from e
+    return torch.from_numpy(image).unsqueeze(0), image[0].tolist()
 
 
-def multipart_field(content_type: str, body: bytes, name: str) -> bytes | None:
-    """The content of the form field ``name`` in a multipart/form-data body (RFC 7578), or None.
+def check_pixel_count(stream: io.BytesIO) -> None:
+    """Refuse a picture with more than MAX_PIXELS from its header alone, before decoding it."""
+    try:
+        with Image.open(stream) as image:
+            width, height = image.size
+    except Image.DecompressionBombError:  # Pillow refuses to open one that large at all
+        width = height = MAX_PIXELS + 1
+        stream.name += " (a decompression bomb?)"
+    except Exception:  # noqa: BLE001 -- not an image: image_input says so in its own words
+        width = height = 0
+    stream.seek(0)
+    if width * height > MAX_PIXELS:
+        size = f"{width}x{height} is" if width <= MAX_PIXELS else "its size is"
+        raise HTTPException(413, f"{stream.name}: {size} more than {MAX_PIXELS:,} pixels; send a smaller picture")
+
+
+def multipart_field(content_type: str, body: bytes, name: str) -> tuple[bytes, str | None] | None:
+    """(content, filename) of the form field ``name`` in a multipart/form-data body (RFC 7578), or None.
 
     A few lines over the bytes, kept in memory: the standard library's email parser took 4 ms a
-    request, more than preparing the image and running the model together."""
-    boundary = re.search(r'boundary="?([^";]+)"?', content_type)
+    request, more than preparing the image and running the model together; Starlette's spools large
+    files to disk. At most MAX_PARTS fields are looked at."""
+    boundary = re.search(r'boundary="?([^";,\s]+)"?', content_type, re.IGNORECASE)
     if boundary is None:
         raise HTTPException(400, "a multipart request without a boundary")
-    for part in body.split(b"--" + boundary.group(1).encode("latin-1"))[1:]:
-        if part.startswith(b"--"):
-            break  # the closing delimiter
+    delimiter = b"\r\n--" + boundary.group(1).encode("latin-1")
+    body = b"\r\n" + body  # the first delimiter has no line break before it
+    start = body.find(delimiter)
+    for _ in range(MAX_PARTS):
+        if start < 0 or body[start + len(delimiter):start + len(delimiter) + 2] == b"--":
+            return None  # no more parts, or the closing delimiter
+        end = body.find(delimiter, start + len(delimiter))
+        part = body[start + len(delimiter):end if end >= 0 else len(body)]
         head, separator, content = part.partition(b"\r\n\r\n")
-        disposition = next((line for line in head.split(b"\r\n") if line.lower().startswith(b"content-disposition:")),
-                            b"")
-        field = re.search(rb'(?<![A-Za-z])name="([^"]*)"', disposition)
+        disposition = next((line for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-disposition:")), b"")
+        field = re.search(rb'(?:^|;)\s*name="([^"]*)"', disposition.partition(b":")[2])
         if separator and field and field.group(1) == name.encode():
-            return content.removesuffix(b"\r\n")
+            filename = re.search(rb'(?:^|;)\s*filename="([^"]*)"', disposition.partition(b":")[2])
+            return content, filename.group(1).decode("utf-8", "replace") if filename else None
+        start = end
     return None
 
 
 def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, list]:
-    """JSON pixels (a 28x28 array or 784 values in [0, 1]) as one input of the model's shape."""
-    try:
-        pixels = json.loads(body)["pixels"]
-        x = torch.tensor(pixels, dtype=torch.float32)
-    except (ValueError, KeyError, TypeError, RuntimeError):
-        raise HTTPException(422, "send JSON {\"pixels\": [[...], ...]}: 28 rows of 28 numbers, or 784 numbers") \
-            from None
+    """JSON pixels (the model's input shape, e.g. 28x28, or as many values flat, each in [0, 1]) as
+    one input."""
     shape = predictor.input_shape
+    expected = f"{' rows of '.join(map(str, shape[-2:]))} numbers, or {math.prod(shape)} numbers"
+    try:
+        # Integers as floats: a huge one becomes inf (refused below) instead of overflowing torch.
+        pixels = json.loads(body, parse_int=float)["pixels"]
+        if not all_numbers(pixels):
+            raise TypeError("pixels must be numbers")
+        x = torch.tensor(pixels, dtype=torch.float32)
+    except (ValueError, KeyError, TypeError, RuntimeError, OverflowError, RecursionError):
+        raise HTTPException(422, f"send JSON {{\"pixels\": ...}}: {expected}, each in [0, 1]") from None
     if x.numel() != math.prod(shape):
         raise HTTPException(422, f"{x.numel()} pixel values; this model takes {math.prod(shape)} "
                                  f"({' x '.join(map(str, shape))})")
@@ -179,6 +239,13 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
         raise HTTPException(422, "every pixel must be a number in [0, 1] (no NaN)")
     x = preprocessing.to_model_input(predictor.record, x.reshape(1, *shape))
     return x, x[0, 0].tolist()
+
+
+def all_numbers(value, depth: int = 0) -> bool:
+    """Nested lists of JSON numbers only (true and false are not pixels)."""
+    if isinstance(value, list):
+        return depth < 4 and all(all_numbers(v, depth + 1) for v in value)
+    return isinstance(value, float)
 
 
 def answer(predictor: Predictor, log_probs: torch.Tensor, shown: list) -> dict:
