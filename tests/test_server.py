@@ -105,6 +105,16 @@ def test_too_large_uploads_and_decompression_bombs_are_refused(client):
         assert time.perf_counter() - started < 1.0  # refused from the header, not after decoding
 
 
+def test_a_large_picture_is_answered_off_the_event_loop_like_a_small_one(client, digit_model):
+    picture = render_digit(4, 46, (20, 10)).resize((900, 800))
+    noisy = Image.fromarray(np.clip(np.asarray(picture, dtype=np.int16)
+                                    + np.random.default_rng(0).integers(-3, 4, (800, 900)), 0, 255).astype(np.uint8))
+    data = png(noisy)
+    assert len(data) > server.INLINE_BYTES  # so it goes to the worker thread
+    answer = upload(client, data)
+    assert answer.status_code == 200 and answer.json()["label"] == Predictor(digit_model).predict(noisy)[0].label
+
+
 def test_errors_name_the_upload_and_multipart_is_read_as_browsers_and_curl_write_it(client):
     bad = upload(client, b"not an image", name="cat.png")
     assert bad.status_code == 400 and "the upload 'cat.png'" in bad.json()["detail"]
