@@ -25,33 +25,23 @@ from mnist_classifier.training.build import build_trainer  # noqa: E402
 from mnist_classifier.utils import get_device, split_data  # noqa: E402
 
 COMMON = ["--lr_schedule", "onecycle", "--label_smoothing", "0.1", "--train_ratio", "0.9"]
-CANDIDATES = {
-    "128 x6": ["--hidden_sizes", "128", "--n_epochs", "6", "--lr", "3e-3"],
-    "256 x4": ["--hidden_sizes", "256", "--n_epochs", "4", "--lr", "3e-3"],
-    "256 x5": ["--hidden_sizes", "256", "--n_epochs", "5", "--lr", "3e-3"],
-    "256 x6": ["--hidden_sizes", "256", "--n_epochs", "6", "--lr", "3e-3"],
-    "256,256 x4": ["--hidden_sizes", "256,256", "--n_epochs", "4", "--lr", "3e-3"],
-    "256,256 x5": ["--hidden_sizes", "256,256", "--n_epochs", "5", "--lr", "3e-3"],
-    "256,256 x8": ["--hidden_sizes", "256,256", "--n_epochs", "8", "--lr", "3e-3"],
-    "256,256 x10": ["--hidden_sizes", "256,256", "--n_epochs", "10", "--lr", "3e-3"],
-    "384,384 x6": ["--hidden_sizes", "384,384", "--n_epochs", "6", "--lr", "3e-3"],
-    "512 x2": ["--hidden_sizes", "512", "--n_epochs", "2", "--lr", "3e-3"],
-    "1024 x2": ["--hidden_sizes", "1024", "--n_epochs", "2", "--lr", "3e-3"],
-    "384 x3": ["--hidden_sizes", "384", "--n_epochs", "3", "--lr", "3e-3"],
-    "512 x3": ["--hidden_sizes", "512", "--n_epochs", "3", "--lr", "3e-3"],
-    "512 x3 lr5e-3": ["--hidden_sizes", "512", "--n_epochs", "3", "--lr", "5e-3"],
-    "512 x3 b512": ["--hidden_sizes", "512", "--n_epochs", "3", "--lr", "5e-3", "--batch_size", "512"],
-    "512 x4": ["--hidden_sizes", "512", "--n_epochs", "4", "--lr", "3e-3"],
-    "512 x4 b512": ["--hidden_sizes", "512", "--n_epochs", "4", "--lr", "5e-3", "--batch_size", "512"],
-    "512 x6": ["--hidden_sizes", "512", "--n_epochs", "6", "--lr", "3e-3"],
-    "1024 x3": ["--hidden_sizes", "1024", "--n_epochs", "3", "--lr", "3e-3"],
-    "1024 x4": ["--hidden_sizes", "1024", "--n_epochs", "4", "--lr", "3e-3"],
-    "1024 x5": ["--hidden_sizes", "1024", "--n_epochs", "5", "--lr", "3e-3"],
-    "512,512 x5": ["--hidden_sizes", "512,512", "--n_epochs", "5", "--lr", "3e-3"],
-    "512,512 x6": ["--hidden_sizes", "512,512", "--n_epochs", "6", "--lr", "3e-3"],
-    "512,512 x6 b512": ["--hidden_sizes", "512,512", "--n_epochs", "6", "--lr", "5e-3", "--batch_size", "512"],
-    "1024,1024 x3": ["--hidden_sizes", "1024,1024", "--n_epochs", "3", "--lr", "3e-3"],
-}
+
+
+def recipe(name: str) -> list[str]:
+    """Flags from a candidate's name: "512,512 x6 b512" is hidden sizes 512,512 for 6 epochs at batch
+    512 (peak rate 5e-3 there, else 3e-3); "lr5e-3" sets the peak rate."""
+    sizes, epochs, *rest = name.split()
+    flags = ["--hidden_sizes", sizes, "--n_epochs", epochs.removeprefix("x")]
+    lr = next((r.removeprefix("lr") for r in rest if r.startswith("lr")), "5e-3" if "b512" in rest else "3e-3")
+    return flags + ["--lr", lr] + (["--batch_size", "512"] if "b512" in rest else [])
+
+
+CANDIDATES = {name: recipe(name) for name in [
+    "128 x6", "256 x4", "256 x5", "256 x6", "256,256 x4", "256,256 x5", "256,256 x8", "256,256 x10",
+    "384,384 x6", "512 x2", "1024 x2", "384 x3", "512 x3", "512 x3 lr5e-3", "512 x3 b512", "512 x4",
+    "512 x4 b512", "512 x6", "1024 x3", "1024 x4", "1024 x5", "512,512 x5", "512,512 x6", "512,512 x6 b512",
+    "1024,1024 x3",
+]}
 
 
 def validate_recipe(flags: list[str], seed: int, data_dir: str) -> tuple[float, float]:

@@ -86,11 +86,7 @@ def digit_model(tmp_path_factory) -> Path:
     import torch
 
     from mnist_classifier.data.images import mnist_like
-    from mnist_classifier.data.preprocessing import image_record
-    from mnist_classifier.inference.model_file import MNIST_METADATA, save_model_file
-    from mnist_classifier.models.mlp import ImageClassifier
 
-    torch.manual_seed(0)
     images, labels = [], []
     for digit in range(10):
         for font_size in (30, 38, 46, 54):
@@ -98,15 +94,26 @@ def digit_model(tmp_path_factory) -> Path:
                 images.append(mnist_like(render_digit(digit, font_size, at)))
                 labels.append(digit)
     x = torch.from_numpy(np.stack(images)).view(len(images), 1, 28, 28)
-    y = torch.tensor(labels)
+    return small_digit_model_file(x, torch.tensor(labels), tmp_path_factory.mktemp("model") / "digits.pth", steps=60)
+
+
+def small_digit_model_file(x, y, path: Path, steps: int) -> Path:
+    """A 784-64-10 MLP fitted to MNIST-like pictures ``x`` (N, 1, 28, 28) and digits ``y`` by full-batch
+    Adam, saved as an ordinary model file for MNIST's ten classes."""
+    import torch
+
+    from mnist_classifier.data.preprocessing import image_record
+    from mnist_classifier.inference.model_file import MNIST_METADATA, save_model_file
+    from mnist_classifier.models.mlp import ImageClassifier
+
+    torch.manual_seed(0)
     model = ImageClassifier(784, 10, [64])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(60):
+    for _ in range(steps):
         loss = torch.nn.functional.nll_loss(model(x), y)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    path = tmp_path_factory.mktemp("model") / "digits.pth"
     save_model_file(path, model.eval(), optimizer, {}, image_record((1, 28, 28)), history=[],
                     classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
     return path

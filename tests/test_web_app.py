@@ -19,9 +19,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnist_classifier.data.images import mnist_like
-from mnist_classifier.data.preprocessing import image_record
-from mnist_classifier.inference.model_file import MNIST_METADATA, save_model_file
-from mnist_classifier.models.mlp import ImageClassifier
+
+from .conftest import small_digit_model_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
@@ -52,20 +51,9 @@ def rendered(strokes, rng: np.random.Generator, side: int = 280) -> np.ndarray:
 @pytest.fixture(scope="module")
 def stroke_model(tmp_path_factory):
     rng = np.random.default_rng(0)
-    torch.manual_seed(0)
-    x = torch.from_numpy(np.stack([rendered(STROKES[d], rng) for d in STROKES for _ in range(60)])).view(-1, 784)
+    x = torch.from_numpy(np.stack([rendered(STROKES[d], rng) for d in STROKES for _ in range(60)]))
     y = torch.tensor([d for d in STROKES for _ in range(60)])
-    model = ImageClassifier(784, 10, [64])
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(80):
-        loss = torch.nn.functional.nll_loss(model(x.view(-1, 1, 28, 28)), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    path = tmp_path_factory.mktemp("web") / "strokes.pth"
-    save_model_file(path, model.eval(), optimizer, {}, image_record((1, 28, 28)), history=[],
-                    classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
-    return path
+    return small_digit_model_file(x.view(-1, 1, 28, 28), y, tmp_path_factory.mktemp("web") / "strokes.pth", steps=80)
 
 
 @pytest.fixture(scope="module")
