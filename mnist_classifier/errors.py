@@ -6,6 +6,10 @@ class UserError(Exception):
     """A problem the user can fix; the command line prints it as one line, without a traceback."""
 
 
+class AgreedError(UserError):
+    """A mistake rank 0 of a distributed run found and reported; the other ranks exit with it quietly."""
+
+
 class SaveFailed(UserError):
     """A file could not be written (disk full, no permission); whatever was at the path is unchanged."""
 

@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from ..errors import UserError
+from ..errors import AgreedError, UserError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -21,6 +21,8 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     """Run ``action``; a ``UserError`` becomes one line on stderr and exit status 2, never a traceback."""
     try:
         action()
+    except AgreedError:  # rank 0 of a distributed run printed it: once is enough
+        sys.exit(2)
     except UserError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         sys.exit(2)

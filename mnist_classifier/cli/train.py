@@ -22,8 +22,9 @@ from ..training.build import REGRESSION_LOSSES, build_trainer
 from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals, exit_on_signals
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
+from ..training.distributed import DEFAULT_TIMEOUT_S, DataParallel, data_parallel
 from ..training.precision import AMP_CHOICES, BFLOAT16
-from ..training.trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
+from ..training.trainer import PeerLost, Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_data
 from . import OneLineParser, run_cli
 from .outputs import check_outputs, writing
@@ -85,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint_fn", help="where checkpoints go (default: MODEL_FN.ckpt)")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue the run saved in CHECKPOINT, with its configuration")
+    p.add_argument("--sync_bn", action=argparse.BooleanOptionalAction, default=False,
+                   help="under torchrun: batch norm over the global batch instead of each process's share")
+    p.add_argument("--dist_timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help="under torchrun: seconds to wait for a silent process before the run stops "
+                        "(default: %(default)s)")
     add_model_options(p.add_argument_group("model options (each applies to the models named in its help)"))
     return p
 
@@ -161,7 +167,8 @@ def given_flags(argv: list[str] | None) -> set[str]:
 
 # What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
-RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs", "amp")
+RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs", "amp",
+                     "dist_timeout")
 
 
 def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConfig:
@@ -200,18 +207,28 @@ def _saved_config(checkpoint_fn: str, saved: dict) -> TrainConfig:
     return config
 
 
-def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None) -> dict:
+def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None,
+        parallel: DataParallel | None = None) -> dict:
     """Train, save and test as ``config`` says; return the test metrics.
 
     ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch, on the
     data whose fingerprint is ``resumed_data``. Ctrl-C or SIGTERM saves the best model and a
     checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
     ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
+
+    ``parallel``: this process's rank in a torchrun job; rank 0 alone checks and writes the files,
+    prints and tests (the other ranks return no metrics).
     """
     outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)}
-    check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
+    check = lambda: check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})  # noqa: E731
+    if parallel is None:
+        check()
+    else:
+        parallel.agree(check)
+        if not parallel.is_main:
+            return _run(config, resume, resumed_data, parallel)
     with writing(outputs):
-        return _run(config, resume, resumed_data)
+        return _run(config, resume, resumed_data, parallel)
 
 
 def input_paths(config: TrainConfig) -> dict[str, str]:
@@ -221,30 +238,42 @@ def input_paths(config: TrainConfig) -> dict[str, str]:
     return {flag: path for flag, path in paths.items() if path}
 
 
-def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) -> dict:
-    device = get_device(config.gpu_id)
+def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, parallel: DataParallel | None
+         ) -> dict:
+    device = parallel.device if parallel is not None else get_device(config.gpu_id)
+    _set_world_size(config, parallel, resume is not None)
     if config.seed is None:
-        config.seed = random.SystemRandom().randrange(2**31)  # saved, so any run can be repeated
-    torch.manual_seed(config.seed)
+        draw = lambda: random.SystemRandom().randrange(2**31)  # noqa: E731 (saved, so any run can be repeated)
+        config.seed = parallel.agree(draw) if parallel is not None else draw()
+    torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
+    if parallel is not None:
+        parallel.seed = config.seed
 
     # The test set is loaded up front too: a data problem should show before training, not after.
-    dataset = load_configured_dataset(config).prepared()
+    load = lambda: load_configured_dataset(config).prepared()  # noqa: E731
+    dataset = parallel.leader_first(load) if parallel is not None else load()
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
     train_data, valid_data = split_data(*dataset.train, config.train_ratio)
-    if len(train_data[0]) < config.batch_size:
-        raise UserError(f"{dataset.name}: {len(train_data[0])} training rows after the validation split, fewer "
+    rows_per_rank = len(train_data[0]) // config.world_size
+    if rows_per_rank < config.batch_size:
+        per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
+        raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
-    say = print if config.verbose >= 1 else (lambda *a, **k: None)
+    main_rank = parallel is None or parallel.is_main
+    say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
 
     def checkpoint(trainer: Trainer) -> None:
-        save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
+        if main_rank:
+            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
-                            dataset.task, callbacks=make_callbacks(config, checkpoint))
+                            dataset.task, callbacks=make_callbacks(config, checkpoint, main_rank), parallel=parallel)
+    where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
+                                                  f"{config.batch_size * config.world_size}")
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
-        f"test {tuple(dataset.test[0].shape)} on {device}, {precision_words(config)}, seed {config.seed}, "
+        f"test {tuple(dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
         f"model {config.model}")
     if resume is not None:
         _restore(trainer, resume, config.resume)
@@ -266,16 +295,33 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None) ->
         try:
             trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
-            _save_after_stop(stop, trainer, config, save_best, checkpoint)
+            if main_rank:
+                _save_after_stop(stop, trainer, config, save_best, checkpoint)
+            elif isinstance(stop, PeerLost):
+                print(f"mnist-train: {stop}", file=sys.stderr)
             raise
         except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
             _save_after_failed_checkpoint(failed, trainer, config, save_best)
+        if not main_rank:
+            return {}
         save_best()
     say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
         f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
+
+
+def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed: bool) -> None:
+    """Record how many processes train; a resumed run must have as many as it began with (each
+    process's steps per epoch, and so the global batch and the schedule, depend on it)."""
+    now = parallel.world_size if parallel is not None else 1
+    if resumed and config.world_size != now:
+        launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
+                  if config.world_size > 1 else "mnist-train, without torchrun")
+        raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "
+                        f"{now}; resume it with {launch}")
+    config.world_size = now
 
 
 def _check_resumed_data(checkpoint_fn: str, then, data_now: Callable[[], dict]) -> None:
@@ -301,14 +347,16 @@ def _restore(trainer: Trainer, state: dict, checkpoint_fn: str) -> None:
                         f"({type(e).__name__}: {first_line(e)})") from e
 
 
-def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None]) -> list:
-    """What the run does around the loop, as ``config`` asks: printing, early stop, checkpoints, signals."""
-    callbacks = [ProgressBar(), EpochPrinter()] if config.verbose >= 1 else []
+def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], main_rank: bool = True) -> list:
+    """What the run does around the loop, as ``config`` asks: printing, early stop, checkpoints, signals.
+    Only the main process of a distributed run prints."""
+    shown = config.verbose >= 1 and main_rank
+    callbacks = [ProgressBar(), EpochPrinter()] if shown else []
     if config.patience:
-        callbacks.append(EarlyStopping(config.patience, verbose=config.verbose >= 1))
+        callbacks.append(EarlyStopping(config.patience, verbose=shown))
     if config.checkpoint_every:
         callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
-    return [*callbacks, StopOnSignals()]
+    return [*callbacks, StopOnSignals(announce=main_rank)]
 
 
 def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
@@ -340,10 +388,11 @@ def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfi
         return
     save_best(stopped=str(stop))
     where = f"the best model so far (epoch {trainer.best_epoch}) is in {config.model_fn}"
-    if isinstance(stop, TrainingInterrupted):
+    if isinstance(stop, TrainingInterrupted | PeerLost):
         checkpoint(trainer)
+        command = "torchrun ... train.py" if config.world_size > 1 else "mnist-train"
         where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
-                  f"`mnist-train --resume {checkpoint_path(config)}`")
+                  f"`{command} --resume {checkpoint_path(config)}`")
     print(f"mnist-train: {where}", file=sys.stderr)
 
 
@@ -379,18 +428,22 @@ def main(argv: list[str] | None = None) -> None:
     run exits 130 (Ctrl-C) or 143 (SIGTERM), a diverged one 1, after saving what it had."""
     def action():
         config = parse_config(argv)
-        checkpoint = {}
-        if config.resume:
-            checkpoint = load_checkpoint(config.resume)
-            explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
-            config = resumed_config(config.resume, checkpoint["config"], explicit)
-        run(config, checkpoint.get("trainer"), checkpoint.get("data"))
+        with data_parallel(config.gpu_id, config.dist_timeout) as parallel:
+            checkpoint = {}
+            if config.resume:  # every rank reads it: on several machines, put it where each can
+                checkpoint = load_checkpoint(config.resume)
+                explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
+                config = resumed_config(config.resume, checkpoint["config"], explicit)
+            elif config.sync_bn and parallel is None:
+                print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
+                      file=sys.stderr)
+            run(config, checkpoint.get("trainer"), checkpoint.get("data"), parallel)
 
     try:
         run_cli("mnist-train", action)
     except TrainingInterrupted as stop:
         sys.exit(130 if stop.reason == "SIGINT" else 143)
-    except TrainingDiverged:
+    except (TrainingDiverged, PeerLost):
         sys.exit(1)
 
 

@@ -12,6 +12,7 @@ from ..models import MODELS
 from .augment import RandomDistortion
 from .callbacks import Callback
 from .config import TrainConfig
+from .distributed import DataParallel, convert_sync_batchnorm
 from .precision import BFLOAT16, bf16_ruled_out, choose_precision
 from .trainer import Trainer, device_of, steps_per_epoch
 
@@ -95,26 +96,37 @@ def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDis
 KEPT = "kept from the checkpoint"
 
 
-def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...]) -> None:
+def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...],
+                      parallel: DataParallel | None = None) -> None:
     """Settle ``config.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
     if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
-    (resumed elsewhere) rules it out."""
+    (resumed elsewhere) rules it out. In a distributed run rank 0 decides for all."""
     if config.precision is not None:
         moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device_of(model))
         if not moved:
             if KEPT not in (config.precision_reason or ""):
                 config.precision_reason = "; ".join(filter(None, [config.precision_reason, KEPT]))
             return
-    precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
-    config.precision, config.precision_reason = precision.dtype, precision.reason
+    def choose():
+        precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
+        return precision.dtype, precision.reason
+
+    config.precision, config.precision_reason = parallel.agree(choose) if parallel is not None else choose()
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
-                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None
-                  ) -> Trainer:
-    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``."""
+                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
+                  parallel: DataParallel | None = None) -> Trainer:
+    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``.
+
+    ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
+    """
     model = build_model(config, input_shape, output_size, task, device)
-    resolve_precision(config, model, input_shape)
+    resolve_precision(config, model, input_shape, parallel)
+    if parallel is not None:
+        n_train = parallel.shard_size(n_train)  # each rank's steps per epoch set the schedule's length
+        if config.sync_bn:  # before the optimizer: the synchronised layers hold new parameters
+            convert_sync_batchnorm(model, device)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
     fused = device.type in ("cpu", "cuda")
@@ -128,4 +140,5 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
         callbacks=callbacks,
+        parallel=parallel,
     )

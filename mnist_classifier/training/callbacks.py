@@ -93,10 +93,12 @@ class EveryEpochs(Callback):
 class StopOnSignals(Callback):
     """The first SIGINT or SIGTERM asks the trainer to stop after the current batch (so that the
     run can save what it has); a second one exits at once (files are written atomically, so none
-    is left half-written: see ``exit_on_signals``)."""
+    is left half-written: see ``exit_on_signals``). ``announce``: say so on stderr (in a distributed
+    run, only rank 0 does)."""
 
-    def __init__(self):
+    def __init__(self, announce: bool = True):
         self.previous: dict = {}
+        self.announce = announce
 
     def on_train_start(self, trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -105,8 +107,9 @@ class StopOnSignals(Callback):
         def handle(signum, _frame):
             if trainer.stop_reason is not None:
                 _exit_at_once(signum, _frame)
-            print(f"\n{signal.Signals(signum).name}: stopping after this batch to save (send it again to exit at "
-                  "once)", file=sys.stderr, flush=True)
+            if self.announce:
+                print(f"\n{signal.Signals(signum).name}: stopping after this batch to save (send it again to exit "
+                      "at once)", file=sys.stderr, flush=True)
             trainer.request_stop(signal.Signals(signum).name)
 
         self.previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}

@@ -115,6 +115,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_fn: str | None = None
     resume: str | None = None
+    # Distributed runs (torchrun): BatchNorm over the global batch; how long a collective waits for a
+    # silent rank; how many processes trained (saved, so a resume is refused on another number).
+    sync_bn: bool = False
+    dist_timeout: float = 120.0
+    world_size: int = 1
     model: str = "mlp"
     # The model's own options (``models/<model>.py`` OPTIONS); ``validate`` fills in the rest.
     model_options: dict = field(default_factory=dict)
@@ -143,6 +148,10 @@ class TrainConfig:
             raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.dist_timeout > 0:
+            raise UserError(f"--dist_timeout must be a positive number of seconds, got {self.dist_timeout}")
+        if not (isinstance(self.world_size, int) and self.world_size >= 1):
+            raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive, got {self.lr}")
         self._check_precision()

@@ -8,16 +8,24 @@ back once per epoch: a ``.item()`` per batch would stall the device every step.
 from __future__ import annotations
 
 import copy
+import signal
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .callbacks import Callback, EpochPrinter, ProgressBar
 
+if TYPE_CHECKING:
+    from .distributed import DataParallel
+
 Data = tuple[torch.Tensor, torch.Tensor]
 
+# In a distributed run, how often the ranks check together whether one was asked to stop.
+STOP_CHECK_STEPS = 20
+SIGNAL_NUMBERS = {s.name: s.value for s in signal.Signals}
 # Evaluation keeps no activations for backward, so it can use much larger batches.
 MIN_EVAL_BATCH_SIZE = 1024
 
@@ -29,9 +37,14 @@ def is_classification(y: torch.Tensor) -> bool:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, crit: Callable, data: Data, batch_size: int = MIN_EVAL_BATCH_SIZE, amp: bool = False
+    model: nn.Module, crit: Callable, data: Data, batch_size: int = MIN_EVAL_BATCH_SIZE, amp: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
-    """Mean loss (and accuracy for class targets) of ``model`` on ``data``, in eval mode."""
+    """Mean loss (and accuracy for class targets) of ``model`` on ``data``, in eval mode.
+
+    ``reduce`` sums the totals over the ranks of a distributed run, each of which holds a shard of
+    the data: the metrics are then those of all the shards together, the same on every rank.
+    """
     model.eval()
     device = device_of(model)
     x, y = (t.to(device) for t in data)
@@ -51,13 +64,23 @@ def evaluate(
             correct += (y_hat.argmax(dim=-1) == y_i).sum()
         else:
             squared_error += (y_hat - y_i).pow(2).sum()
-    metrics = {"loss": total_loss.item() / len(x)}
+    # One vector of sums in float64, read back (and, distributed, all-reduced) at once.
+    y64 = y.double()
+    totals = torch.stack([total_loss.double(), correct.double(), squared_error.double(),
+                          torch.tensor(float(len(x)), dtype=torch.float64, device=device),
+                          torch.tensor(float(y.numel()), dtype=torch.float64, device=device),
+                          y64.sum() if not classification else y64.new_zeros(()),
+                          y64.pow(2).sum() if not classification else y64.new_zeros(())])
+    if reduce is not None:
+        totals = reduce(totals)
+    loss, n_correct, sse, rows, values, y_sum, y_squares = totals.tolist()
+    metrics = {"loss": loss / max(rows, 1)}
     if classification:
-        metrics["accuracy"] = correct.item() / len(x)
+        metrics["accuracy"] = n_correct / max(rows, 1)
     else:
         # R^2 = 1 - SSE / SST: the share of the targets' variance the model explains.
-        metrics["mse"] = squared_error.item() / y.numel()
-        metrics["r2"] = 1 - squared_error.item() / max((y - y.mean()).pow(2).sum().item(), 1e-12)
+        metrics["mse"] = sse / max(values, 1)
+        metrics["r2"] = 1 - sse / max(y_squares - y_sum * y_sum / max(values, 1), 1e-12)
     return metrics
 
 
@@ -83,6 +106,10 @@ class TrainingInterrupted(TrainingStopped):
         self.reason, self.epoch = reason, epoch
 
 
+class PeerLost(TrainingStopped):
+    """Another rank of a distributed run died or stopped answering (``distributed.py``)."""
+
+
 class TrainingDiverged(TrainingStopped):
     def __init__(self, epoch: int, batch: int):
         super().__init__(f"the loss became NaN or infinite in epoch {epoch}, batch {batch}; "
@@ -103,6 +130,7 @@ class Trainer:
         amp: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         callbacks: Sequence[Callback] | None = None,
+        parallel: DataParallel | None = None,
     ):
         """``scheduler``, if given, is stepped after every optimizer step (not every epoch).
 
@@ -112,6 +140,9 @@ class Trainer:
         log-probabilities stay float32. ``augment`` transforms each training batch (never
         validation). ``callbacks`` see the run's events (``callbacks.Callback``); by default a
         progress bar and a line per epoch, as the seed prints.
+
+        ``parallel`` (``distributed.data_parallel``) trains this rank's share of a torchrun job through
+        ``DistributedDataParallel``; ``model`` keeps its own parameters, so saving it is unchanged.
         """
         self.model = model
         self.optimizer = optimizer
@@ -125,7 +156,9 @@ class Trainer:
         # dropped instead (the order changes every epoch, so no sample is left out for good).
         # On a GPU, CUDA graphs replay the step's many small kernels with one launch ("reduce-overhead").
         mode = "reduce-overhead" if device_of(model).type == "cuda" else None
-        self._train_forward = torch.compile(model, dynamic=False, mode=mode) if compile else model
+        self.parallel = parallel
+        forward = parallel.wrap(model) if parallel is not None else model
+        self._train_forward = torch.compile(forward, dynamic=False, mode=mode) if compile else forward
         self.history: list[dict] = []
         self.best_valid_loss = float("inf")
         self.best_epoch = 0
@@ -160,6 +193,8 @@ class Trainer:
         device = device_of(self.model)
         train_data = tuple(t.to(device) for t in train_data)
         valid_data = tuple(t.to(device) for t in valid_data)
+        if self.parallel is not None:
+            valid_data = self.parallel.validation_shard(valid_data)
         if self.best_state is None:
             self.best_state = _copy_state(self.model)
         self._emit("on_train_start")
@@ -168,6 +203,11 @@ class Trainer:
                 self._run_epoch(epoch, train_data, valid_data, batch_size)
                 if self.should_stop:
                     break
+        except RuntimeError as e:  # a collective failed because another rank is gone: say so
+            lost = self.parallel.peer_lost(e) if self.parallel is not None else None
+            if lost is None:
+                raise
+            raise lost from e
         finally:
             self._emit("on_train_end")
         self.model.load_state_dict(self.best_state)
@@ -177,7 +217,11 @@ class Trainer:
         started = time.perf_counter()
         train_loss = self._train_epoch(train_data, batch_size, epoch)
         valid_started = time.perf_counter()
-        valid = evaluate(self.model, self.crit, valid_data, batch_size, self.amp)
+        reduce = None
+        if self.parallel is not None:
+            self.parallel.sync_buffers(self.model)  # every rank validates (and keeps) rank 0's model
+            reduce = self.parallel.sum
+        valid = evaluate(self.model, self.crit, valid_data, batch_size, self.amp, reduce)
         record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
         if "accuracy" in valid:
             record["valid_accuracy"] = valid["accuracy"]
@@ -237,7 +281,11 @@ class Trainer:
         self.model.train()
         x, y = data
         # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
-        order = torch.randperm(len(x), device=x.device)
+        if self.parallel is None:
+            order = torch.randperm(len(x), device=x.device)
+        else:  # this rank's share of the shuffle all ranks draw alike
+            order = self.parallel.epoch_shard(len(x), epoch, x.device)
+            self.parallel.seed_epoch(epoch)
         total_loss = torch.zeros((), device=x.device)
         # The first batch with a non-finite loss, tracked on the device: checking each loss on
         # the host would stall a GPU every step.
@@ -246,8 +294,7 @@ class Trainer:
         batches = order.split(batch_size)
         self._emit("on_epoch_start", epoch, len(batches))
         for step, batch in enumerate(batches, start=1):
-            if self._stop_reason is not None:
-                raise TrainingInterrupted(self._stop_reason, epoch)
+            self._check_stop(epoch, step)
             if len(batch) < 2 or (self.compile and len(batch) < batch_size):
                 continue  # see steps_per_epoch; the next epoch's order differs.
             x_batch = x[batch] if self.augment is None else self.augment(x[batch])
@@ -264,9 +311,29 @@ class Trainer:
             seen += len(batch)
             self._progress = (total_loss, seen)
             self._emit("on_batch_end", step)
+        if self.parallel is not None:  # the global figures, the same on every rank
+            self.parallel.max(first_bad)
+            totals = self.parallel.sum(torch.stack([total_loss.double(), total_loss.new_tensor(seen).double()]))
+            total_loss, seen = totals[0], int(totals[1].item())
         if first_bad.item() >= 0:
             raise TrainingDiverged(epoch, first_bad.item())
         return total_loss.item() / max(seen, 1)
+
+    def _check_stop(self, epoch: int, step: int) -> None:
+        """Raise ``TrainingInterrupted`` once a stop was requested; in a distributed run, on every rank
+        at the same batch (at each epoch's first and every ``STOP_CHECK_STEPS``-th): a rank that left
+        alone would leave the others waiting in their next collective."""
+        if self.parallel is None:
+            if self._stop_reason is not None:
+                raise TrainingInterrupted(self._stop_reason, epoch)
+            return
+        if step != 1 and step % STOP_CHECK_STEPS:
+            return
+        asked = 0 if self._stop_reason is None else SIGNAL_NUMBERS.get(self._stop_reason, 1)
+        asked = int(self.parallel.max(torch.tensor(asked, device=self.parallel.device)).item())
+        if asked:
+            reason = self._stop_reason or (signal.Signals(asked).name if asked > 1 else "a stop on another rank")
+            raise TrainingInterrupted(reason, epoch)
 
 
 def device_of(model: nn.Module) -> torch.device:

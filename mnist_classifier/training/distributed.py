@@ -1,0 +1,268 @@
+"""Data-parallel training under torchrun: one process per device, ``DistributedDataParallel`` between them.
+
+torchrun starts the processes and gives each ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and a meeting
+point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``data_parallel`` yields None and training is
+one plain process, with no distributed code in the way.
+
+How the ranks stay one run:
+- every rank holds the whole (in-memory) training set; each epoch, all of them draw the same shuffle
+  from (seed, epoch) and each takes every ``world_size``-th row of it, so the shards are disjoint,
+  equal in size (a few leftover rows, fewer than ``world_size``, sit out that epoch), and together
+  the global batch k is exactly the rows a single process would take as its batch k;
+- DDP averages the gradients, so every rank applies the same update; BatchNorm's running statistics
+  are copied from rank 0 before each validation, so every rank holds rank 0's model;
+- validation is sharded too and its sums all-reduced: every rank sees the same validation loss and
+  keeps the same best epoch;
+- dropout and augmentation draw from a per-rank stream, reseeded from (seed, epoch, rank), so that a
+  resumed run continues as it began without saving each rank's generator.
+
+A rank that dies breaks the others' next collective: gloo and NCCL raise at once when the peer's
+connection closes, and after ``--dist_timeout`` seconds when a peer hangs. ``PeerLost`` carries that
+to the command line, which keeps what the last completed epoch achieved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..errors import AgreedError, UserError, first_line
+from .trainer import PeerLost
+
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+DEFAULT_TIMEOUT_S = 120.0
+# What the messages of a collective that lost its peer contain (gloo raises a plain RuntimeError).
+PEER_FAILURE_MARKERS = ("gloo", "NCCL", "nccl", "ProcessGroup", "Connection reset", "Connection closed",
+                        "Broken pipe", "Timed out", "timed out")
+
+
+@dataclass
+class DataParallel:
+    """This process's place in a torchrun job and the few collectives the trainer needs."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    seed: int = 0  # the run's seed, the same on every rank (``agree``); set before training
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 alone prints, shows progress and writes files."""
+        return self.rank == 0
+
+    def shard_size(self, n_rows: int) -> int:
+        return n_rows // self.world_size
+
+    def epoch_shard(self, n_rows: int, epoch: int, device: torch.device) -> torch.Tensor:
+        """This rank's row indices for ``epoch``: its share of one shuffle every rank draws alike."""
+        order = torch.randperm(n_rows, generator=self._generator(device, self.seed, epoch), device=device)
+        used = n_rows - n_rows % self.world_size
+        return order[self.rank:used:self.world_size]
+
+    def seed_epoch(self, epoch: int) -> None:
+        """Dropout and augmentation of ``epoch`` on this rank: its own stream, the same on a resume."""
+        torch.manual_seed(_mix(self.seed, epoch, self.rank + 1))
+
+    def validation_shard(self, data: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return tuple(t[self.rank::self.world_size].contiguous() for t in data)
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over the ranks, in place."""
+        self._collective(dist.all_reduce, tensor)
+        return tensor
+
+    def max(self, tensor: torch.Tensor) -> torch.Tensor:
+        self._collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
+    def leader_first(self, load):
+        """``load()`` on each machine's local rank 0 first (it may download and convert data, writing
+        the cache), then on the other ranks, which then only read it."""
+        if self.local_rank != 0:
+            self._collective(dist.barrier)
+        result = load()
+        if self.local_rank == 0:
+            self._collective(dist.barrier)
+        return result
+
+    def describe(self) -> str:
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        return f"{self.world_size} processes ({backend})"
+
+    def sync_buffers(self, model: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm's running statistics) on every rank: one model, one validation."""
+        for buffer in model.buffers():
+            self._collective(dist.broadcast, buffer, src=0)
+
+    def agree(self, decide):
+        """``decide()`` on rank 0, its result (or its ``UserError``) on every rank."""
+        message = [None]
+        if self.is_main:
+            try:
+                message = [("ok", decide())]
+            except UserError as e:
+                message = [("error", str(e))]
+        self._collective(dist.broadcast_object_list, message, src=0)
+        kind, value = message[0]
+        if kind == "error":
+            raise (UserError if self.is_main else AgreedError)(value)
+        return value
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The DDP module that trains ``model`` (which keeps its own parameters and state_dict keys)."""
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def peer_lost(self, error: BaseException) -> PeerLost | None:
+        """``error`` as a ``PeerLost`` when a collective raised it because another rank is gone."""
+        if isinstance(error, dist.DistError) or (
+                isinstance(error, RuntimeError) and any(m in str(error) for m in PEER_FAILURE_MARKERS)):
+            # gloo's text starts with its source file's path and ends with advice; the middle is the news.
+            news = re.sub(r"^\[[^\]]*\]\s*", "", first_line(error)).split(". ")[0][:200]
+            return PeerLost(f"rank {self.rank}: another process of the run stopped or stopped answering ({news})")
+        return None
+
+    def _collective(self, operation, *args, **kwargs) -> None:
+        try:
+            operation(*args, **kwargs)
+        except RuntimeError as e:
+            raise (self.peer_lost(e) or e) from e
+
+    @staticmethod
+    def _generator(device: torch.device, *numbers: int) -> torch.Generator:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(_mix(*numbers))
+        return generator
+
+
+def _mix(*numbers: int) -> int:
+    """One 63-bit seed from several numbers (distinct tuples give unrelated streams)."""
+    value = 0x9E3779B97F4A7C15
+    for n in numbers:
+        value = ((value ^ (n & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        value ^= value >> 31
+    return value & (2**63 - 1)
+
+
+def under_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
+
+
+@contextlib.contextmanager
+def data_parallel(gpu_id: int, timeout_s: float = DEFAULT_TIMEOUT_S):
+    """Join the torchrun job this process belongs to (None outside torchrun) and leave it afterwards.
+
+    Each process takes the GPU of its local rank (NCCL) when ``gpu_id`` asks for GPUs, else the CPU
+    (gloo). Collectives give up after ``timeout_s`` seconds without an answer.
+    """
+    if not under_torchrun():
+        yield None
+        return
+    rank, world_size, local_rank = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
+    device = _device(gpu_id, local_rank)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"rank {rank}: could not join the torchrun job ({backend}): {first_line(e)}") from e
+    try:
+        yield DataParallel(rank, world_size, local_rank, device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _device(gpu_id: int, local_rank: int) -> torch.device:
+    if gpu_id < 0 or not torch.cuda.is_available():
+        return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise UserError(f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} found); start "
+                        "at most one process per GPU (--nproc_per_node), or train on CPUs with --gpu_id -1")
+    device = torch.device("cuda", local_rank)
+    torch.cuda.set_device(device)
+    return device
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch normalisation over the global batch on CPUs, where ``nn.SyncBatchNorm`` refuses to train.
+
+    The per-rank sums are all-reduced through autograd (the backward pass all-reduces their
+    gradients), so the statistics and their gradients are those of all ranks' rows together.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        x = x.float()  # statistics in float32, also under bfloat16 autocast (as torch's BatchNorm)
+        dims = [0, *range(2, x.dim())]  # every dimension but the channels
+        count = torch.tensor([x.numel() / x.size(1)], device=x.device)
+        totals = _SumOverRanks.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        channels = x.size(1)
+        n = totals[-1]
+        mean = totals[:channels] / n
+        var = (totals[channels:2 * channels] / n - mean * mean).clamp(min=0)
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(unbiased.detach(), self.momentum)
+        return y
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2-D input, got {x.dim()}-D")
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """A tensor summed over the ranks; its gradient is likewise the sum of every rank's gradient
+    (each rank's loss depends on every rank's part of the sum)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> None:
+    """Every BatchNorm of ``model`` synchronised across ranks, in place; the state_dict keeps its keys.
+    The new modules have new parameters: convert before an optimizer is given them.
+
+    On GPUs torch's own ``nn.SyncBatchNorm``; on CPUs this module's (torch's trains only on GPUs).
+    """
+    for name, child in model.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(model, name, _synchronised(child, device))
+        else:
+            convert_sync_batchnorm(child, device)
+
+
+def _synchronised(bn: nn.modules.batchnorm._BatchNorm, device: torch.device) -> nn.Module:
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(bn)
+    if bn.momentum is None:
+        raise UserError("--sync_bn on CPUs needs BatchNorm with a momentum (a cumulative average is not supported)")
+    synced = SyncBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                           device=device, dtype=bn.weight.dtype if bn.affine else None)
+    synced.load_state_dict(bn.state_dict())
+    synced.train(bn.training)
+    return synced
