@@ -17,8 +17,8 @@ How the ranks stay one run:
   resumed run continues as it began without saving each rank's generator.
 
 A rank that dies breaks the others' next collective: gloo and NCCL raise at once when the peer's
-connection closes, and after ``--dist_timeout`` seconds when a peer hangs. ``PeerLost`` carries that
-to the command line, which keeps what the last completed epoch achieved.
+connection closes, and after ``--dist_timeout`` seconds when a peer hangs. The trainer raises
+``PeerLost`` then, and the command line keeps what the last completed epoch achieved.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ import torch.distributed as dist
 from torch import nn
 
 from ..errors import AgreedError, UserError, first_line
-from .trainer import PeerLost
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 DEFAULT_TIMEOUT_S = 120.0
@@ -76,11 +75,11 @@ class DataParallel:
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks, in place."""
-        self._collective(dist.all_reduce, tensor)
+        dist.all_reduce(tensor)
         return tensor
 
     def max(self, tensor: torch.Tensor) -> torch.Tensor:
-        self._collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor
 
     def leader_first(self, load):
@@ -100,7 +99,7 @@ class DataParallel:
     def sync_buffers(self, model: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm's running statistics) on every rank: one model, one validation."""
         for buffer in model.buffers():
-            self._collective(dist.broadcast, buffer, src=0)
+            dist.broadcast(buffer, src=0)
 
     def agree(self, decide):
         """``decide()`` on rank 0, its result (or its ``UserError``) on every rank."""
@@ -121,20 +120,23 @@ class DataParallel:
         device_ids = [self.device] if self.device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
-    def peer_lost(self, error: BaseException) -> PeerLost | None:
-        """``error`` as a ``PeerLost`` when a collective raised it because another rank is gone."""
+    def peer_failure(self, error: BaseException) -> str | None:
+        """What to tell the user when ``error`` came from a collective whose peer is gone, else None."""
         if isinstance(error, dist.DistError) or (
                 isinstance(error, RuntimeError) and any(m in str(error) for m in PEER_FAILURE_MARKERS)):
             # gloo's text starts with its source file's path and ends with advice; the middle is the news.
             news = re.sub(r"^\[[^\]]*\]\s*", "", first_line(error)).split(". ")[0][:200]
-            return PeerLost(f"rank {self.rank}: another process of the run stopped or stopped answering ({news})")
+            return (f"rank {self.rank}: another process of the run stopped or stopped answering ({news})")
         return None
 
     def _collective(self, operation, *args, **kwargs) -> None:
         try:
             operation(*args, **kwargs)
-        except RuntimeError as e:
-            raise (self.peer_lost(e) or e) from e
+        except RuntimeError as e:  # before training, one line (in the loop the trainer raises ``PeerLost``)
+            news = self.peer_failure(e)
+            if news is None:
+                raise
+            raise UserError(news) from e
 
     @staticmethod
     def _generator(device: torch.device, *numbers: int) -> torch.Generator:

@@ -11,15 +11,12 @@ import copy
 import signal
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from .callbacks import Callback, EpochPrinter, ProgressBar
-
-if TYPE_CHECKING:
-    from .distributed import DataParallel
+from .distributed import DataParallel
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -204,10 +201,10 @@ class Trainer:
                 if self.should_stop:
                     break
         except RuntimeError as e:  # a collective failed because another rank is gone: say so
-            lost = self.parallel.peer_lost(e) if self.parallel is not None else None
-            if lost is None:
+            news = self.parallel.peer_failure(e) if self.parallel is not None else None
+            if news is None:
                 raise
-            raise lost from e
+            raise PeerLost(news) from e
         finally:
             self._emit("on_train_end")
         self.model.load_state_dict(self.best_state)

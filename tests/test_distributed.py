@@ -1,0 +1,249 @@
+"""Training under torchrun: two CPU processes talking gloo over loopback, on scikit-learn's digits."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from mnist_classifier.inference.model_file import load_model
+from mnist_classifier.training.checkpoint import load_checkpoint
+from mnist_classifier.training.distributed import DataParallel, SyncBatchNorm
+
+ROOT = Path(__file__).resolve().parents[1]
+# Of the digits' 1437 non-test rows, 0.98 leaves 1408 for training, a multiple of 64: every batch is
+# whole, in one process (64 rows) as in two (32 each).
+DIGITS = ["--dataset", "digits", "--gpu_id", "-1", "--amp", "off", "--seed", "0", "--train_ratio", "0.98",
+          "--lr_schedule", "constant"]
+# Each process writes the files it opens for writing, renames or removes here (see AUDIT_HOOK).
+AUDIT_HOOK = """
+import os, sys
+_log = os.environ["WRITES_LOG"] + "." + os.environ.get("RANK", "single")
+_watched = os.environ["WATCHED_DIR"]
+def _note(text):
+    with open(_log, "a") as f:
+        f.write(text + "\\n")
+def _hook(event, args):
+    if not args or not isinstance(args[0], (str, bytes, os.PathLike)) or str(args[0]).startswith(_log):
+        return
+    mode, flags = (args[1:3] + (None, None))[:2]
+    writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+        isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+    if event == "open" and str(args[0]).startswith(_watched) and writes:
+        _note(f"open {args[0]}")
+    if event in ("os.rename", "os.replace", "os.remove") and str(args[0]).startswith(_watched):
+        _note(f"{event} {args[0]}")
+sys.addaudithook(_hook)
+"""
+
+
+def environment(tmp_path: Path, **extra) -> dict:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(AUDIT_HOOK)
+    return {**os.environ, "PYTHONPATH": f"{hooks}{os.pathsep}{ROOT}", "OMP_NUM_THREADS": "1",
+            "WRITES_LOG": str(tmp_path / "writes"), "WATCHED_DIR": str(tmp_path), **extra}
+
+
+def torchrun(tmp_path: Path, n: int, *flags: str, **popen) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+               str(ROOT / "train.py"), *flags]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=environment(tmp_path), **popen)
+
+
+def finish(process: subprocess.Popen, timeout: float = 180) -> tuple[str, str]:
+    out, err = process.communicate(timeout=timeout)
+    assert process.returncode == 0, err[-3000:]
+    return out, err
+
+
+def writers(tmp_path: Path) -> set[str]:
+    """Which processes (``RANK`` values) wrote anything in ``tmp_path``."""
+    return {log.name.split(".", 1)[1] for log in tmp_path.glob("writes.*")}
+
+
+def test_each_epoch_the_ranks_take_disjoint_equal_shards_of_one_shuffle():
+    for n_rows, world in ((1408, 2), (1409, 2), (100, 3), (7, 4)):
+        ranks = [DataParallel(rank, world, rank, torch.device("cpu"), seed=5) for rank in range(world)]
+        for epoch in (1, 2):
+            shards = [r.epoch_shard(n_rows, epoch, torch.device("cpu")) for r in ranks]
+            seen = torch.cat(shards)
+            assert {len(s) for s in shards} == {n_rows // world}  # the same number of steps on every rank
+            assert len(set(seen.tolist())) == len(seen) == n_rows - n_rows % world  # disjoint, all but the rest
+            # Together, the ranks' k-th batches of b rows are one process's k-th batch of world * b rows.
+            order = torch.stack(shards, dim=1).flatten()
+            b = 3
+            assert set(order[:world * b].tolist()) == set(torch.cat([s[:b] for s in shards]).tolist())
+        assert not torch.equal(ranks[0].epoch_shard(n_rows, 1, torch.device("cpu")),
+                               ranks[0].epoch_shard(n_rows, 2, torch.device("cpu")))  # a new order each epoch
+
+
+def _sync_batchnorm_worker(rank: int, port: int, x: torch.Tensor, results) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        bn = SyncBatchNorm(x.size(1))
+        with torch.no_grad():
+            bn.weight.copy_(torch.linspace(0.5, 1.5, x.size(1)))
+        part = x.chunk(2)[rank].clone().requires_grad_()
+        y = bn(part)
+        (y.pow(3) * torch.arange(y.numel()).view_as(y)).sum().backward()  # a loss that weighs rows unequally
+        results[rank] = {"y": y.detach(), "x_grad": part.grad, "w_grad": bn.weight.grad,
+                         "running_var": bn.running_var.clone()}
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (8, 3, 4, 4)])
+def test_sync_batchnorm_on_two_ranks_is_batchnorm_on_their_rows_together(shape):
+    x = torch.randn(*shape) * 3 + 1
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_sync_batchnorm_worker, args=(free_port(), x, results), nprocs=2)
+        results = dict(results)
+    bn = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(shape[1])
+    with torch.no_grad():
+        bn.weight.copy_(torch.linspace(0.5, 1.5, shape[1]))
+    whole = x.clone().requires_grad_()
+    y = bn(whole)
+    halves = y.chunk(2)
+    weights = [torch.arange(h.numel()).view_as(h) for h in halves]
+    sum((h.pow(3) * w).sum() for h, w in zip(halves, weights, strict=True)).backward()
+    assert torch.allclose(torch.cat([results[0]["y"], results[1]["y"]]), y.detach(), atol=1e-5)
+    assert torch.allclose(torch.cat([results[0]["x_grad"], results[1]["x_grad"]]), whole.grad, rtol=1e-4, atol=1e-3)
+    # DDP sums the ranks' parameter gradients (then averages them); each rank holds its rows' share.
+    assert torch.allclose(results[0]["w_grad"] + results[1]["w_grad"], bn.weight.grad, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(results[0]["running_var"], bn.running_var, atol=1e-5)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One process and two, with the same global batch of 64 rows (started together: each launch
+    spends seconds importing), and a two-process run stopped after 4 epochs, then resumed to 8."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("one", "two", "half")}
+    common = [*DIGITS, "--n_epochs", "8"]
+    launches = {
+        "one": torchrun(folders["one"], 1, *common, "--batch_size", "64", "--model_fn", str(folders["one"] / "m.pth")),
+        "two": torchrun(folders["two"], 2, *common, "--batch_size", "32", "--sync_bn", "--checkpoint_every", "2",
+                        "--model_fn", str(folders["two"] / "m.pth")),
+    }
+    outputs = {name: finish(process) for name, process in launches.items()}
+    half = folders["half"]
+    finish(torchrun(half, 2, *DIGITS, "--n_epochs", "4", "--batch_size", "32", "--sync_bn", "--checkpoint_every", "4",
+                    "--model_fn", str(half / "m.pth")))
+    outputs["resumed"] = finish(torchrun(half, 2, "--resume", str(half / "m.pth.ckpt"), "--n_epochs", "8"))
+    return folders, outputs
+
+
+def test_two_ranks_score_as_one_process_with_the_same_global_batch(runs):
+    folders, outputs = runs
+    one, one_file = load_model(folders["one"] / "m.pth")
+    two, two_file = load_model(folders["two"] / "m.pth")
+    accuracy = {name: float(outputs[name][0].split("Test accuracy: ")[1].split("%")[0]) for name in ("one", "two")}
+    assert abs(accuracy["one"] - accuracy["two"]) <= 0.5, accuracy
+    # Not just the score: the same batches, synchronised batch norm and averaged gradients make the
+    # same training, up to the order of float additions. Adam, which divides each gradient by its own
+    # size, amplifies those into visible differences after a few epochs; the first epoch agrees to
+    # 0.05% (each process normalising only its own 32 rows, it differed by 1%).
+    first_one, first_two = one_file["history"][0], two_file["history"][0]
+    for name in ("train_loss", "valid_loss"):
+        assert first_one[name] == pytest.approx(first_two[name], rel=2e-3)
+    assert two_file["config"]["world_size"] == 2 and one_file["config"]["world_size"] == 1
+
+
+def test_only_rank_0_prints_and_writes_files(runs):
+    folders, outputs = runs
+    out, err = outputs["two"]
+    assert out.count("Epoch(1/8)") == 1 and out.count("Test accuracy") == 1
+    assert "2 processes (gloo) on cpu, global batch 64" in out
+    assert writers(folders["two"]) == {"0"}, "a rank other than 0 wrote in the run's folder"
+    written = (folders["two"] / "writes.0").read_text()
+    assert f"os.rename {folders['two'] / '.m.pth.'}" in written and "m.pth.ckpt" in written  # the hook sees writes
+    assert sorted(p.name for p in folders["two"].iterdir() if not p.name.startswith(("writes", "hooks"))) == \
+        ["m.pth", "m.pth.ckpt"]  # and no temporary file left behind
+
+
+def test_a_resumed_distributed_run_continues_exactly(runs):
+    folders, outputs = runs
+    assert "Resuming after epoch 4" in outputs["resumed"][0]
+    whole, resumed = load_model(folders["two"] / "m.pth")[1], load_model(folders["half"] / "m.pth")[1]
+    for name, value in whole["model"].items():
+        assert torch.equal(value, resumed["model"][name]), name
+    assert [h["valid_loss"] for h in whole["history"]] == [h["valid_loss"] for h in resumed["history"]]
+
+
+def test_a_distributed_checkpoint_is_refused_by_a_single_process(runs):
+    folders, _ = runs
+    single = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(folders["half"] / "m.pth.ckpt"),
+                             "--n_epochs", "6"], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert single.returncode == 2
+    assert "trained by 2 process(es), this is 1; resume it with torchrun --nproc_per_node 2" in single.stderr
+
+
+def start_ranks(tmp_path: Path, *flags: str) -> list[subprocess.Popen]:
+    """Two ranks started as torchrun would, but without its agent: what a rank does on its own when
+    its peer dies (the agent would also stop it)."""
+    port = free_port()
+    common = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2"}
+    command = [sys.executable, str(ROOT / "train.py"), *DIGITS, "--n_epochs", "1000", "--batch_size", "16",
+               "--model_fn", str(tmp_path / "m.pth"), "--checkpoint_every", "1", *flags]
+    return [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment(tmp_path, RANK=str(rank), LOCAL_RANK=str(rank), **common))
+            for rank in (0, 1)]
+
+
+def wait_for_line(stream, start: str) -> None:
+    for line in stream:
+        if line.startswith(start):
+            return
+    raise AssertionError(f"the run ended before printing {start!r}")
+
+
+@pytest.mark.parametrize("fault", ["killed", "hung"])
+def test_a_lost_rank_stops_the_run_with_one_line_and_keeps_the_last_epoch(tmp_path, fault):
+    rank0, rank1 = start_ranks(tmp_path, "--dist_timeout", "5")
+    try:
+        wait_for_line(rank0.stdout, "Epoch(2/")
+        rank1.send_signal(signal.SIGKILL if fault == "killed" else signal.SIGSTOP)
+        lost_at = time.monotonic()
+        _, err = rank0.communicate(timeout=60)
+        assert time.monotonic() - lost_at < (10 if fault == "killed" else 30)
+    finally:
+        rank1.kill()
+        rank1.communicate()
+    assert rank0.returncode == 1, err
+    assert "Traceback" not in err
+    assert "rank 0: another process of the run stopped or stopped answering" in err
+    assert f"torchrun ... train.py --resume {tmp_path / 'm.pth.ckpt'}" in err
+    model, saved = load_model(tmp_path / "m.pth")  # whole, and what the last completed epochs achieved
+    assert len(saved["history"]) >= 2 and "another process" in saved["stopped"]
+    assert len(load_checkpoint(tmp_path / "m.pth.ckpt")["trainer"]["history"]) == len(saved["history"])
+
+
+def test_ctrl_c_on_torchrun_stops_every_rank_and_leaves_a_checkpoint(tmp_path):
+    launcher = torchrun(tmp_path, 2, *DIGITS, "--n_epochs", "1000", "--batch_size", "16",
+                        "--model_fn", str(tmp_path / "m.pth"))
+    wait_for_line(launcher.stdout, "Epoch(2/")
+    launcher.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends it; it passes it to each rank
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    assert err.count("SIGINT: stopping after this batch") == 1  # said once, by rank 0
+    assert "SIGINT during epoch" in err
+    checkpoint = load_checkpoint(tmp_path / "m.pth.ckpt")
+    assert checkpoint["config"]["world_size"] == 2 and len(checkpoint["trainer"]["history"]) >= 2
+    assert writers(tmp_path) == {"0"}
