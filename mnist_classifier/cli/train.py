@@ -428,13 +428,14 @@ def main(argv: list[str] | None = None) -> None:
     run exits 130 (Ctrl-C) or 143 (SIGTERM), a diverged one 1, after saving what it had."""
     def action():
         config = parse_config(argv)
+        checkpoint = {}
+        if config.resume:  # every rank reads it: on several machines, put it where each can
+            checkpoint = load_checkpoint(config.resume)
+            explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
+            config = resumed_config(config.resume, checkpoint["config"], explicit)
+        # Joined with the resumed configuration: its --gpu_id, unless given again, says CPUs or GPUs.
         with data_parallel(config.gpu_id, config.dist_timeout) as parallel:
-            checkpoint = {}
-            if config.resume:  # every rank reads it: on several machines, put it where each can
-                checkpoint = load_checkpoint(config.resume)
-                explicit = {name: getattr(config, name, None) for name in given_flags(argv)}
-                config = resumed_config(config.resume, checkpoint["config"], explicit)
-            elif config.sync_bn and parallel is None:
+            if config.sync_bn and parallel is None and not config.resume:
                 print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
                       file=sys.stderr)
             run(config, checkpoint.get("trainer"), checkpoint.get("data"), parallel)
