@@ -73,7 +73,7 @@ def main() -> None:
 
     print(f"\ntorch {torch.__version__}, {os.cpu_count()} CPUs, {args.epochs} epochs, global batch {global_batch}, "
           f"flags: {' '.join(args.extra) or '(defaults)'}")
-    print("| configuration | processes x threads | batch per process | training samples/s | vs plain | "
+    print("| configuration | processes x threads | batch per process | training samples/s | x plain | "
           "s per epoch | test accuracy % | whole run s |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     baselines = {gpu: rate for name, _, _, _, gpu, rate, _ in rows if name.startswith("plain")}

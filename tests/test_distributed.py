@@ -247,3 +247,12 @@ def test_ctrl_c_on_torchrun_stops_every_rank_and_leaves_a_checkpoint(tmp_path):
     checkpoint = load_checkpoint(tmp_path / "m.pth.ckpt")
     assert checkpoint["config"]["world_size"] == 2 and len(checkpoint["trainer"]["history"]) >= 2
     assert writers(tmp_path) == {"0"}
+
+
+@pytest.mark.parametrize("flags", [["--model", "cnn", "--sync_bn"], ["--model", "rnn"]], ids=["cnn", "rnn"])
+def test_every_model_family_trains_on_two_ranks(tmp_path, flags):
+    out, _ = finish(torchrun(tmp_path, 2, *DIGITS, "--n_epochs", "6", "--batch_size", "32", *flags,
+                             "--model_fn", str(tmp_path / "m.pth")))
+    assert float(out.split("Test accuracy: ")[1].split("%")[0]) > 50  # chance is 10%
+    model, saved = load_model(tmp_path / "m.pth")  # the synchronised BatchNorm2d saved as a plain one
+    assert saved["config"]["model"] == flags[1] and writers(tmp_path) == {"0"}
