@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import random
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -220,14 +222,15 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
     prints and tests (the other ranks return no metrics).
     """
     outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)}
-    check = lambda: check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})  # noqa: E731
-    if parallel is None:
-        check()
-    else:
-        parallel.agree(check)
-        if not parallel.is_main:
-            return _run(config, resume, resumed_data, parallel)
-    with writing(outputs):
+    with contextlib.ExitStack() as held:
+        def claim() -> None:  # check the outputs, then hold them while the run writes
+            check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
+            held.enter_context(writing(outputs))
+
+        if parallel is None:
+            claim()
+        else:
+            parallel.agree(claim)  # rank 0 claims them; its refusal stops every rank
         return _run(config, resume, resumed_data, parallel)
 
 
@@ -295,6 +298,10 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
         try:
             trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
+            if isinstance(stop, PeerLost):
+                # torchrun's agent now stops the survivors with SIGTERM (and kills them after its own
+                # timeout): saving what the last completed epoch achieved comes first.
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             if main_rank:
                 _save_after_stop(stop, trainer, config, save_best, checkpoint)
             elif isinstance(stop, PeerLost):
