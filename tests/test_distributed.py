@@ -256,3 +256,70 @@ def test_every_model_family_trains_on_two_ranks(tmp_path, flags):
     assert float(out.split("Test accuracy: ")[1].split("%")[0]) > 50  # chance is 10%
     model, saved = load_model(tmp_path / "m.pth")  # the synchronised BatchNorm2d saved as a plain one
     assert saved["config"]["model"] == flags[1] and writers(tmp_path) == {"0"}
+
+
+def rank_pid(marker: str, rank: int) -> int:
+    """The pid of the torchrun worker of ``rank`` whose environment holds ``marker``."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            variables = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker.encode() in variables and f"RANK={rank}".encode() in variables:
+            return int(environ.parent.name)
+    raise AssertionError(f"no process of rank {rank} found")
+
+
+def test_under_torchrun_a_killed_rank_leaves_rank_0s_files_whole(tmp_path):
+    # torchrun's agent SIGTERMs the survivors as soon as one worker dies; rank 0 must still save.
+    marker = f"RUN_MARK={tmp_path.name}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(ROOT / "train.py"), *DIGITS, "--n_epochs", "1000", "--batch_size", "16",
+               "--model_fn", str(tmp_path / "m.pth")]
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=environment(tmp_path, RUN_MARK=tmp_path.name))
+    wait_for_line(launcher.stdout, "Epoch(3/")
+    os.kill(rank_pid(marker, 1), signal.SIGKILL)
+    _, err = launcher.communicate(timeout=60)
+    assert launcher.returncode != 0
+    assert "another process of the run stopped" in err and "exiting at once" not in err
+    _, saved = load_model(tmp_path / "m.pth")
+    assert len(saved["history"]) >= 2
+    assert len(load_checkpoint(tmp_path / "m.pth.ckpt")["trainer"]["history"]) == len(saved["history"])
+
+
+@pytest.mark.parametrize("mistake", ["unreadable csv", "output not ours"])
+def test_a_mistake_one_rank_finds_is_reported_once(tmp_path, mistake):
+    data = tmp_path / "rows.csv"
+    data.write_text("a,b,label\n1,2,0\n3,\"x,y\n" if mistake == "unreadable csv" else
+                    "a,b,label\n" + "".join(f"{i},{i % 7},{i % 2}\n" for i in range(200)))
+    model_fn = tmp_path / "m.pth"
+    if mistake == "output not ours":
+        model_fn.write_text("my notes")
+    launcher = torchrun(tmp_path, 2, "--dataset", f"csv:{data}", "--gpu_id", "-1", "--amp", "off",
+                        "--batch_size", "8", "--n_epochs", "1", "--model_fn", str(model_fn))
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("mnist-train: error:")]
+    assert len(lines) == 1, err[-3000:]
+    assert "another process" not in err
+    if mistake == "output not ours":
+        assert "is not a model file of mnist_classifier" in lines[0] and model_fn.read_text() == "my notes"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "1e10"])
+def test_an_impossible_dist_timeout_is_refused(value, tmp_path):
+    from mnist_classifier.cli.train import parse_config
+    from mnist_classifier.errors import UserError
+
+    with pytest.raises(UserError, match="--dist_timeout"):
+        parse_config(["--model_fn", str(tmp_path / "m.pth"), "--dist_timeout", value])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_a_gpu_without_one_is_refused_under_torchrun_too():
+    from mnist_classifier.errors import UserError
+    from mnist_classifier.training.distributed import _device
+
+    with pytest.raises(UserError, match="--gpu_id 0: no CUDA device is available"):
+        _device(0, 0)

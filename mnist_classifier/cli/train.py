@@ -256,6 +256,8 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     load = lambda: load_configured_dataset(config).prepared()  # noqa: E731
     dataset = parallel.leader_first(load) if parallel is not None else load()
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
+    if parallel is not None:
+        parallel.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
     train_data, valid_data = split_data(*dataset.train, config.train_ratio)
@@ -298,14 +300,11 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
         try:
             trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
-            if isinstance(stop, PeerLost):
-                # torchrun's agent now stops the survivors with SIGTERM (and kills them after its own
-                # timeout): saving what the last completed epoch achieved comes first.
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            if main_rank:
+            if parallel is None:
                 _save_after_stop(stop, trainer, config, save_best, checkpoint)
-            elif isinstance(stop, PeerLost):
-                print(f"mnist-train: {stop}", file=sys.stderr)
+                raise
+            _stop_together(stop, parallel, functools.partial(_save_after_stop, stop, trainer, config, save_best,
+                                                             checkpoint))
             raise
         except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
             _save_after_failed_checkpoint(failed, trainer, config, save_best)
@@ -317,6 +316,24 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
+
+
+def _stop_together(stop: TrainingStopped, parallel: DataParallel, save: Callable[[], None]) -> None:
+    """A distributed run that stopped: rank 0 saves what it has while the others wait for it.
+
+    As soon as one process exits with an error, torchrun's agent stops the others with SIGTERM (and
+    kills them after its own timeout, 30 s by default): rank 0 ignores it while saving. After an
+    agreed stop (Ctrl-C, divergence) the others also wait until the files are written; after a lost
+    peer there is no one left to wait with.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if parallel.is_main:
+        save()
+    elif isinstance(stop, PeerLost):
+        print(f"mnist-train: {stop}", file=sys.stderr)
+    if not isinstance(stop, PeerLost):
+        with contextlib.suppress(UserError):  # a peer lost while saving: nothing more to do
+            parallel.barrier()
 
 
 def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed: bool) -> None:

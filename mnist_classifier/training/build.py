@@ -101,17 +101,18 @@ def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[
     """Settle ``config.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
     if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
     (resumed elsewhere) rules it out. In a distributed run rank 0 decides for all."""
-    if config.precision is not None:
-        moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device_of(model))
-        if not moved:
-            if KEPT not in (config.precision_reason or ""):
-                config.precision_reason = "; ".join(filter(None, [config.precision_reason, KEPT]))
-            return
-    def choose():
+    def decide() -> tuple[str, str | None]:
+        if config.precision is not None:
+            moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device_of(model))
+            if not moved:
+                reason = config.precision_reason or ""
+                if KEPT not in reason:
+                    reason = "; ".join(filter(None, [reason, KEPT]))
+                return config.precision, reason
         precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
         return precision.dtype, precision.reason
 
-    config.precision, config.precision_reason = parallel.agree(choose) if parallel is not None else choose()
+    config.precision, config.precision_reason = parallel.agree(decide) if parallel is not None else decide()
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,

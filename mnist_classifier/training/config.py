@@ -148,8 +148,9 @@ class TrainConfig:
             raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
         if not 0 <= self.label_smoothing < 1:
             raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not self.dist_timeout > 0:
-            raise UserError(f"--dist_timeout must be a positive number of seconds, got {self.dist_timeout}")
+        if not 0 < self.dist_timeout <= 1e6:  # about 11 days; far larger values overflow torch's timers
+            raise UserError(f"--dist_timeout must be a number of seconds above 0 and at most 1e6, got "
+                            f"{self.dist_timeout}")
         if not (isinstance(self.world_size, int) and self.world_size >= 1):
             raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
         if not self.lr > 0:

@@ -16,9 +16,11 @@ How the ranks stay one run:
 - dropout and augmentation draw from a per-rank stream, reseeded from (seed, epoch, rank), so that a
   resumed run continues as it began without saving each rank's generator.
 
-A rank that dies breaks the others' next collective: gloo and NCCL raise at once when the peer's
-connection closes, and after ``--dist_timeout`` seconds when a peer hangs. The trainer raises
-``PeerLost`` then, and the command line keeps what the last completed epoch achieved.
+A rank that dies breaks the others' next collective: gloo raises at once when the peer's connection
+closes, and after ``--dist_timeout`` seconds when a peer hangs. The trainer raises ``PeerLost``
+then, and the command line keeps what the last completed epoch achieved. (NCCL notices a lost
+peer by its watchdog, after the timeout, and may abort the process instead of raising: verified
+here only with gloo.)
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from ..errors import AgreedError, UserError, first_line
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 DEFAULT_TIMEOUT_S = 120.0
+# How long the other ranks wait for each machine's first rank to prepare the data (a first download).
+DATA_TIMEOUT_S = 3600
 # What the messages of a collective that lost its peer contain (gloo raises a plain RuntimeError).
 PEER_FAILURE_MARKERS = ("gloo", "NCCL", "nccl", "ProcessGroup", "Connection reset", "Connection closed",
                         "Broken pipe", "Timed out", "timed out")
@@ -84,13 +88,35 @@ class DataParallel:
 
     def leader_first(self, load):
         """``load()`` on each machine's local rank 0 first (it may download and convert data, writing
-        the cache), then on the other ranks, which then only read it."""
-        if self.local_rank != 0:
-            self._collective(dist.barrier)
-        result = load()
+        the cache), then on the other ranks, which then only read it. A leader's ``UserError`` stops
+        every rank (reported by the leader alone). The wait is not bound by ``--dist_timeout``: a
+        first download may take longer than a silent peer should."""
+        patient = dist.new_group(backend="gloo", timeout=timedelta(seconds=DATA_TIMEOUT_S))
+        result, outcome = None, None
         if self.local_rank == 0:
-            self._collective(dist.barrier)
-        return result
+            try:
+                result, outcome = load(), "ok"
+            except UserError as e:
+                outcome = str(e)
+        outcomes = [None] * self.world_size
+        self._collective(dist.all_gather_object, outcomes, outcome, group=patient)
+        failed = [o for o in outcomes if o not in (None, "ok")]
+        if failed:
+            raise (UserError if outcome not in (None, "ok") else AgreedError)(outcome or failed[0])
+        return result if self.local_rank == 0 else load()
+
+    def check_same_data(self, fingerprint: dict) -> None:
+        """Refuse to train when a rank loaded other data than rank 0 (machines with different files)."""
+        fingerprints = [None] * self.world_size
+        self._collective(dist.all_gather_object, fingerprints, fingerprint)
+        other = next((rank for rank, f in enumerate(fingerprints) if f != fingerprints[0]), None)
+        if other is not None:
+            raise (UserError if self.is_main else AgreedError)(
+                f"rank {other} loaded other training data than rank 0 ({fingerprints[other]['rows']} rows against "
+                f"{fingerprints[0]['rows']}, or other values); give every machine the same files")
+
+    def barrier(self) -> None:
+        self._collective(dist.barrier)
 
     def describe(self) -> str:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
@@ -118,7 +144,9 @@ class DataParallel:
     def wrap(self, model: nn.Module) -> nn.Module:
         """The DDP module that trains ``model`` (which keeps its own parameters and state_dict keys)."""
         device_ids = [self.device] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        wrapped = []  # DDP's constructor broadcasts rank 0's weights: a collective like the others
+        self._collective(lambda: wrapped.append(nn.parallel.DistributedDataParallel(model, device_ids=device_ids)))
+        return wrapped[0]
 
     def peer_failure(self, error: BaseException) -> str | None:
         """What to tell the user when ``error`` came from a collective whose peer is gone, else None."""
@@ -183,8 +211,10 @@ def data_parallel(gpu_id: int, timeout_s: float = DEFAULT_TIMEOUT_S):
 
 
 def _device(gpu_id: int, local_rank: int) -> torch.device:
-    if gpu_id < 0 or not torch.cuda.is_available():
+    if gpu_id < 0:
         return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"--gpu_id {gpu_id}: no CUDA device is available; use --gpu_id -1 for the CPU")
     if local_rank >= torch.cuda.device_count():
         raise UserError(f"local rank {local_rank} has no GPU of its own ({torch.cuda.device_count()} found); start "
                         "at most one process per GPU (--nproc_per_node), or train on CPUs with --gpu_id -1")

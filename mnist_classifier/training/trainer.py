@@ -309,7 +309,10 @@ class Trainer:
             self._progress = (total_loss, seen)
             self._emit("on_batch_end", step)
         if self.parallel is not None:  # the global figures, the same on every rank
-            self.parallel.max(first_bad)
+            # The earliest bad batch of any rank: -1 (none) must not win the minimum.
+            never = torch.iinfo(first_bad.dtype).max
+            first_bad = -self.parallel.max(-torch.where(first_bad < 0, never, first_bad))
+            first_bad = torch.where(first_bad == never, -1, first_bad)
             totals = self.parallel.sum(torch.stack([total_loss.double(), total_loss.new_tensor(seen).double()]))
             total_loss, seen = totals[0], int(totals[1].item())
         if first_bad.item() >= 0:
