@@ -120,7 +120,7 @@ class DataParallel:
 
     def describe(self) -> str:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        return f"{self.world_size} processes ({backend})"
+        return f"{self.world_size} process{'es' if self.world_size > 1 else ''} ({backend})"
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm's running statistics) on every rank: one model, one validation."""
