@@ -21,10 +21,14 @@ import torch
 from ..errors import UserError
 from ..inference.model_file import FORMAT, OLD_FORMATS
 from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from ..training.run_log import is_our_config, is_our_history
 
-# What each output may replace: a model file only a model file, a checkpoint only a checkpoint.
-REPLACEABLE = {"--model_fn": ((FORMAT, *OLD_FORMATS), "model file"),
-               "--checkpoint_fn": ((CHECKPOINT_FORMAT,), "checkpoint")}
+# What each output may replace: a model file only a model file, a checkpoint only a checkpoint, a
+# run's history or configuration beside the model file only an earlier one of ours.
+REPLACEABLE = {"--model_fn": (lambda path: is_ours(path, (FORMAT, *OLD_FORMATS)), "model file"),
+               "--checkpoint_fn": (lambda path: is_ours(path, (CHECKPOINT_FORMAT,)), "checkpoint"),
+               "--model_fn's history": (is_our_history, "history CSV"),
+               "--model_fn's configuration": (is_our_config, "configuration JSON")}
 
 try:
     import fcntl
@@ -63,8 +67,8 @@ def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
     if not stat.S_ISREG(path.stat().st_mode):
         raise UserError(f"{flag} {path} is {'a folder' if path.is_dir() else 'not a regular file (a FIFO or device)'}"
                         "; give a file path")
-    formats, kind = REPLACEABLE.get(flag, ((), "file"))
-    if not is_ours(path, formats):
+    recognise, kind = REPLACEABLE.get(flag, (lambda _: False, "file"))
+    if not recognise(path):
         raise UserError(f"{flag} {path} exists and is not a {kind} of mnist_classifier; it is never replaced: "
                         f"choose another path, or remove it yourself (rm {path})")
     _check_folder(flag, path)

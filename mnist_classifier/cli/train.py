@@ -26,6 +26,7 @@ from ..training.checkpoint import load_checkpoint, save_checkpoint
 from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
 from ..training.distributed import DEFAULT_TIMEOUT_S, DataParallel, data_parallel
 from ..training.precision import AMP_CHOICES, BFLOAT16
+from ..training.run_log import RunLog, companion_paths
 from ..training.trainer import PeerLost, Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_data
 from . import OneLineParser, run_cli
@@ -221,7 +222,9 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
     ``parallel``: this process's rank in a torchrun job; rank 0 alone checks and writes the files,
     prints and tests (the other ranks return no metrics).
     """
-    outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config)}
+    beside = companion_paths(config.model_fn)
+    outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config),
+               "--model_fn's history": beside["history"], "--model_fn's configuration": beside["config"]}
     with contextlib.ExitStack() as held:
         def claim() -> None:  # check the outputs, then hold them while the run writes
             check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
@@ -378,6 +381,8 @@ def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], m
     callbacks = [ProgressBar(), EpochPrinter()] if shown else []
     if config.patience:
         callbacks.append(EarlyStopping(config.patience, verbose=shown))
+    if main_rank:  # the epoch's row is written before a checkpoint that might fail
+        callbacks.append(RunLog(config.model_fn, config))
     if config.checkpoint_every:
         callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
     return [*callbacks, StopOnSignals(announce=main_rank)]

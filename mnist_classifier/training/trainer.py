@@ -222,6 +222,7 @@ class Trainer:
         record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid["loss"]}
         if "accuracy" in valid:
             record["valid_accuracy"] = valid["accuracy"]
+        record["lr"] = self.optimizer.param_groups[0]["lr"]  # the rate the epoch ended with
         now = time.perf_counter()
         record["seconds"], record["valid_seconds"] = now - started, now - valid_started
         self.history.append(record)

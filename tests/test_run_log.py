@@ -1,0 +1,70 @@
+"""Runs leave their metrics beside the model file: a history CSV and the configuration as JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_classifier.cli.train import main
+from mnist_classifier.training.run_log import HISTORY_COLUMNS, companion_paths
+
+DIGITS = ["--dataset", "digits", "--gpu_id", "-1", "--amp", "off", "--seed", "0", "--batch_size", "64",
+          "--verbose", "0"]
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
+    saved = torch.load(tmp_path / "m.pth", weights_only=True)
+    rows = read_rows(tmp_path / "m.history.csv")
+    assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 3
+    for row, record in zip(rows, saved["history"], strict=True):
+        assert int(row["epoch"]) == record["epoch"]
+        for name in ("train_loss", "valid_loss", "valid_accuracy", "lr", "seconds"):
+            assert float(row[name]) == record[name], name  # written exactly, not rounded
+    # The cosine schedule decays to 0 over the run: the rate each epoch ended with falls.
+    assert float(rows[0]["lr"]) > float(rows[1]["lr"]) > float(rows[2]["lr"]) == pytest.approx(0, abs=1e-9)
+    config = json.loads((tmp_path / "m.config.json").read_text())
+    assert config.pop("format") == "mnist_classifier.run_config/1"
+    assert config == saved["config"]  # seed and precision included, as the run settled them
+
+
+def test_a_regression_history_leaves_accuracy_empty(tmp_path):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--dataset", "diabetes", "--gpu_id", "-1",
+          "--amp", "off", "--seed", "0", "--batch_size", "32", "--verbose", "0"])
+    rows = read_rows(tmp_path / "m.history.csv")
+    assert [row["valid_accuracy"] for row in rows] == ["", ""] and all(float(row["valid_loss"]) > 0 for row in rows)
+
+
+def test_a_resumed_run_rewrites_the_whole_history(tmp_path):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--lr_schedule", "constant",
+          "--checkpoint_every", "2", *DIGITS])
+    main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "4"])
+    rows = read_rows(tmp_path / "m.history.csv")
+    assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("which", ["history", "config"])
+def test_a_file_of_yours_where_the_history_would_go_is_never_replaced(tmp_path, capsys, which):
+    theirs = companion_paths(tmp_path / "m.pth")[which]
+    theirs.write_text("my own notes\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *DIGITS])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and f"{theirs} exists and is not a" in err and "never replaced" in err
+    assert theirs.read_text() == "my own notes\n" and not (tmp_path / "m.pth").exists()
+
+
+def test_companion_names():
+    assert companion_paths("runs/m.pth") == {"history": Path("runs/m.history.csv"),
+                                             "config": Path("runs/m.config.json")}
+    assert companion_paths("runs/model")["history"] == Path("runs/model.history.csv")
