@@ -37,4 +37,4 @@ data: setup
 	$(PY) -m mnist_classifier.data.mnist
 
 clean:
-	rm -rf $(VENV) model.pth model.history.csv model.config.json
+	rm -rf $(VENV) model.pth model.pth.history.csv model.pth.config.json

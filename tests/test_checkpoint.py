@@ -180,7 +180,7 @@ def test_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path, fake_mnist, 
     assert "SIGINT: exiting at once" in err and "Traceback" not in err
     assert (tmp_path / "m.pth").read_bytes() == digit_model.read_bytes()
     # The half-written file was removed.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.config.json", "m.history.csv", "m.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "m.pth", "m.pth.config.json", "m.pth.history.csv"]
 
 
 def save_forever(path: Path) -> None:
@@ -267,7 +267,7 @@ def test_a_checkpoint_that_cannot_be_written_stops_the_run_and_keeps_the_best_mo
     assert f"training stopped after epoch 1; the best model so far (epoch 1) is in {tmp_path / 'm.pth'}" in err
     model, saved = load_model(tmp_path / "m.pth")
     assert saved["best_epoch"] == 1 and saved["stopped"] == "checkpoint failed after epoch 1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.config.json", "m.history.csv", "m.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "m.pth.config.json", "m.pth.history.csv"]
 
 
 def test_a_model_file_that_cannot_be_written_is_one_line_and_the_old_file_stays(tmp_path, capsys, digit_model):
@@ -280,7 +280,7 @@ def test_a_model_file_that_cannot_be_written_is_one_line_and_the_old_file_stays(
                    "the file already there is unchanged\n")
     assert (tmp_path / "m.pth").read_bytes() == digit_model.read_bytes()
     # No temporary file left behind.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.config.json", "m.history.csv", "m.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "m.pth.config.json", "m.pth.history.csv"]
 
 
 @pytest.mark.parametrize("edit, message", [

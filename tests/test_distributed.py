@@ -174,7 +174,7 @@ def test_only_rank_0_prints_and_writes_files(runs):
     written = (folders["two"] / "writes.0").read_text()
     assert f"os.rename {folders['two'] / '.m.pth.'}" in written and "m.pth.ckpt" in written  # the hook sees writes
     assert sorted(p.name for p in folders["two"].iterdir() if not p.name.startswith(("writes", "hooks"))) == \
-        ["m.config.json", "m.history.csv", "m.pth", "m.pth.ckpt"]  # and no temporary file left behind
+        ["m.pth", "m.pth.ckpt", "m.pth.config.json", "m.pth.history.csv"]  # and no temporary file left behind
 
 
 def test_a_resumed_distributed_run_continues_exactly(runs):

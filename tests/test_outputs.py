@@ -122,7 +122,7 @@ def test_an_earlier_model_file_of_ours_is_replaced(tmp_path, capsys, digit_model
     main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", *FAST])
     assert torch.load(tmp_path / "m.pth", weights_only=True)["dataset"]["name"] == "digits"
     # The lock file is gone too.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.config.json", "m.history.csv", "m.pth"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pth", "m.pth.config.json", "m.pth.history.csv"]
 
 
 def test_a_second_training_into_the_same_file_is_refused_while_the_first_runs(tmp_path, fake_mnist, capsys):

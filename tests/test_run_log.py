@@ -24,7 +24,7 @@ def read_rows(path):
 def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
-    rows = read_rows(tmp_path / "m.history.csv")
+    rows = read_rows(tmp_path / "m.pth.history.csv")
     assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 3
     for row, record in zip(rows, saved["history"], strict=True):
         assert int(row["epoch"]) == record["epoch"]
@@ -32,7 +32,7 @@ def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path
             assert float(row[name]) == record[name], name  # written exactly, not rounded
     # The cosine schedule decays to 0 over the run: the rate each epoch ended with falls.
     assert float(rows[0]["lr"]) > float(rows[1]["lr"]) > float(rows[2]["lr"]) == pytest.approx(0, abs=1e-9)
-    config = json.loads((tmp_path / "m.config.json").read_text())
+    config = json.loads((tmp_path / "m.pth.config.json").read_text())
     assert config.pop("format") == "mnist_classifier.run_config/1"
     assert config == saved["config"]  # seed and precision included, as the run settled them
 
@@ -40,7 +40,7 @@ def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path
 def test_a_regression_history_leaves_accuracy_empty(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--dataset", "diabetes", "--gpu_id", "-1",
           "--amp", "off", "--seed", "0", "--batch_size", "32", "--verbose", "0"])
-    rows = read_rows(tmp_path / "m.history.csv")
+    rows = read_rows(tmp_path / "m.pth.history.csv")
     assert [row["valid_accuracy"] for row in rows] == ["", ""] and all(float(row["valid_loss"]) > 0 for row in rows)
 
 
@@ -48,7 +48,7 @@ def test_a_resumed_run_rewrites_the_whole_history(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--lr_schedule", "constant",
           "--checkpoint_every", "2", *DIGITS])
     main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "4"])
-    rows = read_rows(tmp_path / "m.history.csv")
+    rows = read_rows(tmp_path / "m.pth.history.csv")
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
 
 
@@ -65,6 +65,33 @@ def test_a_file_of_yours_where_the_history_would_go_is_never_replaced(tmp_path, 
 
 
 def test_companion_names():
-    assert companion_paths("runs/m.pth") == {"history": Path("runs/m.history.csv"),
-                                             "config": Path("runs/m.config.json")}
-    assert companion_paths("runs/model")["history"] == Path("runs/model.history.csv")
+    assert companion_paths("runs/m.pth") == {"history": Path("runs/m.pth.history.csv"),
+                                             "config": Path("runs/m.pth.config.json")}
+    # Names that differ only after their last dot keep files of their own.
+    assert companion_paths("runs/lr0.001")["history"] != companion_paths("runs/lr0.003")["history"]
+    assert companion_paths("m.pth")["config"] != companion_paths("m.pt")["config"]
+
+
+def test_a_history_that_cannot_be_written_is_one_warning_and_training_goes_on(tmp_path, capsys, monkeypatch):
+    from mnist_classifier.errors import SaveFailed
+    from mnist_classifier.training import run_log
+
+    def full_disk(path, history):
+        raise SaveFailed(f"{path}: could not be saved (No space left on device)")
+
+    monkeypatch.setattr(run_log, "write_history", full_disk)
+    main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "(No space left on device); training goes on" in err
+    assert len(torch.load(tmp_path / "m.pth", weights_only=True)["history"]) == 3
+
+
+def test_a_run_that_completes_no_epoch_leaves_the_earlier_files_as_they_were(tmp_path, monkeypatch):
+    from mnist_classifier.training import build
+
+    main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *DIGITS])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(build, "make_loss", lambda *a, **k: lambda y_hat, y: y_hat.sum() * float("nan"))
+    with pytest.raises(SystemExit):  # diverges in its first epoch
+        main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *DIGITS])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -2,8 +2,8 @@
 
 An output path must not be one of the run's inputs or another of its outputs; it must be a
 regular file (not a symbolic link, FIFO or device) or not exist yet; an existing file is replaced
-only when it is a model file or checkpoint of ours. While a run writes ``--model_fn``, an advisory
-lock keeps a second run from writing the same file.
+only when it is a model file, checkpoint, run history or run configuration of ours. While a run
+writes ``--model_fn``, an advisory lock keeps a second run from writing the same file.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
                         "; give a file path")
     recognise, kind = REPLACEABLE.get(flag, (lambda _: False, "file"))
     if not recognise(path):
+        instead = "another --model_fn" if flag.startswith("--model_fn's") else "another path"
         raise UserError(f"{flag} {path} exists and is not a {kind} of mnist_classifier; it is never replaced: "
-                        f"choose another path, or remove it yourself (rm {path})")
+                        f"choose {instead}, or remove it yourself (rm {path})")
     _check_folder(flag, path)
 
 

@@ -1,7 +1,8 @@
-"""Runs leave their metrics: beside ``model.pth``, ``model.history.csv`` (a row per epoch, rewritten
-after each one, so a killed run keeps what it measured) and ``model.config.json`` (the configuration
-the run used). Both open in a spreadsheet, pandas or a text editor; the model file keeps its own copy
-of the history for ``mnist-evaluate``.
+"""Runs leave their metrics: beside ``model.pth``, ``model.pth.history.csv`` (a row per epoch,
+rewritten after each one, so a killed run keeps what it measured) and ``model.pth.config.json`` (the
+configuration the run used). Both open in a spreadsheet, pandas or a text editor; the model file keeps
+its own copy of the history for ``mnist-evaluate``. They are side files: when one cannot be written,
+the run says so once and trains on.
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
+from ..errors import SaveFailed
 from ..files import atomic_write
 from .callbacks import Callback
 
@@ -19,10 +22,10 @@ CONFIG_FORMAT = "mnist_classifier.run_config/1"
 
 
 def companion_paths(model_fn: str | Path) -> dict[str, Path]:
-    """Where a run writes its history and configuration: ``m.pth`` -> ``m.history.csv``, ``m.config.json``."""
+    """Where a run writes its history and configuration: ``m.pth`` -> ``m.pth.history.csv`` and
+    ``m.pth.config.json`` (the whole name, as ``m.pth.ckpt``: ``m.pth`` and ``m.pt`` never share)."""
     path = Path(model_fn)
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    return {"history": path.with_name(f"{stem}.history.csv"), "config": path.with_name(f"{stem}.config.json")}
+    return {"history": path.with_name(f"{path.name}.history.csv"), "config": path.with_name(f"{path.name}.config.json")}
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -42,7 +45,7 @@ def is_our_history(path: Path) -> bool:
     """Whether ``path`` starts as the history CSVs this package writes (so it may be replaced)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return f.readline().rstrip("\n") == ",".join(HISTORY_COLUMNS)
+            return f.readline(4096).rstrip("\n") == ",".join(HISTORY_COLUMNS)
     except (OSError, UnicodeDecodeError):
         return False
 
@@ -50,22 +53,31 @@ def is_our_history(path: Path) -> bool:
 def is_our_config(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
-            values = json.load(f)
-    except (OSError, ValueError):
+            values = json.loads(f.read(1 << 20))  # ours are a few kB; a huge file is not
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(values, dict) and values.get("format") == CONFIG_FORMAT
 
 
 class RunLog(Callback):
-    """Writes the configuration when training starts and the whole history after every epoch.
-    ``config`` is read when training starts, once the seed and precision are settled."""
+    """Writes the whole history after every epoch, and the configuration with the first epoch's row
+    (a run that completes no epoch leaves earlier files as they were). ``config`` is read then, once
+    the seed and precision are settled."""
 
     def __init__(self, model_fn: str | Path, config):
         self.paths = companion_paths(model_fn)
         self.config = config
-
-    def on_train_start(self, trainer) -> None:
-        write_config(self.paths["config"], self.config.to_dict())
+        self.config_written = self.failed = False
 
     def on_epoch_end(self, trainer, record: dict) -> None:
-        write_history(self.paths["history"], trainer.history)
+        if self.failed:
+            return
+        try:
+            if not self.config_written:
+                write_config(self.paths["config"], self.config.to_dict())
+                self.config_written = True
+            write_history(self.paths["history"], trainer.history)
+        except SaveFailed as e:  # a full disk: the model file still gets the history; say it once
+            self.failed = True
+            print(f"mnist-train: warning: {e}; training goes on (the model file keeps the history)",
+                  file=sys.stderr, flush=True)
