@@ -7,17 +7,23 @@ import torch
 from .errors import UserError
 from .models.mlp import get_hidden_sizes
 
-__all__ = ["default_gpu_id", "get_device", "get_hidden_sizes", "split_data"]
+__all__ = ["default_gpu_id", "get_device", "get_hidden_sizes", "split_data", "split_indices"]
 
 
 def split_data(
     x: torch.Tensor, y: torch.Tensor, train_ratio: float = 0.8, generator: torch.Generator | None = None
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """Shuffle, then split into disjoint ``(x, y)`` train and validation parts."""
-    train_count = int(x.size(0) * train_ratio)
-    indices = torch.randperm(x.size(0), generator=generator)
-    train_idx, valid_idx = indices[:train_count], indices[train_count:]
+    train_idx, valid_idx = split_indices(x.size(0), train_ratio, generator)
     return (x[train_idx], y[train_idx]), (x[valid_idx], y[valid_idx])
+
+
+def split_indices(n: int, train_ratio: float = 0.8, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Disjoint random training and validation row indices: what ``split_data`` takes."""
+    indices = torch.randperm(n, generator=generator)
+    train_count = int(n * train_ratio)
+    return indices[:train_count], indices[train_count:]
 
 
 def default_gpu_id() -> int:

@@ -75,7 +75,8 @@ def test_the_description_travels_inside_and_beside_the_export(model_files, fmt, 
     assert inside == beside and inside["preprocessing"] == saved["preprocessing"]
     assert inside["task"] == "regression" and inside["input"]["shape"] == ["batch", 10]
     # A consumer with only the export and its description predicts in the target's units.
-    raw, y = load_dataset("diabetes").test
+    rows, _ = load_dataset("diabetes").test
+    raw = torch.tensor(rows.to_numpy())
     record = inside["preprocessing"]
     x = ((raw.double() - torch.tensor(record["x_mean"])) / torch.tensor(record["x_std"])).float()
     predicted = run_export(out, fmt, x).squeeze(-1).double() * record["y_std"] + record["y_mean"]

@@ -64,7 +64,7 @@ def test_regression_model_gets_standardised_input_and_gives_target_units(tmp_pat
     # Table rows are numbers, not pixels: uint8 rows are not divided by 255.
     (as_uint8,) = Predictor(tmp_path / "r.pth").predict(raw.astype(np.uint8))
     assert as_uint8.label == pytest.approx(expected)
-    with pytest.raises(UserError, match="numeric features, not images"):
+    with pytest.raises(UserError, match=r"takes table rows \(2 columns: 2 numbers\), not images"):
         Predictor(tmp_path / "r.pth").predict("digit.png")
 
 

@@ -155,7 +155,7 @@ def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys
     rmse, r2 = map(float, re.search(r"Test RMSE: ([\d.]+)  R\^2: ([-\d.]+)", out).groups())
     # The printed figures agree with scikit-learn on the model file's own predictions, in target units.
     x_test, y_test = load_dataset("diabetes").test
-    predicted = [p.label for p in Predictor(tmp_path / "r.pth").predict(x_test.numpy())]
+    predicted = [p.label for p in Predictor(tmp_path / "r.pth").predict(x_test)]
     assert r2 == pytest.approx(r2_score(y_test.numpy(), predicted), abs=1e-4)
     assert rmse == pytest.approx(mean_squared_error(y_test.numpy(), predicted) ** 0.5, rel=1e-3)
     assert r2 > 0.2  # it learned (0.36 measured): predicting the mean scores 0

@@ -33,3 +33,8 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     except KeyboardInterrupt:  # Ctrl-C outside training: files are written atomically, so nothing is half-done
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def delimiter_word(text: str) -> str:
+    """--delimiter's value: a character, or the words a shell makes easier to type."""
+    return {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}.get(text, text)

@@ -28,7 +28,8 @@ from ..training.run_log import is_our_config, is_our_history
 REPLACEABLE = {"--model_fn": (lambda path: is_ours(path, (FORMAT, *OLD_FORMATS)), "model file"),
                "--checkpoint_fn": (lambda path: is_ours(path, (CHECKPOINT_FORMAT,)), "checkpoint"),
                "--model_fn's history": (is_our_history, "history CSV"),
-               "--model_fn's configuration": (is_our_config, "configuration JSON")}
+               "--model_fn's configuration": (is_our_config, "configuration JSON"),
+               "--out": (lambda path: is_our_predictions(path), "predictions CSV")}
 
 try:
     import fcntl
@@ -83,6 +84,16 @@ def is_ours(path: Path, formats: tuple[str, ...]) -> bool:
     except Exception:  # anything unreadable is simply not ours
         return False
     return isinstance(payload, dict) and payload.get("format") in formats
+
+
+def is_our_predictions(path: Path) -> bool:
+    """Whether ``path`` starts as mnist-predict's --out files do: a header ending in the prediction."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline(1 << 16).rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header.endswith((",prediction", ",prediction,probability"))
 
 
 def _check_folder(flag: str, path: Path) -> None:

@@ -1,6 +1,8 @@
-"""``mnist-predict``: the predicted class and top-k probabilities for your own images.
+"""``mnist-predict``: the predicted class and top-k probabilities for your own images, or for
+the rows of CSV files when the model was trained on a table.
 
     mnist-predict --model_fn model.pth my_digit.png photos/ -      (- reads one image from stdin)
+    mnist-predict --model_fn table.pth new_rows.csv --out predictions.csv
 """
 
 from __future__ import annotations
@@ -11,19 +13,29 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from ..data.csv_data import read_rows
 from ..data.images import image_files, save_preview
+from ..data.preprocessing import table_columns
 from ..errors import UserError
+from ..files import atomic_write
 from ..inference.predictor import Prediction, Predictor, source_name
-from . import OneLineParser, run_cli
+from . import OneLineParser, delimiter_word, run_cli
+from .outputs import check_output
 
 
 def build_parser() -> OneLineParser:
     p = OneLineParser(prog="mnist-predict", description=__doc__)
-    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...), folders of them, or - for stdin")
+    p.add_argument("images", nargs="+", metavar="INPUT",
+                   help="image files (PNG, JPEG, ...), folders of them, or - for stdin; for a table model: CSV files "
+                        "with the training file's columns (the target column may be there or not)")
     p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
     p.add_argument("--top_k", type=int, default=3, help="how many classes to list per image (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--show", metavar="DIR", help="write what the model saw (the prepared input) as PNGs into DIR")
+    p.add_argument("--out", metavar="CSV", help="table models: also write the rows with their predictions to CSV")
+    p.add_argument("--delimiter", type=delimiter_word, help="table models: the CSV files' delimiter (default: sniffed)")
     return p
 
 
@@ -37,8 +49,9 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         raise UserError("- (standard input) can be given only once")
     predictor = Predictor(args.model_fn)
     if not predictor.takes_images:
-        raise UserError(f"{args.model_fn}: this model takes table rows of {predictor.input_shape[0]} features, "
-                        "not images")
+        return predict_rows(args, predictor)
+    if args.out or args.delimiter:
+        raise UserError(f"--{'out' if args.out else 'delimiter'} is for table models; {args.model_fn} takes images")
     sources = [_stdin_image() if path == "-" else path for path in _expand(args.images)]
     results = predictor.predict_each(sources, top_k=args.top_k)
     if len(results) == 1 and isinstance(results[0], UserError):
@@ -61,6 +74,39 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         raise PartlyFailed(f"{len(results) - len(predictions)} of {len(results)} images could not be read; "
                            "the others were predicted")
     return [p.to_dict() for p in predictions]
+
+
+def predict_rows(args, predictor: Predictor) -> list[dict]:
+    """A prediction for every row of every CSV file given, printed (or as JSON) and, with --out,
+    written beside the rows. Any unusable cell stops the command before anything is written."""
+    if args.show or "-" in args.images:
+        raise UserError(f"{args.model_fn} is a table model: give CSV files of rows (not --show, not -)")
+    names = [spec["name"] for spec in table_columns(predictor.record)]
+    if args.out:
+        inputs = {f"INPUT {path}": path for path in args.images} | {"--model_fn": args.model_fn}
+        check_output("--out", Path(args.out), inputs)
+    frames, predictions = [], []
+    for path in args.images:
+        frame = read_rows(Path(path), args.delimiter, names)
+        rows = predictor.rows(frame, top_k=args.top_k, name=path)
+        frames.append(frame.assign(prediction=[r.label for r in rows]))
+        predictions += rows
+    if args.json:
+        print(json.dumps([r.to_dict() for r in predictions], indent=2))
+    else:
+        for r in predictions:
+            others = f" ({', '.join(f'{label} {prob:.1%}' for label, prob in r.top_k)})" if r.top_k else ""
+            print(f"{r.source}: {r.label}{others}")
+    if args.out:
+        _write_predictions(frames, predictions, Path(args.out))
+    return [r.to_dict() for r in predictions]
+
+
+def _write_predictions(frames, predictions, path: Path) -> None:
+    table = pd.concat(frames, ignore_index=True)
+    if predictions and predictions[0].probability is not None:
+        table["probability"] = [r.probability for r in predictions]
+    atomic_write(path, lambda f: table.to_csv(f, index=False))
 
 
 class PartlyFailed(Exception):

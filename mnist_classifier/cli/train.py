@@ -16,20 +16,28 @@ import torch
 
 from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint
 from ..data.datasets import load_dataset
-from ..data.preprocessing import target_scale
+from ..data.preprocessing import describe_columns, target_scale
 from ..errors import SaveFailed, UserError, first_line
 from ..inference.model_file import save_model_file
 from ..models import MODELS
 from ..training.build import REGRESSION_LOSSES, build_trainer
 from ..training.callbacks import EarlyStopping, EpochPrinter, EveryEpochs, ProgressBar, StopOnSignals, exit_on_signals
 from ..training.checkpoint import load_checkpoint, save_checkpoint
-from ..training.config import LR_SCHEDULES, MODEL_DEFAULTS, PRESETS, TrainConfig
+from ..training.config import (
+    LR_SCHEDULES,
+    MODEL_DEFAULTS,
+    PRESETS,
+    TABLE_DEFAULTS,
+    TrainConfig,
+    is_table,
+    table_schedule,
+)
 from ..training.distributed import DEFAULT_TIMEOUT_S, DataParallel, data_parallel
 from ..training.precision import AMP_CHOICES, BFLOAT16
 from ..training.run_log import RunLog, companion_paths
 from ..training.trainer import PeerLost, Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
-from ..utils import default_gpu_id, get_device, split_data
-from . import OneLineParser, run_cli
+from ..utils import default_gpu_id, get_device, split_indices
+from . import OneLineParser, delimiter_word, run_cli
 from .outputs import check_outputs, writing
 
 
@@ -81,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="for csv:PATH: the target column (default: the last one)")
     p.add_argument("--test_csv", help="for csv:PATH: a separate test file (default: 20%% of the file)")
     p.add_argument("--drop_na", action="store_true", help="for csv:PATH: drop rows with empty or NaN cells")
+    p.add_argument("--delimiter", type=delimiter_word,
+                   help="for csv:PATH: the character between cells, or tab (default: sniffed from the file: "
+                        "comma, semicolon, tab or |)")
     p.add_argument("--loss", choices=["nll", *REGRESSION_LOSSES],
                    help="nll for classification (the default); mse (default), l1 or huber for regression")
     p.add_argument("--data_dir", default="data", help="where downloaded datasets are kept (default: %(default)s)")
@@ -137,8 +148,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     pre = OneLineParser(prog="mnist-train", add_help=False)
     pre.add_argument("--preset")
     pre.add_argument("--model", choices=list(MODELS), default="mlp")
+    pre.add_argument("--dataset", default="mnist")
     known = pre.parse_known_args(argv)[0]
     defaults = dict(MODEL_DEFAULTS.get(known.model, {}))
+    if known.model == "mlp" and is_table(known.dataset):
+        defaults.update(TABLE_DEFAULTS)
     presets = PRESETS.get(known.model, {})
     if known.preset:
         if known.preset not in presets:
@@ -256,14 +270,18 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
         parallel.seed = config.seed
 
     # The test set is loaded up front too: a data problem should show before training, not after.
-    load = lambda: load_configured_dataset(config).prepared()  # noqa: E731
-    dataset = parallel.leader_first(load) if parallel is not None else load()
+    load = lambda: load_configured_dataset(config)  # noqa: E731
+    raw = parallel.leader_first(load) if parallel is not None else load()
+    train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
+    dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
     if parallel is not None:
         parallel.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
-    train_data, valid_data = split_data(*dataset.train, config.train_ratio)
+    x, y = dataset.train
+    train_data, valid_data = (x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows])
+    _size_table_run(config, len(train_rows) // config.world_size)
     rows_per_rank = len(train_data[0]) // config.world_size
     if rows_per_rank < config.batch_size:
         per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
@@ -283,6 +301,9 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
         f"test {tuple(dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
         f"model {config.model}")
+    if not dataset.is_image:
+        say(f"Table of {describe_columns(dataset.preprocessing)} -> {dataset.input_size} model inputs; batch size "
+            f"{config.batch_size}, {config.n_epochs} epochs")
     if resume is not None:
         _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -319,6 +340,14 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
+
+
+def _size_table_run(config: TrainConfig, rows: int) -> None:
+    """Batch size and epochs a table run left to the defaults, from its training rows (per process)."""
+    if config.batch_size is None or config.n_epochs is None:
+        batch, epochs = table_schedule(rows)
+        config.batch_size = config.batch_size or batch
+        config.n_epochs = config.n_epochs or epochs
 
 
 def _stop_together(stop: TrainingStopped, parallel: DataParallel, save: Callable[[], None]) -> None:
@@ -439,7 +468,7 @@ def _save_after_failed_checkpoint(failed: SaveFailed, trainer: Trainer, config: 
 def load_configured_dataset(config: TrainConfig) -> Dataset:
     """The dataset ``--dataset`` names, checked against ``--task``."""
     dataset = load_dataset(config.dataset, config.data_dir, target=config.target, test_csv=config.test_csv,
-                           drop_na=config.drop_na, task=config.task or CLASSIFICATION)
+                           drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
     if config.task and config.task != dataset.task:
         raise UserError(f"--task {config.task}: the dataset {config.dataset} is a {dataset.task} dataset")
     return dataset

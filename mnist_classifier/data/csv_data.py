@@ -1,6 +1,9 @@
-"""Your own data: a CSV file of numeric feature columns and one target column.
+"""Your own data: a CSV file of feature columns (numbers, yes/no, text) and one target column.
 
-Every problem is refused with one line that names the file, the line and the column.
+pandas reads the file (quoted fields, BOMs, CRLF, any one-character delimiter, a million rows
+in seconds). Every problem is refused with one line that names the file, the line and the column.
+The features stay raw here; ``tables.py`` decides how each column becomes numbers, from the
+training rows only.
 """
 
 from __future__ import annotations
@@ -12,16 +15,22 @@ import stat
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 from ..errors import UserError
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
+from .tables import as_number_column, is_text
 
+# Cells that mean "no value", in any letter case.
 MISSING = {"", "nan", "na", "n/a", "null", "none"}
-FLOAT32_MAX = 3.4028234e38
+MISSING_SPELLINGS = sorted({v for word in MISSING for v in (word, word.upper(), word.title(), word.capitalize())})
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")
+DELIMITERS = ",;\t|"  # what sniffing may choose among
+SNIFF_BYTES = 64 * 1024
 
 
 def load_csv(
@@ -30,95 +39,169 @@ def load_csv(
     test_csv: str | Path | None = None,
     drop_na: bool = False,
     task: str = CLASSIFICATION,
+    delimiter: str | None = None,
 ) -> Dataset:
     """Features from every column but ``target`` (default: the last); test rows from ``test_csv``
-    or, without one, a fixed 20% of the file."""
-    header, rows = _read_rows(path)
-    target = target or header[-1]
-    if target not in header:
-        raise UserError(f"{path}: no column {target!r} (columns: {', '.join(header)}); choose one with --target")
-    features, labels = _parse(path, header, rows, target, drop_na, task)
+    or, without one, a fixed 20% of the file. ``delimiter`` None: sniffed from the file's start."""
+    table = CsvTable.read(path, delimiter, text=target or "last")
+    target = target or table.header[-1]
+    if target not in table.header:
+        raise UserError(f"{path}: no column {target!r} (columns: {', '.join(table.header)}); choose one with --target")
+    features, labels = table.parse(target, drop_na, task)
     if test_csv is None:
         train, test, classes = _split_one_file(path, features, labels, task)
     else:
-        test_header, test_rows = _read_rows(Path(test_csv))
-        if test_header != header:
-            raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(header)})")
-        test_features, test_labels = _parse(Path(test_csv), header, test_rows, target, drop_na, task)
+        test_table = CsvTable.read(Path(test_csv), delimiter, text=target)
+        if test_table.header != table.header:
+            raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(table.header)})")
+        test_features, test_labels = test_table.parse(target, drop_na, task)
         classes = _classes(path, labels) if task == CLASSIFICATION else None
         train = (features, _targets(path, labels, task, classes))
         test = (test_features, _targets(Path(test_csv), test_labels, task, classes))
-    names = [column for column in header if column != target]
+    names = list(features.columns)
     return Dataset(f"csv:{path}", train, test, task, (len(names),), classes, feature_names=names)
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_rows(path: Path, delimiter: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Rows to predict on: the file's cells, with a check that it has ``columns`` (others are ignored)."""
+    table = CsvTable.read(path, delimiter, min_columns=1)
+    missing = [name for name in columns or [] if name not in table.header]
+    if missing:
+        raise UserError(f"{path}: no column {missing[0]!r}; the model needs {', '.join(columns)}")
+    return table.frame
+
+
+class CsvTable:
+    """One CSV file, read: its header, its rows as text-or-number columns, and where each row was."""
+
+    def __init__(self, path: Path, header: list[str], frame: pd.DataFrame, delimiter: str):
+        self.path, self.header, self.frame, self.delimiter = path, header, frame, delimiter
+
+    @classmethod
+    def read(cls, path: Path, delimiter: str | None = None, min_columns: int = 2, text: str | None = None
+             ) -> CsvTable:
+        """The file's rows; numeric columns as numbers, the others (and ``text``, the header's last
+        column when "last") as text."""
+        sample = _sample(path)
+        delimiter = delimiter or _sniff(sample)
+        header = _header(path, sample, delimiter, min_columns)
+        text = header[-1] if text == "last" else text
+        try:
+            # No NA filter: "NA" in a text column is the word until parse() decides it is a missing cell.
+            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", header=0, names=header,
+                                dtype={text: str} if text in header else None, na_filter=False,
+                                skipinitialspace=True, engine="c", quotechar='"')
+        except pd.errors.ParserError as e:  # a row with more cells than the header
+            line, cells = _tokenizer_complaint(str(e))
+            raise UserError(f"{path}, line {line}: {cells} cells, but the header has {len(header)} columns") from None
+        except UnicodeDecodeError as e:
+            raise UserError(f"{path}: not a readable CSV text file ({e})") from e
+        except OSError as e:
+            raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+        if frame.empty:
+            raise UserError(f"{path}: has a header but no data rows")
+        return cls(path, header, frame, delimiter)
+
+    def line_of(self, row: int) -> tuple[int, int]:
+        """The line a data row (0-based, as read) starts on, and how many cells it has: error path only."""
+        with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            reader = csv.reader(f, delimiter=self.delimiter)
+            next(reader)
+            index, start = -1, reader.line_num + 1
+            for cells in reader:
+                if cells:
+                    index += 1
+                    if index == row:
+                        return start, len(cells)
+                start = reader.line_num + 1
+        return start, len(self.header)
+
+    def refuse(self, row: int, column: str, problem: str) -> UserError:
+        line, cells = self.line_of(row)
+        if cells < len(self.header):  # pandas fills a short row's missing cells with nothing
+            return UserError(f"{self.path}, line {line}: {cells} cells, but the header has {len(self.header)} columns")
+        return UserError(f"{self.path}, line {line}, column {column!r}: {problem}")
+
+    def parse(self, target: str, drop_na: bool, task: str) -> tuple[pd.DataFrame, list]:
+        """Feature columns (numbers as float64, text stripped) and the target's values; rows with
+        missing cells refused or, with ``drop_na``, dropped."""
+        frame = self.frame.apply(lambda column: column.str.strip() if is_text(column) else column)
+        missing = np.column_stack([frame[name].isin(MISSING_SPELLINGS) if is_text(frame[name])
+                                   else frame[name].isna() for name in frame.columns])
+        incomplete = missing.any(axis=1)
+        if incomplete.any() and not drop_na:
+            row = int(np.argmax(incomplete))
+            column = frame.columns[int(np.argmax(missing[row]))]
+            raise self.refuse(row, column, "empty or NaN cell; fill it in or pass --drop_na to drop such rows")
+        frame = frame[~incomplete]
+        if frame.empty:
+            raise UserError(f"{self.path}: no rows left after dropping those with missing cells")
+        features = frame.drop(columns=[target])
+        for name in features.columns:
+            numbers, bad, problem = as_number_column(features[name])
+            if bad is not None:
+                raise self.refuse(int(features.index[bad]), name, problem)
+            if numbers is not None:
+                features[name] = numbers
+        labels = frame[target].astype(str)
+        if task == REGRESSION:
+            numbers, bad, problem = as_number_column(labels, rule="a regression target must be numeric")
+            if bad is not None:
+                raise self.refuse(int(labels.index[bad]), target, problem)
+            return features.reset_index(drop=True), numbers.tolist()
+        canonical = {label: _canonical_label(label) for label in labels.unique()}
+        return features.reset_index(drop=True), labels.map(canonical).tolist()
+
+
+def _sample(path: Path) -> str:
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a folder cannot be read
             raise UserError(f"{path}: not a regular file; give a CSV file")
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            lines = [(number, row) for number, row in enumerate(csv.reader(f), start=1) if row]
+        with open(path, "rb") as f:
+            sample = f.read(SNIFF_BYTES)
     except FileNotFoundError:
         raise UserError(f"{path}: no such CSV file") from None
-    except (UnicodeDecodeError, csv.Error) as e:
-        raise UserError(f"{path}: not a readable CSV text file ({e})") from e
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror})") from e
-    if not lines:
+    try:
+        return sample.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        if e.start < len(sample) - 4:  # not just a character cut at the sample's end
+            raise UserError(f"{path}: not a readable CSV text file ({e})") from e
+        return sample[:e.start].decode("utf-8-sig")
+
+
+def _sniff(sample: str) -> str:
+    """The delimiter of the file's first lines; a comma when they do not tell."""
+    lines = sample.splitlines()[:50]
+    if len(sample) == SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[str]:
+    rows = [row for row in csv.reader(sample.splitlines(), delimiter=delimiter) if row]
+    if not rows:
         raise UserError(f"{path}: the file is empty")
-    header = [name.strip() for name in lines[0][1]]
-    if len(header) < 2:
-        raise UserError(f"{path}: needs at least one feature column and a target column, found {header}")
+    header = [name.strip() for name in rows[0]]
+    if len(header) < min_columns:
+        raise UserError(f"{path}: needs at least one feature column and a target column, found {header} "
+                        f"(if the columns are split by another character, give it with --delimiter)")
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
         raise UserError(f"{path}, line 1: column {unnamed[0]} has no name; every column needs one")
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise UserError(f"{path}, line 1: the column name {repeated[0]!r} appears more than once")
-    if len(lines) == 1:
-        raise UserError(f"{path}: has a header but no data rows")
-    return header, lines[1:]
+    return header
 
 
-def _parse(path: Path, header: list[str], rows, target: str, drop_na: bool, task: str) -> tuple[torch.Tensor, list]:
-    """Feature matrix and targets (label strings, or numbers for regression); missing cells
-    refused or, with ``drop_na``, dropped."""
-    target_index = header.index(target)
-    features, labels = [], []
-    for number, row in rows:
-        if len(row) != len(header):
-            raise UserError(f"{path}, line {number}: {len(row)} cells, but the header has {len(header)} columns")
-        missing = [header[i] for i, cell in enumerate(row) if cell.strip().lower() in MISSING]
-        if missing:
-            if drop_na:
-                continue
-            raise UserError(f"{path}, line {number}, column {missing[0]!r}: empty or NaN cell; "
-                            "fill it in or pass --drop_na to drop such rows")
-        values = []
-        for i, cell in enumerate(row):
-            if i != target_index:
-                values.append(_number(path, number, header[i], cell))
-        features.append(values)
-        label = row[target_index].strip()
-        labels.append(_number(path, number, target, label, "a regression target must be numeric")
-                      if task == REGRESSION else _canonical_label(label))
-    if not features:
-        raise UserError(f"{path}: no rows left after dropping those with missing cells")
-    return torch.tensor(features, dtype=torch.float32), labels
-
-
-def _number(path: Path, number: int, column: str, cell: str, rule: str = "features must be numeric") -> float:
-    try:
-        value = float(cell)
-    except ValueError:
-        raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is not a number "
-                        f"({rule})") from None
-    if not math.isfinite(value):
-        raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is not a finite number")
-    if abs(value) > FLOAT32_MAX:
-        raise UserError(f"{path}, line {number}, column {column!r}: {cell.strip()!r} is beyond what 32-bit floats "
-                        "hold (about 3.4e38); rescale the column")
-    return value
+def _tokenizer_complaint(message: str) -> tuple[str, str]:
+    found = re.search(r"line (\d+), saw (\d+)", message)
+    return found.groups() if found else ("?", "more")
 
 
 def _canonical_label(label: str) -> str:
@@ -155,7 +238,7 @@ def _classes(path: Path, labels: list[str]) -> list[str]:
 def _targets(path: Path, labels: list, task: str, classes: list[str] | None) -> torch.Tensor:
     if task == REGRESSION:
         if len(set(labels)) < 2:
-            raise UserError(f"{path}: the target is {labels[0]} in every row; there is nothing to learn")
+            raise UserError(f"{path}: the target is {labels[0]:g} in every row; there is nothing to learn")
         return torch.tensor(labels, dtype=torch.float32).unsqueeze(1)
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted(set(labels) - index.keys())
@@ -164,7 +247,7 @@ def _targets(path: Path, labels: list, task: str, classes: list[str] | None) -> 
     return torch.tensor([index[label] for label in labels], dtype=torch.long)
 
 
-def _split_one_file(path: Path, features: torch.Tensor, labels: list, task: str):
+def _split_one_file(path: Path, features: pd.DataFrame, labels: list, task: str):
     classes = _classes(path, labels) if task == CLASSIFICATION else None
     y = _targets(path, labels, task, classes)
     # Stratify when every class can appear on both sides; tiny classes make that impossible.

@@ -22,15 +22,16 @@ __all__ = ["CLASSIFICATION", "REGRESSION", "Data", "Dataset", "split_test"]
 class Dataset:
     """Train and test tensors as the source gave them, and what inference needs later.
 
-    ``x`` is float32: images (N, C, H, W) in [0, 1], tables (N, features). ``y`` is int64 class
-    indices for classification, float32 (N, 1) for regression.
+    ``x`` is images as float32 (N, C, H, W) in [0, 1], or table rows as a pandas DataFrame of raw
+    columns (numbers as float64, text as stripped strings). ``y`` is int64 class indices for
+    classification, float32 (N, 1) for regression. Once ``prepared``, both are model input tensors.
     """
 
     name: str
     train: Data
     test: Data
     task: str
-    input_shape: tuple[int, ...]  # (1, 28, 28) for MNIST, (features,) for tables
+    input_shape: tuple[int, ...]  # (1, 28, 28) for MNIST; (columns,) for raw tables, (inputs,) once prepared
     classes: list[str] | None = None  # None for regression
     feature_names: list[str] | None = None
     image_style: str = preprocessing.DIGIT  # how people's own images are prepared for this data
@@ -48,19 +49,28 @@ class Dataset:
     def is_image(self) -> bool:
         return len(self.input_shape) == 3
 
-    def fit_preprocessing(self) -> dict:
-        """The preprocessing record, fitted on the training rows only."""
+    def __len__(self) -> int:
+        """The number of training rows."""
+        return len(self.train[1])
+
+    def fit_preprocessing(self, rows: torch.Tensor | None = None) -> dict:
+        """The preprocessing record, fitted on the training rows (only ``rows`` of them when given:
+        the validation rows must not shape what the model is judged on)."""
         if self.is_image:
             return preprocessing.image_record(self.input_shape, self.image_style)
         x, y = self.train
+        if rows is not None:
+            x, y = x.iloc[rows.numpy()] if hasattr(x, "iloc") else x[rows], y[rows]
         return preprocessing.fit_table(x, y if self.task == REGRESSION else None, self.feature_names)
 
     def prepared(self, record: dict | None = None) -> Dataset:
         """The same data as model input: ``record`` (fitted here when None) applied to train and test."""
         record = record or self.fit_preprocessing()
-        train, test = ((preprocessing.to_model_input(record, x), preprocessing.to_model_target(record, y))
-                       for x, y in (self.train, self.test))
-        return replace(self, train=train, test=test, preprocessing=record)
+        train, test = ((preprocessing.to_model_input(record, x, f"{self.name} ({part} rows)"),
+                        preprocessing.to_model_target(record, y))
+                       for part, (x, y) in (("training", self.train), ("test", self.test)))
+        return replace(self, train=train, test=test, preprocessing=record,
+                       input_shape=preprocessing.input_shape(record))
 
     def metadata(self) -> dict:
         """Plain values for the model file: what the data was and what its classes are called."""

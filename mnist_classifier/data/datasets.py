@@ -57,11 +57,11 @@ def diabetes(**_) -> Dataset:
     """scikit-learn's bundled diabetes regression data (442 patients, 10 features)."""
     from sklearn.datasets import load_diabetes
 
-    bunch = load_diabetes(scaled=False)
-    x = torch.from_numpy(bunch.data).float()
-    y = torch.from_numpy(bunch.target).float().unsqueeze(1)
-    train, test = split_test(x, y)
-    return Dataset("diabetes", train, test, REGRESSION, (x.size(1),), feature_names=list(bunch.feature_names))
+    bunch = load_diabetes(scaled=False, as_frame=True)
+    y = torch.tensor(bunch.target.to_numpy(), dtype=torch.float32).unsqueeze(1)
+    train, test = split_test(bunch.data.astype("float64"), y)
+    names = list(bunch.feature_names)
+    return Dataset("diabetes", train, test, REGRESSION, (len(names),), feature_names=names)
 
 
 LOADERS: dict[str, Callable[..., Dataset]] = {

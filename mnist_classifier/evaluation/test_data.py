@@ -16,7 +16,7 @@ def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
     """
     config = TrainConfig.from_dict(saved.get("config") or {})
     raw = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target, test_csv=config.test_csv,
-                       drop_na=config.drop_na, task=config.task or CLASSIFICATION)
+                       drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
     dataset = raw.prepared(saved["preprocessing"])
     then = saved.get("data")  # the training rows' fingerprint, in files from this release on
     change = data_change(then, fingerprint(dataset)) if isinstance(then, dict) else None

@@ -89,7 +89,9 @@ PREPARATION = {  # how images.py prepares people's pictures, in words for consum
     "fill": "pixels as float32 in [0, 1], light object on black; a photo: greyscale, inverted if the background "
             "is light, fitted to fill the frame (as Fashion-MNIST was made)",
 }
-TABLE_PREPARATION = "each column: (value - x_mean) / x_std, in the columns' order (feature_names)"
+TABLE_PREPARATION = ("each column in order (preprocessing.columns) becomes inputs: a number itself; yes/no 1 or 0; "
+                     "text one input per level (1 for the row's level, else 0) then one for any other level; "
+                     "then each input: (value - x_mean) / x_std")
 
 
 def file_digest(path: str | Path) -> str:

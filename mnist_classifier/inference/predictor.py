@@ -3,6 +3,9 @@
     from mnist_classifier import Predictor
     predictor = Predictor("model.pth")
     predictor.predict("my_digit.png")  # or a tensor, a numpy array, a PIL image, a list of them
+
+A table model takes rows: a pandas DataFrame, a dict per row (column name -> value), or an
+array of raw values in the columns' order (text columns as text).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image
 
@@ -56,9 +60,12 @@ class Predictor:
         return self.record["kind"] == IMAGE
 
     def predict(self, inputs, top_k: int = 3) -> list[Prediction]:
-        """Predict for an image path, a PIL image, a tensor or array of one or many inputs, or a list."""
+        """Predict for an image path, a PIL image, a tensor or array of one or many inputs, or a list;
+        for a table model also a DataFrame, a dict (one row) or a list of dicts."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
+        if not self.takes_images and is_rows(inputs):
+            return self.rows(inputs, top_k)
         if isinstance(inputs, (torch.Tensor, np.ndarray)):
             return self._predict_numbers([inputs], top_k)
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -93,6 +100,12 @@ class Predictor:
                 results[i] = prediction
         return results
 
+    def rows(self, rows, top_k: int = 3, name: str = "input") -> list[Prediction]:
+        """Predictions for a table model's rows (a DataFrame, dicts, or an array of raw values in the
+        columns' order), named "NAME, row 1", "NAME, row 2", ..."""
+        x = preprocessing.to_model_input(self.record, rows, name)
+        return self._predict_batch(x, top_k, [f"{name}, row {i}" for i in range(1, len(x) + 1)])
+
     def _predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:
         x = torch.cat([preprocessing.to_model_input(self.record, array) for array in arrays])
         return self._predict_batch(x, top_k, [f"input {i}" for i in range(len(x))])
@@ -100,7 +113,7 @@ class Predictor:
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""
         if not self.takes_images:
-            raise UserError(f"this model takes table rows of {self.input_shape[0]} numeric features, not images")
+            raise UserError(f"this model takes table rows ({preprocessing.describe_columns(self.record)}), not images")
         if not isinstance(source, IMAGE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:
@@ -128,6 +141,13 @@ class Predictor:
 
 
 IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
+
+
+def is_rows(inputs) -> bool:
+    """Whether ``inputs`` are table rows by their form: a DataFrame, a dict, a list of dicts."""
+    if isinstance(inputs, (pd.DataFrame, dict)):
+        return True
+    return isinstance(inputs, (list, tuple)) and bool(inputs) and all(isinstance(row, dict) for row in inputs)
 
 
 def source_name(item) -> str:

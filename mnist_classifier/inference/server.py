@@ -113,8 +113,8 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
         if not predictor.takes_images:
-            raise HTTPException(400, f"this model takes table rows of {predictor.input_shape[0]} numeric features, "
-                                     "not images; use mnist-predict or the Predictor from Python")
+            raise HTTPException(400, f"this model takes table rows ({preprocessing.describe_columns(predictor.record)}"
+                                     "), not images; use mnist-predict or the Predictor from Python")
         body = await read_capped(request)
         content_type = request.headers.get("content-type", "")
         kind = content_type.split(";")[0].strip().lower()

@@ -11,7 +11,7 @@ from ..models import MODELS
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
-CSV_ONLY = ("target", "test_csv", "drop_na")  # flags that mean something only for your own CSV
+CSV_ONLY = ("target", "test_csv", "drop_na", "delimiter")  # flags that mean something only for your own CSV
 
 # Named sets of defaults for each model; flags given with a preset still win. Model options
 # (e.g. hidden_sizes) may appear beside the training flags.
@@ -72,6 +72,31 @@ MODEL_DEFAULTS: dict[str, dict] = {
 }
 
 
+# Defaults for tables (--dataset csv:PATH, diabetes) with the MLP: the seed's size rule builds
+# 8-7-6-5-4-1 for 8 columns, far too small. Chosen on validation data by benchmarks/search_tables.py
+# (README, "Tables"). None: sized from the number of training rows by ``table_schedule``.
+TABLE_DEFAULTS = {"hidden_sizes": [256, 256], "use_dropout": True, "dropout_p": 0.1, "weight_decay": 1e-4,
+                  "batch_size": None, "n_epochs": None}
+TABLE_DATASETS = ("diabetes",)  # besides csv:PATH
+TABLE_STEPS = 2000  # optimizer steps a table run aims at, whatever its size
+TABLE_BATCH = (16, 256)  # the smallest and largest table batch size
+TABLE_EPOCHS = (20, 500)
+
+
+def is_table(dataset: str) -> bool:
+    return dataset.startswith("csv:") or dataset in TABLE_DATASETS
+
+
+def table_schedule(n_train: int) -> tuple[int, int]:
+    """Batch size and epochs for ``n_train`` table rows: about 32 batches an epoch (a power of two
+    between 16 and 256), and epochs enough for about ``TABLE_STEPS`` steps (20 to 500)."""
+    low, high = TABLE_BATCH
+    batch = int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high))
+    steps_per_epoch = max(n_train // batch, 1)
+    epochs = int(min(max(round(TABLE_STEPS / steps_per_epoch), TABLE_EPOCHS[0]), TABLE_EPOCHS[1]))
+    return batch, epochs
+
+
 def resolve_options(model: str, given: dict) -> dict:
     """The model's options: what was given, the model's defaults for the rest."""
     options = MODELS[model].OPTIONS
@@ -87,8 +112,8 @@ class TrainConfig:
     model_fn: str | None = None
     gpu_id: int = -1
     train_ratio: float = 0.8
-    batch_size: int = 256
-    n_epochs: int = 20
+    batch_size: int | None = 256  # None (tables): chosen from the number of training rows
+    n_epochs: int | None = 20
     verbose: int = 1
     seed: int | None = None
     lr: float = 1e-3
@@ -110,6 +135,7 @@ class TrainConfig:
     target: str | None = None
     test_csv: str | None = None
     drop_na: bool = False
+    delimiter: str | None = None  # None: sniffed from the file
     loss: str | None = None
     data_dir: str = "data"
     checkpoint_every: int = 0
@@ -142,7 +168,9 @@ class TrainConfig:
             if problem:
                 raise UserError(problem)
         for name in ("batch_size", "n_epochs"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is None and is_table(self.dataset):
+                continue  # sized once the rows are known: table_schedule
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
         if min(self.weight_decay, self.patience, self.checkpoint_every, self.shift_px) < 0:
             raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
@@ -162,6 +190,9 @@ class TrainConfig:
             raise UserError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
         if self.verbose < 0:
             raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
+        if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
+            raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
+                            f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
         csv_only = [name for name in CSV_ONLY if getattr(self, name)]
         if csv_only and not self.dataset.startswith("csv:"):
             raise UserError(f"--{csv_only[0]} applies only to --dataset csv:PATH, not to {self.dataset}")
