@@ -91,14 +91,14 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
         rows = predictor.rows(frame, top_k=args.top_k, name=path)
         frames.append(frame.assign(prediction=[r.label for r in rows]))
         predictions += rows
+    if args.out:  # first: a closed pipe on the printing side must not cost the file
+        _write_predictions(frames, predictions, Path(args.out))
     if args.json:
         print(json.dumps([r.to_dict() for r in predictions], indent=2))
     else:
         for r in predictions:
             others = f" ({', '.join(f'{label} {prob:.1%}' for label, prob in r.top_k)})" if r.top_k else ""
             print(f"{r.source}: {r.label}{others}")
-    if args.out:
-        _write_predictions(frames, predictions, Path(args.out))
     return [r.to_dict() for r in predictions]
 
 
