@@ -28,8 +28,7 @@ from ..training.run_log import is_our_config, is_our_history
 REPLACEABLE = {"--model_fn": (lambda path: is_ours(path, (FORMAT, *OLD_FORMATS)), "model file"),
                "--checkpoint_fn": (lambda path: is_ours(path, (CHECKPOINT_FORMAT,)), "checkpoint"),
                "--model_fn's history": (is_our_history, "history CSV"),
-               "--model_fn's configuration": (is_our_config, "configuration JSON"),
-               "--out": (lambda path: is_our_predictions(path), "predictions CSV")}
+               "--model_fn's configuration": (is_our_config, "configuration JSON")}
 
 try:
     import fcntl
@@ -56,7 +55,9 @@ def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
         check_output(flag, Path(path), {name: p for name, p in inputs.items() if name != allowed})
 
 
-def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
+def check_output(flag: str, path: Path, inputs: dict[str, str | Path], replaceable: tuple | None = None) -> None:
+    """Like ``check_outputs`` for one path; ``replaceable`` (recognise, kind) says which existing file
+    it may replace, when the flag's entry in ``REPLACEABLE`` does not."""
     if path.is_symlink():
         raise UserError(f"{flag} {path} is a symbolic link; give the path of the file itself")
     if not path.exists():
@@ -68,7 +69,7 @@ def check_output(flag: str, path: Path, inputs: dict[str, str | Path]) -> None:
     if not stat.S_ISREG(path.stat().st_mode):
         raise UserError(f"{flag} {path} is {'a folder' if path.is_dir() else 'not a regular file (a FIFO or device)'}"
                         "; give a file path")
-    recognise, kind = REPLACEABLE.get(flag, (lambda _: False, "file"))
+    recognise, kind = replaceable or REPLACEABLE.get(flag, (lambda _: False, "file"))
     if not recognise(path):
         instead = "another --model_fn" if flag.startswith("--model_fn's") else "another path"
         raise UserError(f"{flag} {path} exists and is not a {kind} of mnist_classifier; it is never replaced: "

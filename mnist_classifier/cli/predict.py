@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..files import atomic_write
 from ..inference.predictor import Prediction, Predictor, source_name
 from . import OneLineParser, delimiter_word, run_cli
-from .outputs import check_output
+from .outputs import check_output, is_our_predictions
 
 
 def build_parser() -> OneLineParser:
@@ -84,7 +84,7 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     names = [spec["name"] for spec in table_columns(predictor.record)]
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images} | {"--model_fn": args.model_fn}
-        check_output("--out", Path(args.out), inputs)
+        check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
     frames, predictions = [], []
     for path in args.images:
         frame = read_rows(Path(path), args.delimiter, names)
