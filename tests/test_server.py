@@ -131,7 +131,8 @@ def test_a_table_model_is_told_to_send_rows(tmp_path):
     train_module.main(["--model_fn", str(tmp_path / "t.pth"), "--dataset", "diabetes", "--n_epochs", "1",
                        "--verbose", "0", "--hidden_sizes", "8", "--batch_size", "32"])
     answer = TestClient(server.create_app(tmp_path / "t.pth")).post("/predict", json={"pixels": [0.5] * 784})
-    assert answer.status_code == 400 and "takes table rows (10 columns: 10 numbers), not images" in answer.json()["detail"]
+    assert answer.status_code == 400
+    assert "takes table rows (10 columns: 10 numbers), not images" in answer.json()["detail"]
 
 
 def test_an_export_of_another_model_file_is_not_used(digit_model, tmp_path):

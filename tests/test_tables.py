@@ -103,7 +103,7 @@ def test_the_record_in_the_model_file_is_what_predict_applies(tmp_path, capsys):
 def test_prediction_input_that_cannot_be_used_is_one_line_naming_row_and_column(tmp_path):
     predictor = Predictor(train_on(tmp_path, shop(300)))
     cases = [({"age": "old", "city": "Paris", "member": "yes"}, r"row 1, column 'age': 'old' is not a number"),
-             ({"age": 30, "city": "Paris", "member": "maybe"}, r"row 1, column 'member': 'maybe' is neither yes nor no"),
+             ({"age": 30, "city": "Paris", "member": "maybe"}, r"column 'member': 'maybe' is neither yes nor no"),
              ({"age": 30, "city": "Paris"}, r"no column 'member'"),
              (np.zeros((2, 5)), r"takes rows of 3 values \(age, city, member\)")]
     for rows, message in cases:
@@ -144,7 +144,45 @@ def test_booleans_and_numbers_stored_as_text_are_recognised(tmp_path):
         f'{["TRUE", "false"][i % 2]}," {i}.5 ",{["T", "F"][i % 3 == 0]},{"xy"[i % 2]}\n' for i in range(20))
     dataset = load_dataset(f"csv:{write(tmp_path / 'b.csv', text)}")
     record = dataset.fit_preprocessing()
-    assert [c["type"] for c in record["columns"]] == ["number", "number", "boolean"]  # pandas reads TRUE as bool
+    assert [c["type"] for c in record["columns"]] == ["boolean", "number", "boolean"]
+    x = preprocessing.to_model_input(record, [{"flag": "true", "amount": "2", "code": "f"},
+                                              {"flag": False, "amount": 2, "code": "yes"}][:1])
+    assert x.shape == (1, 3)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,y\n1,2,x\n3,4,5,y\n5,6,x\n", "line 3: 4 cells, but the header has 3"),
+    ("a,b,y\n1,2,3,x\n3,4,y\n", "line 2: 4 cells, but the header has 3"),  # not taken as an index
+    ('a,b,y\n"two\nlines",2,x\n"x",2,y\n3,4,5,y\n', "line 5: 4 cells, but the header has 3"),
+    ("a,b,y\n1,2,x\n   \n3,4\n", "line 4: 2 cells, but the header has 3"),
+    ("a,b,y\n1,2,x\nNaN,3,y\n", "line 3, column 'a': empty or NaN cell"),
+    ("a,b,y\n1,q,x\n2,NaN,y\n", "line 3, column 'b': empty or NaN cell"),
+])
+def test_rows_that_do_not_fit_the_header_are_refused_by_line(tmp_path, text, message):
+    with pytest.raises(UserError, match=message):
+        load_dataset(f"csv:{write(tmp_path / 'r.csv', text)}")
+
+
+def test_a_test_file_keeps_text_levels_that_look_like_numbers(tmp_path):
+    rows = "".join(f"{i % 5},{['7', 'A1', 'B2'][i % 3]},{'xy'[i % 3 == 0]}\n" for i in range(30))
+    write(tmp_path / "train.csv", "n,code,label\n" + rows)
+    write(tmp_path / "test.csv", "n,code,label\n" + "".join(f"{i},7,y\n" for i in range(5)))
+    dataset = load_dataset(f"csv:{tmp_path / 'train.csv'}", test_csv=str(tmp_path / "test.csv"))
+    assert dataset.test[0]["code"].tolist() == ["7"] * 5
+    x = dataset.prepared().test[0]
+    assert (x[:, 1] == 1).all()  # the slot of level "7", not the "other" slot
+
+
+def test_missing_values_at_predict_time_are_refused_like_in_training(tmp_path):
+    predictor = Predictor(train_on(tmp_path, shop(300)))
+    for row in ({"age": 30, "city": None, "member": "yes"}, {"age": 30, "city": "NA", "member": "yes"},
+                pd.DataFrame({"age": [30], "city": [np.nan], "member": ["no"]})):
+        with pytest.raises(UserError, match="column 'city': no value"):
+            predictor.predict(row)
+    # A Series is one row read by its names, whatever their order.
+    forwards = predictor.predict(pd.Series({"age": 30, "city": "Lyon", "member": "yes"}))[0].probability
+    backwards = predictor.predict(pd.Series({"member": "yes", "city": "Lyon", "age": 30}))[0].probability
+    assert forwards == backwards and predictor.predict([30, "Lyon", "YES"])[0].probability == forwards
 
 
 def test_a_large_generated_file_is_read_fast_and_exactly(tmp_path):
@@ -197,3 +235,8 @@ def test_table_defaults_size_the_network_and_the_schedule(tmp_path, capsys):
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
     assert saved["architecture"]["hidden_sizes"] == [256, 256] and saved["config"]["batch_size"] == 16
     assert saved["architecture"]["use_batch_norm"] is False  # dropout: the table default
+    # A tiny file: the batch never exceeds the training rows.
+    frame[:15].to_csv(tmp_path / "tiny.csv", index=False)
+    train_main(["--dataset", f"csv:{tmp_path / 'tiny.csv'}", "--model_fn", str(tmp_path / "t.pth"), "--seed", "0",
+                "--verbose", "0", "--n_epochs", "2"])
+    assert torch.load(tmp_path / "t.pth", weights_only=True)["config"]["batch_size"] == 9

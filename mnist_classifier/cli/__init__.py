@@ -36,5 +36,8 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
 
 
 def delimiter_word(text: str) -> str:
-    """--delimiter's value: a character, or the words a shell makes easier to type."""
-    return {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}.get(text, text)
+    """--delimiter's value: one character, or the words a shell makes easier to type."""
+    character = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}.get(text, text)
+    if len(character) != 1 or character in '"\r\n':
+        raise argparse.ArgumentTypeError(f"expected one character (not a quote or a line break) or tab, got {text!r}")
+    return character

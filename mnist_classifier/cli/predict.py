@@ -89,6 +89,8 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     for path in args.images:
         frame = read_rows(Path(path), args.delimiter, names)
         rows = predictor.rows(frame, top_k=args.top_k, name=path)
+        if len(args.images) > 1:  # which file each written row came from
+            frame.insert(0, "file", path)
         frames.append(frame.assign(prediction=[r.label for r in rows]))
         predictions += rows
     if args.out:  # first: a closed pipe on the printing side must not cost the file

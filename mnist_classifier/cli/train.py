@@ -345,8 +345,8 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
 def _size_table_run(config: TrainConfig, rows: int) -> None:
     """Batch size and epochs a table run left to the defaults, from its training rows (per process)."""
     if config.batch_size is None or config.n_epochs is None:
-        batch, epochs = table_schedule(rows)
-        config.batch_size = config.batch_size or batch
+        batch, epochs = table_schedule(rows, config.batch_size)
+        config.batch_size = batch
         config.n_epochs = config.n_epochs or epochs
 
 

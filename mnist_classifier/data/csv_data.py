@@ -12,6 +12,7 @@ import csv
 import math
 import re
 import stat
+import warnings
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,8 +25,7 @@ from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 from .tables import as_number_column, is_text
 
 # Cells that mean "no value", in any letter case.
-MISSING = {"", "nan", "na", "n/a", "null", "none"}
-MISSING_SPELLINGS = sorted({v for word in MISSING for v in (word, word.upper(), word.title(), word.capitalize())})
+MISSING = ["", "nan", "na", "n/a", "null", "none"]
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")
@@ -51,7 +51,9 @@ def load_csv(
     if test_csv is None:
         train, test, classes = _split_one_file(path, features, labels, task)
     else:
-        test_table = CsvTable.read(Path(test_csv), delimiter, text=target)
+        # Columns that are text in training are text in the test file too: a level "7" stays "7".
+        text = [name for name in features.columns if not pd.api.types.is_float_dtype(features[name])]
+        test_table = CsvTable.read(Path(test_csv), delimiter, text=[*text, target])
         if test_table.header != table.header:
             raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(table.header)})")
         test_features, test_labels = test_table.parse(target, drop_na, task)
@@ -63,8 +65,9 @@ def load_csv(
 
 
 def read_rows(path: Path, delimiter: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
-    """Rows to predict on: the file's cells, with a check that it has ``columns`` (others are ignored)."""
-    table = CsvTable.read(path, delimiter, min_columns=1)
+    """Rows to predict on: the file's cells as text, exactly as written (the model's column specs
+    turn them into numbers), with a check that it has ``columns`` (others are ignored)."""
+    table = CsvTable.read(path, delimiter, min_columns=1, all_text=True)
     missing = [name for name in columns or [] if name not in table.header]
     if missing:
         raise UserError(f"{path}: no column {missing[0]!r}; the model needs {', '.join(columns)}")
@@ -74,59 +77,84 @@ def read_rows(path: Path, delimiter: str | None = None, columns: list[str] | Non
 class CsvTable:
     """One CSV file, read: its header, its rows as text-or-number columns, and where each row was."""
 
-    def __init__(self, path: Path, header: list[str], frame: pd.DataFrame, delimiter: str):
+    def __init__(self, path: Path, header: list[str], frame: pd.DataFrame | None, delimiter: str):
         self.path, self.header, self.frame, self.delimiter = path, header, frame, delimiter
+        self.text: list[str] = []  # columns read as text that stay text
 
     @classmethod
-    def read(cls, path: Path, delimiter: str | None = None, min_columns: int = 2, text: str | None = None
-             ) -> CsvTable:
-        """The file's rows; numeric columns as numbers, the others (and ``text``, the header's last
-        column when "last") as text."""
+    def read(cls, path: Path, delimiter: str | None = None, min_columns: int = 2, text: list[str] | str = (),
+             all_text: bool = False) -> CsvTable:
+        """The file's rows; numeric columns as numbers, the others (and the columns ``text`` names, the
+        header's last when "last"; every column with ``all_text``) as text."""
         sample = _sample(path)
         delimiter = delimiter or _sniff(sample)
         header = _header(path, sample, delimiter, min_columns)
-        text = header[-1] if text == "last" else text
+        text = [header[-1]] if text == "last" else [name for name in ([text] if isinstance(text, str) else text)
+                                                   if name in header]
+        table = cls(path, header, None, delimiter)
+        table.text = text
         try:
             # No NA filter: "NA" in a text column is the word until parse() decides it is a missing cell.
-            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", header=0, names=header,
-                                dtype={text: str} if text in header else None, na_filter=False,
-                                skipinitialspace=True, engine="c", quotechar='"')
-        except pd.errors.ParserError as e:  # a row with more cells than the header
-            line, cells = _tokenizer_complaint(str(e))
-            raise UserError(f"{path}, line {line}: {cells} cells, but the header has {len(header)} columns") from None
+            # A row longer than the header must be refused, not taken as an index or cut: warnings are errors.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                table.frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", header=0, names=header,
+                                          index_col=False, dtype=str if all_text else dict.fromkeys(text, str),
+                                          na_filter=False, skipinitialspace=True, engine="c", quotechar='"')
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+            raise table.ragged(e) from None
         except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not a readable CSV text file ({e})") from e
+            raise UserError(f"{path}: not a readable CSV text file; save it as UTF-8 ({e})") from e
         except OSError as e:
             raise UserError(f"{path}: cannot be read ({e.strerror})") from e
-        if frame.empty:
+        if table.frame.empty:
             raise UserError(f"{path}: has a header but no data rows")
-        return cls(path, header, frame, delimiter)
+        table.check_row_lengths()
+        return table
 
-    def line_of(self, row: int) -> tuple[int, int]:
-        """The line a data row (0-based, as read) starts on, and how many cells it has: error path only."""
+    def records(self):
+        """(line the record starts on, its cells) for every data row as pandas counts them."""
         with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as f:
-            reader = csv.reader(f, delimiter=self.delimiter)
+            reader = csv.reader(f, delimiter=self.delimiter, skipinitialspace=True)
             next(reader)
-            index, start = -1, reader.line_num + 1
+            start = reader.line_num + 1
             for cells in reader:
-                if cells:
-                    index += 1
-                    if index == row:
-                        return start, len(cells)
+                if any(cell.strip() for cell in cells):  # pandas skips blank and whitespace-only lines
+                    yield start, cells
                 start = reader.line_num + 1
-        return start, len(self.header)
+
+    def ragged(self, error: Exception) -> UserError:
+        """The first row whose cells do not match the header, by line; or what the parser said."""
+        for line, cells in self.records():
+            if len(cells) != len(self.header):
+                return UserError(f"{self.path}, line {line}: {len(cells)} cells, but the header has "
+                                 f"{len(self.header)} columns")
+        return UserError(f"{self.path}: cannot be read as CSV ({str(error).splitlines()[0]})")
+
+    def check_row_lengths(self) -> None:
+        """Short rows: pandas fills their missing cells silently. Only a file that has empty cells can
+        hold one, so only such a file is scanned."""
+        if any((self.frame[name] == "").any() for name in self.frame.columns if is_text(self.frame[name])):
+            for line, cells in self.records():
+                if len(cells) < len(self.header):
+                    raise UserError(f"{self.path}, line {line}: {len(cells)} cells, but the header has "
+                                    f"{len(self.header)} columns")
+
+    def line_of(self, row: int) -> int:
+        """The line a data row (0-based, as read) starts on: error path only."""
+        for index, (line, _) in enumerate(self.records()):
+            if index == row:
+                return line
+        return -1
 
     def refuse(self, row: int, column: str, problem: str) -> UserError:
-        line, cells = self.line_of(row)
-        if cells < len(self.header):  # pandas fills a short row's missing cells with nothing
-            return UserError(f"{self.path}, line {line}: {cells} cells, but the header has {len(self.header)} columns")
-        return UserError(f"{self.path}, line {line}, column {column!r}: {problem}")
+        return UserError(f"{self.path}, line {self.line_of(row)}, column {column!r}: {problem}")
 
     def parse(self, target: str, drop_na: bool, task: str) -> tuple[pd.DataFrame, list]:
         """Feature columns (numbers as float64, text stripped) and the target's values; rows with
         missing cells refused or, with ``drop_na``, dropped."""
         frame = self.frame.apply(lambda column: column.str.strip() if is_text(column) else column)
-        missing = np.column_stack([frame[name].isin(MISSING_SPELLINGS) if is_text(frame[name])
+        missing = np.column_stack([frame[name].str.lower().isin(MISSING) if is_text(frame[name])
                                    else frame[name].isna() for name in frame.columns])
         incomplete = missing.any(axis=1)
         if incomplete.any() and not drop_na:
@@ -138,6 +166,8 @@ class CsvTable:
             raise UserError(f"{self.path}: no rows left after dropping those with missing cells")
         features = frame.drop(columns=[target])
         for name in features.columns:
+            if pd.api.types.is_bool_dtype(features[name]) or name in self.text:
+                continue  # true/false: a yes/no column (tables.py), not the numbers 1 and 0; text: kept text
             numbers, bad, problem = as_number_column(features[name])
             if bad is not None:
                 raise self.refuse(int(features.index[bad]), name, problem)
@@ -197,11 +227,6 @@ def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[s
     if repeated:
         raise UserError(f"{path}, line 1: the column name {repeated[0]!r} appears more than once")
     return header
-
-
-def _tokenizer_complaint(message: str) -> tuple[str, str]:
-    found = re.search(r"line (\d+), saw (\d+)", message)
-    return found.groups() if found else ("?", "more")
 
 
 def _canonical_label(label: str) -> str:

@@ -105,7 +105,11 @@ def _table_input(record: dict, x, name: str) -> torch.Tensor:
 def table_frame(specs: list[dict], x, name: str = "input") -> pd.DataFrame:
     """Rows in any accepted form as a DataFrame with the model's column names."""
     names = [spec["name"] for spec in specs]
+    if isinstance(x, pd.Series):  # one row, its values named: by name, not by position
+        x = x.to_dict()
     if isinstance(x, pd.DataFrame):
+        if x.columns.duplicated().any():
+            raise UserError(f"{name}: the column {x.columns[x.columns.duplicated()][0]!r} appears more than once")
         return x
     if isinstance(x, dict):
         x = [x]

@@ -70,6 +70,9 @@ def fit_columns(frame: pd.DataFrame) -> list[dict]:
 
 
 def _fit_column(name: str, column: pd.Series) -> dict:
+    if pd.api.types.is_bool_dtype(column):  # pandas reads true/false columns as booleans
+        return {"name": name, "type": BOOLEAN, "true": _spellings(column.astype(str), "true"),
+                "false": _spellings(column.astype(str), "false")}
     if not is_text(column):
         return {"name": name, "type": NUMBER}
     lowered = set(column.str.lower().unique())
@@ -118,6 +121,7 @@ def _encode_column(spec: dict, column: pd.Series, name: str) -> np.ndarray:
     kind = spec["type"]
     if kind == CATEGORY:
         text = column.astype(str).str.strip()
+        _refuse_missing(spec, column, text, name)
         codes = pd.Index(spec["levels"]).get_indexer(text)
         codes[codes < 0] = len(spec["levels"])  # unseen or rare: the "other" slot
         one_hot = np.zeros((len(column), len(spec["levels"]) + 1))
@@ -139,13 +143,25 @@ def _booleans(spec: dict, column: pd.Series, name: str) -> np.ndarray:
         ok = np.isin(values, (0.0, 1.0))
     else:
         text = column.astype(str).str.strip()
-        values = np.where(text.isin(spec["true"]), 1.0, 0.0)
-        ok = (text.isin(spec["true"]) | text.isin(spec["false"])).to_numpy()
+        _refuse_missing(spec, column, text, name)
+        lowered = text.str.lower()
+        is_true, is_false = (lowered.isin([word.lower() for word in spec[key]]) for key in ("true", "false"))
+        values = np.where(is_true, 1.0, 0.0)
+        ok = (is_true | is_false).to_numpy()
     if not ok.all():
         bad = int(np.argmin(ok))
         raise UserError(f"{name}, row {bad + 1}, column {spec['name']!r}: {column.iloc[bad]!r} is neither "
                         f"{spec['true'][0]} nor {spec['false'][0]}")
     return values
+
+
+def _refuse_missing(spec: dict, column: pd.Series, text: pd.Series, name: str) -> None:
+    """Training refuses missing cells, so an answer for one would be a guess: refuse it here too."""
+    missing = (column.isna() | text.str.lower().isin(["", "nan", "na", "n/a", "null", "none", "<na>"])).to_numpy()
+    if missing.any():
+        bad = int(np.argmax(missing))
+        raise UserError(f"{name}, row {bad + 1}, column {spec['name']!r}: no value; the model needs one in every "
+                        "column")
 
 
 def check_specs(specs, names) -> bool:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 
@@ -64,8 +63,8 @@ class Predictor:
         for a table model also a DataFrame, a dict (one row) or a list of dicts."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
-        if not self.takes_images and is_rows(inputs):
-            return self.rows(inputs, top_k)
+        if not self.takes_images and not isinstance(inputs, IMAGE_SOURCES):
+            return self.rows(inputs, top_k)  # a table model: everything but a path or picture is rows
         if isinstance(inputs, (torch.Tensor, np.ndarray)):
             return self._predict_numbers([inputs], top_k)
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
@@ -103,6 +102,8 @@ class Predictor:
     def rows(self, rows, top_k: int = 3, name: str = "input") -> list[Prediction]:
         """Predictions for a table model's rows (a DataFrame, dicts, or an array of raw values in the
         columns' order), named "NAME, row 1", "NAME, row 2", ..."""
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise UserError(f"top_k must be a positive integer, got {top_k!r}")
         x = preprocessing.to_model_input(self.record, rows, name)
         return self._predict_batch(x, top_k, [f"{name}, row {i}" for i in range(1, len(x) + 1)])
 
@@ -142,12 +143,6 @@ class Predictor:
 
 IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
 
-
-def is_rows(inputs) -> bool:
-    """Whether ``inputs`` are table rows by their form: a DataFrame, a dict, a list of dicts."""
-    if isinstance(inputs, (pd.DataFrame, dict)):
-        return True
-    return isinstance(inputs, (list, tuple)) and bool(inputs) and all(isinstance(row, dict) for row in inputs)
 
 
 def source_name(item) -> str:

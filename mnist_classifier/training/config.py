@@ -87,11 +87,12 @@ def is_table(dataset: str) -> bool:
     return dataset.startswith("csv:") or dataset in TABLE_DATASETS
 
 
-def table_schedule(n_train: int) -> tuple[int, int]:
-    """Batch size and epochs for ``n_train`` table rows: about 32 batches an epoch (a power of two
-    between 16 and 256), and epochs enough for about ``TABLE_STEPS`` steps (20 to 500)."""
+def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
+    """Batch size (unless given) and epochs for ``n_train`` table rows: about 32 batches an epoch (a
+    power of two between 16 and 256, never more than the rows), and epochs enough for about
+    ``TABLE_STEPS`` steps (20 to 500)."""
     low, high = TABLE_BATCH
-    batch = int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high))
+    batch = batch or int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high, max(n_train, 1)))
     steps_per_epoch = max(n_train // batch, 1)
     epochs = int(min(max(round(TABLE_STEPS / steps_per_epoch), TABLE_EPOCHS[0]), TABLE_EPOCHS[1]))
     return batch, epochs
