@@ -31,6 +31,8 @@ _EXPORTS = {
     "Prediction": "inference.predictor",
     "Predictor": "inference.predictor",
     "UserError": "errors",
+    "Classifier": "estimators",
+    "Regressor": "estimators",
 }
 
 __all__ = sorted(_EXPORTS)

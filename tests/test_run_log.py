@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,3 +96,29 @@ def test_a_run_that_completes_no_epoch_leaves_the_earlier_files_as_they_were(tmp
     with pytest.raises(SystemExit):  # diverges in its first epoch
         main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", *DIGITS])
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_tensorboard_event_files_hold_every_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from mnist_classifier import Regressor
+
+    main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "3", "--verbose", "0",
+                "--seed", "0", "--hidden_sizes", "16", "--batch_size", "64", "--tensorboard", str(tmp_path / "tb")])
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert set(events.Tags()["scalars"]) == {"train_loss", "valid_loss", "valid_accuracy", "lr"}
+    history = torch.load(tmp_path / "m.pth", weights_only=True)["history"]
+    logged = [event.value for event in events.Scalars("valid_loss")]
+    assert logged == pytest.approx([h["valid_loss"] for h in history]) and len(logged) == 3
+    assert '"seed": 0' in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    # fit() writes them too.
+    X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60.0)
+    Regressor(n_epochs=2, random_state=0, tensorboard=str(tmp_path / "fit")).fit(X, y)
+    assert len(EventAccumulator(str(tmp_path / "fit")).Reload().Scalars("train_loss")) == 2
+
+
+def test_tensorboard_into_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit):
+        main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "1",
+                    "--tensorboard", str(tmp_path / "file")])

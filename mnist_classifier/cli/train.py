@@ -34,7 +34,7 @@ from ..training.config import (
 )
 from ..training.distributed import DEFAULT_TIMEOUT_S, DataParallel, data_parallel
 from ..training.precision import AMP_CHOICES, BFLOAT16
-from ..training.run_log import RunLog, companion_paths
+from ..training.run_log import RunLog, TensorBoardLog, companion_paths
 from ..training.trainer import PeerLost, Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_indices
 from . import OneLineParser, delimiter_word, run_cli
@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["nll", *REGRESSION_LOSSES],
                    help="nll for classification (the default); mse (default), l1 or huber for regression")
     p.add_argument("--data_dir", default="data", help="where downloaded datasets are kept (default: %(default)s)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="also write TensorBoard event files (losses, accuracy, learning rate per epoch) into DIR; "
+                        "needs the tensorboard package")
     p.add_argument("--checkpoint_every", type=int, default=0,
                    help="write a resumable checkpoint every N epochs; 0: only when interrupted (default: 0)")
     p.add_argument("--checkpoint_fn", help="where checkpoints go (default: MODEL_FN.ckpt)")
@@ -185,7 +188,7 @@ def given_flags(argv: list[str] | None) -> set[str]:
 # What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
 RESUME_MAY_CHANGE = ("resume", "model_fn", "checkpoint_fn", "gpu_id", "data_dir", "verbose", "n_epochs", "amp",
-                     "dist_timeout")
+                     "dist_timeout", "tensorboard")
 
 
 def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConfig:
@@ -412,6 +415,8 @@ def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], m
         callbacks.append(EarlyStopping(config.patience, verbose=shown))
     if main_rank:  # the epoch's row is written before a checkpoint that might fail
         callbacks.append(RunLog(config.model_fn, config))
+        if config.tensorboard:
+            callbacks.append(TensorBoardLog(config.tensorboard, config))
     if config.checkpoint_every:
         callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
     return [*callbacks, StopOnSignals(announce=main_rank)]

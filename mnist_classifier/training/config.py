@@ -139,6 +139,7 @@ class TrainConfig:
     delimiter: str | None = None  # None: sniffed from the file
     loss: str | None = None
     data_dir: str = "data"
+    tensorboard: str | None = None  # a folder for TensorBoard event files
     checkpoint_every: int = 0
     checkpoint_fn: str | None = None
     resume: str | None = None

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import SaveFailed
+from ..errors import SaveFailed, UserError
 from ..files import atomic_write
 from .callbacks import Callback
 
@@ -81,3 +81,45 @@ class RunLog(Callback):
             self.failed = True
             print(f"mnist-train: warning: {e}; training goes on (the model file keeps the history)",
                   file=sys.stderr, flush=True)
+
+
+class TensorBoardLog(Callback):
+    """Per-epoch scalars (losses, validation accuracy, learning rate) and the configuration as
+    TensorBoard event files in ``log_dir`` (``--tensorboard DIR``; needs the tensorboard package)."""
+
+    SCALARS = ("train_loss", "valid_loss", "valid_accuracy", "lr")
+
+    def __init__(self, log_dir: str | Path, config):
+        self.writer = open_tensorboard(log_dir)
+        self.config = config
+        self.config_written = False
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        if not self.config_written:  # once the seed and precision are settled
+            self.writer.add_text("config", "    " + json.dumps(self.config.to_dict(), indent=2, sort_keys=True)
+                                 .replace("\n", "\n    "), record["epoch"])  # indented: shown as code
+            self.config_written = True
+        for name in self.SCALARS:
+            if record.get(name) is not None:
+                self.writer.add_scalar(name, record[name], record["epoch"])
+        self.writer.flush()
+
+    def on_train_end(self, trainer) -> None:
+        self.writer.close()
+
+
+def open_tensorboard(log_dir: str | Path):
+    """A SummaryWriter into ``log_dir``, or one line saying what is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard (or the project's "
+                        "[tensorboard] extra)") from None
+    path = Path(log_dir)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--tensorboard {log_dir}: not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return SummaryWriter(log_dir=str(path))
+    except OSError as e:
+        raise UserError(f"--tensorboard {log_dir}: cannot write there ({e.strerror})") from e

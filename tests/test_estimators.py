@@ -1,0 +1,97 @@
+"""The scikit-learn estimators, judged by scikit-learn's own checks and used as scikit-learn users do."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from mnist_classifier import Classifier, Predictor, Regressor
+
+# As scikit-learn's own suite shortens its iterative models (max_iter) for its checks: few epochs.
+FAST = {"n_epochs": 15, "random_state": 0}
+# Checks a neural network trained by stochastic gradient descent cannot pass, with the reason.
+EXPECTED_FAILURES: dict[str, str] = {}
+
+
+def expected_failures(estimator) -> dict[str, str]:
+    return EXPECTED_FAILURES
+
+
+@parametrize_with_checks([Classifier(**FAST), Regressor(**FAST)], expected_failed_checks=expected_failures)
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_cross_val_score_and_a_pipeline_with_a_scaler():
+    X, y = make_classification(n_samples=300, n_features=8, n_informative=5, random_state=0)
+    scores = cross_val_score(make_pipeline(StandardScaler(), Classifier(**FAST)), X, y, cv=3)
+    assert len(scores) == 3 and scores.min() > 0.75  # logistic regression scores about 0.8 here
+
+
+def test_grid_search_clones_and_refits_the_best():
+    X, y = make_regression(n_samples=200, n_features=5, noise=5.0, random_state=0)
+    search = GridSearchCV(Regressor(**FAST), {"hidden_sizes": [(16,), (64, 64)], "lr": [1e-3, 3e-3]}, cv=2, n_jobs=1)
+    search.fit(X, y)
+    assert set(search.best_params_) == {"hidden_sizes", "lr"} and search.best_score_ > 0.8
+    assert search.best_estimator_.config_["model_options"]["hidden_sizes"] == list(search.best_params_["hidden_sizes"])
+
+
+def shop(rows: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, rows), "city": rng.choice(["Lyon", "Oslo", "Riga"], rows),
+                          "member": rng.choice(["yes", "no"], rows)})
+    y = np.where((frame.city == "Lyon") ^ (frame.member == "no"), "buy", "skip")
+    return frame, y
+
+
+def test_a_dataframe_with_text_columns_trains_saves_and_loads(tmp_path):
+    frame, y = shop(300)
+    clf = Classifier(**FAST).fit(frame, y)
+    assert list(clf.feature_names_in_) == ["age", "city", "member"] and clf.n_features_in_ == 3
+    assert list(clf.classes_) == ["buy", "skip"] and clf.score(frame, y) > 0.95
+    assert len(clf.history_) == 15 and 1 <= clf.best_epoch_ <= 15
+    with pytest.raises(ValueError, match="feature names"):  # scikit-learn's own check of the columns
+        clf.predict(frame[["city", "age", "member"]])
+    clf.save(tmp_path / "shop.pth")
+    assert (tmp_path / "shop.pth.history.csv").read_text().count("\n") == 16  # a header and 15 epochs
+    assert '"n_epochs": 15' in (tmp_path / "shop.pth.config.json").read_text()
+    loaded = Classifier.load(tmp_path / "shop.pth")
+    np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
+    np.testing.assert_allclose(loaded.predict_proba(frame), clf.predict_proba(frame))
+    # The file is a normal model file: the Predictor and the estimator agree.
+    assert [p.label for p in Predictor(tmp_path / "shop.pth").predict(frame)] == list(clf.predict(frame))
+    with pytest.raises(ValueError, match="a classification model; load it with Classifier.load"):
+        Regressor.load(tmp_path / "shop.pth")
+
+
+def test_images_train_a_cnn():
+    digits = load_digits()
+    X = digits.images / 16.0  # (N, 8, 8) pixels in [0, 1]
+    clf = Classifier(model="cnn", n_epochs=10, batch_size=32, random_state=0).fit(X[:1200], digits.target[:1200])
+    assert clf.score(X[1200:], digits.target[1200:]) > 0.8
+    assert clf.predict_proba(X[:5]).shape == (5, 10) and clf.n_features_in_ == 8
+
+
+def test_fit_leaves_the_callers_random_state_alone_and_repeats_itself():
+    X, y = make_classification(n_samples=100, random_state=1)
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    first = Classifier(**FAST).fit(X, y).predict_proba(X)
+    assert torch.equal(torch.rand(3), before)
+    np.testing.assert_array_equal(Classifier(**FAST).fit(X, y).predict_proba(X), first)
+
+
+def test_mistakes_are_value_errors_with_the_reason():
+    X, y = make_classification(n_samples=50, random_state=0)
+    with pytest.raises(ValueError, match="--model nope|model must be one of"):
+        Classifier(model="nope").fit(X, y)
+    with pytest.raises(ValueError, match="--lr must be positive"):
+        Regressor(lr=-1.0).fit(X, y.astype(float))
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        Classifier().fit(X[:1], y[:1])
