@@ -11,6 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from mnist_classifier import Classifier, Predictor, Regressor
+from mnist_classifier.cli.evaluate import main as evaluate_main
 
 # As scikit-learn's own suite shortens its iterative models (max_iter) for its checks: few epochs.
 FAST = {"n_epochs": 15, "random_state": 0}
@@ -67,6 +68,8 @@ def test_a_dataframe_with_text_columns_trains_saves_and_loads(tmp_path):
     assert [p.label for p in Predictor(tmp_path / "shop.pth").predict(frame)] == list(clf.predict(frame))
     with pytest.raises(ValueError, match="a classification model; load it with Classifier.load"):
         Regressor.load(tmp_path / "shop.pth")
+    with pytest.raises(SystemExit):  # no dataset to reload: one line, not an unknown --dataset
+        evaluate_main(["--model_fn", str(tmp_path / "shop.pth"), "--out_dir", str(tmp_path / "report")])
 
 
 def test_images_train_a_cnn():

@@ -15,6 +15,9 @@ def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
     training used (the same standardisation statistics, the same image shape).
     """
     config = TrainConfig.from_dict(saved.get("config") or {})
+    if config.dataset == "estimator":
+        raise UserError("this model was trained from Python (Classifier or Regressor .fit): there is no dataset "
+                        "to reload; judge it with its .score() on your test rows")
     raw = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target, test_csv=config.test_csv,
                        drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
     dataset = raw.prepared(saved["preprocessing"])
