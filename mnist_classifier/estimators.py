@@ -16,7 +16,7 @@ Arrays must be numbers; only a DataFrame may hold text columns. Arrays of 3 or 4
 
 from __future__ import annotations
 
-import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,15 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
+from .cli.outputs import check_outputs
 from .data import preprocessing, tables
 from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
 from .inference.model_file import load_model, save_model_file
 from .training.build import build_trainer
-from .training.callbacks import EpochPrinter
+from .training.callbacks import EarlyStopping, EpochPrinter
 from .training.config import MODEL_DEFAULTS, TABLE_DEFAULTS, TrainConfig, table_schedule
 from .training.run_log import TensorBoardLog, companion_paths, write_config, write_history
 
@@ -72,32 +73,43 @@ class _Estimator(BaseEstimator):
         """Train on ``X`` and ``y``; the best epoch's weights by validation loss are kept."""
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+        ratio = _plain(self.train_ratio)
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+            raise ValueError(f"train_ratio must be a number between 0 and 1 (exclusive), got {self.train_ratio!r}")
         X, y = self._check_input(X, y, reset=True)
-        if len(y) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 samples to hold one back for validation; "
-                             f"got {len(y)} sample")
+        if isinstance(X, torch.Tensor) and self._task == REGRESSION:
+            raise ValueError("Regressor takes table rows (2-D X); images are for Classifier")
+        if len(y) < 3:
+            raise ValueError(f"{type(self).__name__} needs at least 3 samples (2 to train on, 1 to validate); "
+                             f"got {len(y)} sample{'s' if len(y) != 1 else ''}")
         targets = self._encode_targets(y)
         seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(seed)
             try:
-                self._train(X, targets, seed)
+                self._train(X, targets, seed, ratio)
             except UserError as e:
                 raise ValueError(str(e)) from e
+            except TypeError as e:  # a parameter of the wrong type (hidden_sizes=16, lr="0.1")
+                raise ValueError(f"a parameter of the wrong type: {e}") from e
         return self
 
-    def _train(self, X, targets: torch.Tensor, seed: int) -> None:
+    def _train(self, X, targets: torch.Tensor, seed: int, ratio: float) -> None:
         order = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))
-        n_train = min(max(int(len(targets) * self.train_ratio), 1), len(targets) - 1)  # both parts non-empty
-        train_rows, valid_rows = order[:n_train], order[n_train:]
+        n_train = min(max(int(len(targets) * ratio), 2), len(targets) - 1)  # a batch of 2 at least; 1 validates
+        # Sorted: the rows keep the caller's order, so an error names the caller's row.
+        train_rows, valid_rows = order[:n_train].sort().values, order[n_train:].sort().values
         record = self._fit_record(X, targets, train_rows)
         x = preprocessing.to_model_input(record, X, "X")
         y = preprocessing.to_model_target(record, targets)
         config = self._config(record, len(train_rows), seed)
         input_shape = preprocessing.input_shape(record)
-        callbacks = [EpochPrinter()] if self.verbose else []
-        if self.tensorboard:
-            callbacks.append(TensorBoardLog(self.tensorboard, config))
+        callbacks = [EpochPrinter()] if config.verbose else []
+        if config.patience:
+            callbacks.append(EarlyStopping(config.patience, verbose=bool(config.verbose)))
+        if config.tensorboard:  # a folder per fit: a grid search's fits must not merge into one run
+            run = Path(config.tensorboard) / time.strftime(f"fit-%Y%m%d-%H%M%S-{time.time_ns() % 10**6:06d}")
+            callbacks.append(TensorBoardLog(run, config))
         trainer = build_trainer(config, input_shape, self._output_size(), len(train_rows), torch.device("cpu"),
                                 self._task, callbacks=callbacks)
         trainer.train((x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows]), config.n_epochs,
@@ -117,60 +129,82 @@ class _Estimator(BaseEstimator):
         return preprocessing.fit_table(X.iloc[train_rows.numpy()], y)
 
     def _config(self, record: dict, n_train: int, seed: int) -> TrainConfig:
-        """This estimator's parameters as the command line's configuration, defaults filled in alike."""
+        """This estimator's parameters as the command line's configuration, defaults filled in alike
+        (numpy numbers and paths as plain values: the model file and JSON hold nothing else)."""
         is_table = record["kind"] == preprocessing.TABLE
         defaults = dict(MODEL_DEFAULTS.get(self.model, {}))
         if is_table and self.model == "mlp":
             defaults.update(TABLE_DEFAULTS)
         # None: the command line's default for this model family and data, as mnist-train would use.
         plain = {"n_epochs": None, "batch_size": None, "weight_decay": 0.0, "lr": 1e-3, "lr_schedule": "cosine",
-                 "label_smoothing": 0.0}
-        values = {name: getattr(self, name) if getattr(self, name) is not None else defaults.get(name, default)
-                  for name, default in plain.items()}
-        batch = values["batch_size"] or (None if is_table else min(256, n_train))
+                 "label_smoothing": 0.0, "shift_px": 0.0}
+        values = {name: _plain(getattr(self, name, None)) for name in plain}
+        values = {name: value if value is not None else defaults.get(name, plain[name])
+                  for name, value in values.items()}
+        if values["batch_size"] is None and not is_table:
+            values["batch_size"] = min(256, n_train)
         if is_table:
-            batch, epochs = table_schedule(n_train, batch)
-        else:
-            epochs = values["n_epochs"] or 20
-        options = dict(self.model_options or {})
+            values["batch_size"], epochs = table_schedule(n_train, values["batch_size"])
+        values["n_epochs"] = values["n_epochs"] if values["n_epochs"] is not None else epochs if is_table else 20
+        options = dict(_plain(self.model_options) or {})
         for name in ("hidden_sizes", "n_layers", "use_dropout", "dropout_p"):
-            value = getattr(self, name)
+            value = _plain(getattr(self, name))
             if value is None and self.model == "mlp" and is_table:
                 value = TABLE_DEFAULTS.get(name)
             if value is not None:
-                options[name] = list(value) if name == "hidden_sizes" else value
-        config = TrainConfig(model_fn="(in memory)", model=self.model, model_options=options, seed=seed,
-                             n_epochs=values["n_epochs"] or epochs, batch_size=min(batch, n_train), lr=values["lr"],
-                             lr_schedule=values["lr_schedule"], weight_decay=values["weight_decay"],
-                             label_smoothing=values["label_smoothing"], train_ratio=self.train_ratio,
-                             patience=self.patience, amp=self.amp, verbose=self.verbose, gpu_id=-1,
-                             task=self._task, dataset="estimator", tensorboard=self.tensorboard)
+                options[name] = value
+        tensorboard = _plain(self.tensorboard)
+        config = TrainConfig(model_fn="(in memory)", model=_plain(self.model), model_options=options, seed=seed,
+                             n_epochs=values["n_epochs"], batch_size=min(values["batch_size"], n_train),
+                             lr=values["lr"], lr_schedule=values["lr_schedule"], weight_decay=values["weight_decay"],
+                             label_smoothing=values["label_smoothing"], shift_px=values["shift_px"],
+                             train_ratio=_plain(self.train_ratio), patience=_plain(self.patience),
+                             amp=_plain(self.amp), verbose=_plain(self.verbose), gpu_id=-1, task=self._task,
+                             dataset="estimator", tensorboard=None if tensorboard is None else str(tensorboard))
         config.validate()
         return config
 
     # --- input -------------------------------------------------------------------------------------
 
     def _check_input(self, X, y=None, reset: bool = False):
-        """X as a DataFrame of raw columns (tables) or a float tensor (images), checked as scikit-learn
-        checks input; y as a 1-D array."""
+        """X as a DataFrame of raw columns (tables) or a tensor (images), checked as scikit-learn checks
+        input; y as a 1-D array."""
         if isinstance(X, pd.DataFrame) and any(tables.is_text(X[name]) for name in X.columns):
-            # Text columns: scikit-learn's numeric checks would refuse them; the table record reads them.
-            X = validate_data(self, X, reset=reset, skip_check_array=True)
-            if y is not None:
-                y = column_or_1d(np.asarray(y), warn=True)
-                if len(y) != len(X):
-                    raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-            return X, y
-        kwargs = {"dtype": "numeric", "allow_nd": True, "ensure_min_features": 1}
-        if y is None:
-            X = validate_data(self, X, reset=reset, **kwargs)
-        else:
-            X, y = validate_data(self, X, y, reset=reset, y_numeric=self._task == REGRESSION, **kwargs)
+            return self._check_text_table(X, y, reset)
+        if reset or not isinstance(getattr(self, "record_", None), dict) or self.record_["kind"] != preprocessing.IMAGE:
+            kwargs = {"dtype": None if _is_uint8(X) else "numeric", "allow_nd": True, "ensure_min_features": 1}
+            if y is None:
+                X = validate_data(self, X, reset=reset, **kwargs)
+            else:
+                X, y = validate_data(self, X, y, reset=reset, y_numeric=self._task == REGRESSION, **kwargs)
+        else:  # a fitted image model: the record checks the shape, (N, H, W) and (N, C, H, W) alike
+            X = check_array(X, dtype=None if _is_uint8(X) else "numeric", allow_nd=True, ensure_2d=False)
         if X.ndim >= 3:
-            return torch.as_tensor(X, dtype=torch.float32).reshape(len(X), -1, *X.shape[-2:]), y
+            images = torch.as_tensor(np.array(X))  # a copy: X may be read-only
+            return (images.unsqueeze(1) if X.ndim == 3 else images), y
+        if isinstance(getattr(self, "record_", None), dict) and self.record_["kind"] == preprocessing.IMAGE:
+            return torch.as_tensor(np.array(X)), y  # flat pixels, one row an image
         names = getattr(self, "feature_names_in_", None)
         columns = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
         return pd.DataFrame(np.asarray(X, dtype=np.float64), columns=columns), y
+
+    def _check_text_table(self, X: pd.DataFrame, y, reset: bool):
+        """A DataFrame with text columns: scikit-learn's numeric checks would refuse it; the table
+        record reads it. Number columns are checked here, naming the caller's row."""
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        X = X.rename(columns=str)
+        for name in X.columns:
+            if not tables.is_text(X[name]):
+                numbers, bad, problem = tables.as_number_column(X[name].astype("float64"))
+                if bad is not None:
+                    raise ValueError(f"X, row {bad + 1}, column {name!r}: {problem}")
+                X[name] = numbers.to_numpy()
+        if y is not None:
+            y = column_or_1d(check_array(y, ensure_2d=False, dtype="numeric" if self._task == REGRESSION else None,
+                                         ensure_all_finite=self._task == REGRESSION), warn=True)
+            if len(y) != len(X):
+                raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        return X, y
 
     def _prepared(self, X) -> torch.Tensor:
         check_is_fitted(self, "model_")
@@ -196,16 +230,28 @@ class _Estimator(BaseEstimator):
         """A normal model file (``mnist-predict``, ``Predictor`` and ``mnist-export`` read it), with the
         history CSV and configuration JSON beside it as a training run leaves them."""
         check_is_fitted(self, "model_")
+        paths = companion_paths(path)
+        try:  # never over a file of the user's: the command line's rule for --model_fn and its companions
+            check_outputs({"--model_fn": path, "--model_fn's history": paths["history"],
+                           "--model_fn's configuration": paths["config"]}, {})
+        except UserError as e:
+            raise ValueError(str(e).replace("--model_fn's ", "").replace("--model_fn ", "")) from e
         classes = [str(c) for c in self.classes_] if self._task == CLASSIFICATION else None
         metadata = {"name": "estimator", "task": self._task, "input_shape": list(preprocessing.input_shape(
             self.record_)), "classes": classes, "feature_names": self.record_.get("feature_names")}
-        extra = {"estimator": {"classes": self.classes_.tolist()}} if self._task == CLASSIFICATION else {}
-        save_model_file(path, self.model_, self.optimizer_, self.config_, preprocessing=self.record_,
-                        dataset=metadata, classes=classes, history=self.history_, best_epoch=self.best_epoch_,
-                        **extra)
-        paths = companion_paths(path)
-        write_history(paths["history"], self.history_)
-        write_config(paths["config"], self.config_)
+        names = getattr(self, "feature_names_in_", None)
+        extra = {"estimator": {"feature_names_in": None if names is None else [str(n) for n in names]}}
+        if self._task == CLASSIFICATION:
+            extra["estimator"]["classes"] = self.classes_.tolist()
+        config = dict(self.config_, model_fn=str(Path(path).resolve()))
+        try:
+            save_model_file(path, self.model_, self.optimizer_, config, preprocessing=self.record_,
+                            dataset=metadata, classes=classes, history=self.history_, best_epoch=self.best_epoch_,
+                            **extra)
+            write_history(paths["history"], self.history_)
+            write_config(paths["config"], config)
+        except UserError as e:  # a missing folder, a full disk
+            raise ValueError(str(e)) from e
 
     @classmethod
     def load(cls, path: str | Path):
@@ -225,17 +271,44 @@ class _Estimator(BaseEstimator):
         estimator.model_, estimator.record_ = model.eval(), saved["preprocessing"]
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
-        record = estimator.record_
+        record, mine = estimator.record_, saved.get("estimator")
         if record["kind"] == preprocessing.TABLE:
             names = [spec["name"] for spec in preprocessing.table_columns(record)]
             estimator.n_features_in_ = len(names)
-            if record.get("feature_names") and "columns" in record:
-                estimator.feature_names_in_ = np.array(names, dtype=object)
+            # A file of ours says whether it was fitted with names; a training run's CSV columns are names.
+            named = mine.get("feature_names_in") if mine else (names if record.get("feature_names") else None)
+            if named is not None:
+                estimator.feature_names_in_ = np.array(named, dtype=object)
         else:
-            estimator.n_features_in_ = math.prod(record["shape"])
+            estimator.n_features_in_ = record["shape"][1]  # images (N, H, W): as fit() counts them
         if cls._task == CLASSIFICATION:
-            estimator.classes_ = np.array(saved.get("estimator", {}).get("classes") or saved["dataset"]["classes"])
+            estimator.classes_ = _classes(mine.get("classes") if mine else saved["dataset"]["classes"])
         return estimator
+
+
+def _plain(value):
+    """numpy numbers as Python numbers, paths as text, tuples as lists: what model files and JSON hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _is_uint8(X) -> bool:
+    return getattr(X, "dtype", None) == np.uint8
+
+
+def _classes(values: list) -> np.ndarray:
+    """Class names from a file: those the command line wrote as text ("0".."9") as the integers they
+    were, so that ``score`` compares them with integer labels."""
+    if all(isinstance(v, str) and v.lstrip("-").isdigit() and str(int(v)) == v for v in values):
+        return np.array([int(v) for v in values])
+    return np.array(values)
 
 
 class Classifier(ClassifierMixin, _Estimator):
@@ -248,7 +321,7 @@ class Classifier(ClassifierMixin, _Estimator):
         check_classification_targets(y)
         self.classes_, indices = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"Classifier needs samples of at least 2 classes; got 1 class ({self.classes_[0]!r})")
+            raise ValueError(f"Classifier needs samples of at least 2 classes; got 1 class ({self.classes_[0]})")
         return torch.as_tensor(indices.reshape(-1), dtype=torch.long)
 
     def _output_size(self) -> int:
@@ -272,8 +345,11 @@ class Regressor(RegressorMixin, _Estimator):
     _task = REGRESSION
 
     def _encode_targets(self, y) -> torch.Tensor:
+        y = np.asarray(y, dtype=np.float64)
+        if np.abs(y).max() > tables.FLOAT32_MAX:
+            raise ValueError("y holds values beyond what 32-bit floats hold (about 3.4e38); rescale it")
         # torch.tensor copies: y may be a read-only memory map.
-        return torch.tensor(np.asarray(y, dtype=np.float64), dtype=torch.float32).reshape(-1, 1)
+        return torch.tensor(y, dtype=torch.float32).reshape(-1, 1)
 
     def _output_size(self) -> int:
         return 1

@@ -113,8 +113,10 @@ def test_tensorboard_event_files_hold_every_epoch(tmp_path):
     assert '"seed": 0' in events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     # fit() writes them too.
     X, y = np.random.default_rng(0).normal(size=(60, 3)), np.arange(60.0)
-    Regressor(n_epochs=2, random_state=0, tensorboard=str(tmp_path / "fit")).fit(X, y)
-    assert len(EventAccumulator(str(tmp_path / "fit")).Reload().Scalars("train_loss")) == 2
+    for _ in range(2):  # a folder per fit: a grid search's fits stay apart
+        Regressor(n_epochs=2, random_state=0, tensorboard=str(tmp_path / "fit")).fit(X, y)
+    runs = sorted((tmp_path / "fit").iterdir())
+    assert len(runs) == 2 and len(EventAccumulator(str(runs[0])).Reload().Scalars("train_loss")) == 2
 
 
 def test_tensorboard_into_a_file_is_one_line(tmp_path):
