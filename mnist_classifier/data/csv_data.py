@@ -22,10 +22,8 @@ import torch
 
 from ..errors import UserError
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
-from .tables import as_number_column, is_text
+from .tables import MISSING, as_number_column, is_text
 
-# Cells that mean "no value", in any letter case.
-MISSING = ["", "nan", "na", "n/a", "null", "none"]
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, first_line
 from . import tables
 from .images import fill_frame, mnist_like
 
@@ -121,7 +121,8 @@ def table_frame(specs: list[dict], x, name: str = "input") -> pd.DataFrame:
     try:
         array = np.asarray(x)  # not made float: a category's level 3 must stay "3", not become "3.0"
     except (ValueError, TypeError) as e:  # ragged nested lists, or cells that are neither numbers nor text
-        raise UserError(f"{name}: not a table of values, one row or rows of {len(names)} ({first_words(e)})") from None
+        raise UserError(f"{name}: not a table of values, one row or rows of {len(names)} "
+                        f"({first_line(e)[:120]})") from None
     if array.ndim == 1 and array.shape == (len(names),):
         array = array[None]
     if array.ndim != 2 or array.shape[1] != len(names):
@@ -130,10 +131,6 @@ def table_frame(specs: list[dict], x, name: str = "input") -> pd.DataFrame:
     if array.dtype.kind not in "uifbOU":
         raise UserError(f"{name}: expected numbers or text, got an array of {array.dtype}")
     return pd.DataFrame({column: array[:, i] for i, column in enumerate(names)})
-
-
-def first_words(error: Exception) -> str:
-    return str(error).splitlines()[0][:120] if str(error) else type(error).__name__
 
 
 def _as_float_tensor(x, name: str) -> tuple[torch.Tensor, bool]:

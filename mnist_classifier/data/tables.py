@@ -27,6 +27,8 @@ FLOAT32_MAX = 3.4028234e38
 # Chosen on validation data by benchmarks/eval_tables.py (README, "Tables").
 MAX_LEVELS = 256
 MIN_LEVEL_COUNT = 2
+# Cells that mean "no value", in any letter case (compared lower-cased).
+MISSING = ["", "nan", "na", "n/a", "null", "none", "<na>"]
 BOOLEAN_WORDS = [("true", "false"), ("yes", "no"), ("t", "f"), ("y", "n")]
 
 
@@ -157,7 +159,7 @@ def _booleans(spec: dict, column: pd.Series, name: str) -> np.ndarray:
 
 def _refuse_missing(spec: dict, column: pd.Series, text: pd.Series, name: str) -> None:
     """Training refuses missing cells, so an answer for one would be a guess: refuse it here too."""
-    missing = (column.isna() | text.str.lower().isin(["", "nan", "na", "n/a", "null", "none", "<na>"])).to_numpy()
+    missing = (column.isna() | text.str.lower().isin(MISSING)).to_numpy()
     if missing.any():
         bad = int(np.argmax(missing))
         raise UserError(f"{name}, row {bad + 1}, column {spec['name']!r}: no value; the model needs one in every "
