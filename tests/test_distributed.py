@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,15 +155,24 @@ def test_two_ranks_score_as_one_process_with_the_same_global_batch(runs):
     folders, outputs = runs
     one, one_file = load_model(folders["one"] / "m.pth")
     two, two_file = load_model(folders["two"] / "m.pth")
-    accuracy = {name: float(outputs[name][0].split("Test accuracy: ")[1].split("%")[0]) for name in ("one", "two")}
-    assert abs(accuracy["one"] - accuracy["two"]) <= 0.5, accuracy
-    # Not just the score: the same batches, synchronised batch norm and averaged gradients make the
-    # same training, up to the order of float additions. Adam, which divides each gradient by its own
-    # size, amplifies those into visible differences after a few epochs; the first epoch agrees to
-    # 0.05% (each process normalising only its own 32 rows, it differed by 1%).
+    # The same batches, synchronised batch norm and averaged gradients make the same training, up
+    # to the order of float additions, which differs between one process and two and between
+    # CPUs (AVX2, AVX-512). Adam divides each gradient by its own size, so those rounding
+    # differences grow into visible ones within the first epoch.
+    # - The first epoch's losses. Measured (2-core AMD EPYC, AVX-512, 2026-12-01): one thread vs
+    #   two in one process moved them by up to 8e-4 (relative); one process vs two ranks by up to
+    #   2.1e-3; two ranks each normalising only its own 32 rows, by 1.1e-2 (train) and 5.4e-3
+    #   (validation). The bounds sit above the first two and below the third.
     first_one, first_two = one_file["history"][0], two_file["history"][0]
-    for name in ("train_loss", "valid_loss"):
-        assert first_one[name] == pytest.approx(first_two[name], rel=2e-3)
+    assert first_one["train_loss"] == pytest.approx(first_two["train_loss"], rel=5e-3)
+    assert first_one["valid_loss"] == pytest.approx(first_two["valid_loss"], rel=2.5e-3)
+    # - The final test accuracy. Reordering moved it by 1 to 3 of the 360 test rows on the CPUs
+    #   seen; 2% of the test rows (8 here) leaves room for others. The losses above are the sharper check.
+    result = re.compile(r"Test accuracy: ([\d.]+)% \((\d+) images\)")
+    printed = {name: result.search(outputs[name][0]) for name in ("one", "two")}
+    n_test = int(printed["one"].group(2))
+    rows_apart = abs(float(printed["one"].group(1)) - float(printed["two"].group(1))) / 100 * n_test
+    assert rows_apart <= math.ceil(0.02 * n_test) + 0.01, printed  # + 0.01: the printed figures are rounded
     assert two_file["config"]["world_size"] == 2 and one_file["config"]["world_size"] == 1
 
 
