@@ -27,7 +27,6 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
-from .cli.outputs import check_outputs
 from .data import preprocessing, tables
 from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
@@ -35,6 +34,7 @@ from .inference.model_file import load_model, save_model_file
 from .training.build import build_trainer
 from .training.callbacks import EarlyStopping, EpochPrinter
 from .training.config import MODEL_DEFAULTS, TABLE_DEFAULTS, TrainConfig, table_schedule
+from .training.outputs import check_outputs
 from .training.run_log import TensorBoardLog, companion_paths, write_config, write_history
 
 

@@ -3,10 +3,13 @@
 - inference (model files, ``Predictor``) imports neither training, data download, evaluation nor
   the commands, nor torchvision or matplotlib, directly or through another module;
 - a model imports nothing of the project but the ``models`` package's own building blocks;
+- nothing outside the commands (``cli/``) imports them, and only the commands speak as a command
+  (``mnist-train: ...``): the library is usable without them;
 - no module imports itself back through a chain of imports (no cycles).
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +86,18 @@ def test_inference_reaches_no_training_download_or_plotting_code(module):
 def test_models_import_only_their_own_building_blocks(module):
     outside = {m for m in project_imports(module) if not m.startswith("mnist_classifier.models")}
     assert not outside, f"{module} imports {sorted(outside)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in GRAPH if not m.startswith("mnist_classifier.cli")))
+def test_only_the_commands_import_the_commands(module):
+    commands = {m for m in project_imports(module) if m.startswith("mnist_classifier.cli")}
+    assert not commands, f"{module} imports {sorted(commands)}"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in PACKAGE.rglob("*.py") if "cli" not in p.parts),
+                         ids=lambda p: module_name(p))
+def test_only_the_commands_print_under_a_commands_name(path):
+    assert not re.search(r"[\"']mnist-(train|evaluate|predict|export|serve): ", path.read_text()), path
 
 
 def test_no_import_cycles():

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_classifier.cli.outputs import writing
 from mnist_classifier.cli.train import main
 from mnist_classifier.errors import UserError
+from mnist_classifier.training.outputs import writing
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--n_epochs", "1", "--batch_size", "8", "--verbose", "0", "--seed", "0"]

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from ..inference.export import EXPORT_FORMAT, FORMATS, SUFFIXES, export_model, read_metadata
+from ..training.outputs import check_output
 from . import OneLineParser, run_cli
-from .outputs import check_output
 
 
 def build_parser() -> OneLineParser:

@@ -21,8 +21,8 @@ from ..data.preprocessing import table_columns
 from ..errors import UserError
 from ..files import atomic_write
 from ..inference.predictor import Prediction, Predictor, source_name
+from ..training.outputs import check_output, is_our_predictions
 from . import OneLineParser, delimiter_word, run_cli
-from .outputs import check_output, is_our_predictions
 
 
 def build_parser() -> OneLineParser:

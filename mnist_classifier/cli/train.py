@@ -33,12 +33,12 @@ from ..training.config import (
     table_schedule,
 )
 from ..training.distributed import DEFAULT_TIMEOUT_S, DataParallel, data_parallel
+from ..training.outputs import check_outputs, writing
 from ..training.precision import AMP_CHOICES, BFLOAT16
 from ..training.run_log import RunLog, TensorBoardLog, companion_paths
 from ..training.trainer import PeerLost, Trainer, TrainingDiverged, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import default_gpu_id, get_device, split_indices
 from . import OneLineParser, delimiter_word, run_cli
-from .outputs import check_outputs, writing
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,7 +79,7 @@ class RunLog(Callback):
             write_history(self.paths["history"], trainer.history)
         except SaveFailed as e:  # a full disk: the model file still gets the history; say it once
             self.failed = True
-            print(f"mnist-train: warning: {e}; training goes on (the model file keeps the history)",
+            print(f"warning: {e}; training goes on (the model file keeps the history)",
                   file=sys.stderr, flush=True)
 
 

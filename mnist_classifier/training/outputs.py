@@ -20,8 +20,8 @@ import torch
 
 from ..errors import UserError
 from ..inference.model_file import FORMAT, OLD_FORMATS
-from ..training.checkpoint import FORMAT as CHECKPOINT_FORMAT
-from ..training.run_log import is_our_config, is_our_history
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .run_log import is_our_config, is_our_history
 
 # What each output may replace: a model file only a model file, a checkpoint only a checkpoint, a
 # run's history or configuration beside the model file only an earlier one of ours.
