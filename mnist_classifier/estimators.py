@@ -16,6 +16,7 @@ Arrays must be numbers; only a DataFrame may hold text columns. Arrays of 3 or 4
 
 from __future__ import annotations
 
+import inspect
 import time
 from pathlib import Path
 
@@ -31,41 +32,41 @@ from .data import preprocessing, tables
 from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
 from .inference.model_file import load_model, save_model_file
+from .models import MODELS
 from .training.build import build_trainer
-from .training.callbacks import EarlyStopping, EpochPrinter
-from .training.config import MODEL_DEFAULTS, TABLE_DEFAULTS, TrainConfig, table_schedule
+from .training.callbacks import EpochPrinter
+from .training.config import CHOSEN_PER_MODEL, TRAIN_OPTIONS, TrainConfig, defaults_for, table_schedule
 from .training.outputs import check_outputs
 from .training.run_log import TensorBoardLog, companion_paths, write_config, write_history
 
+# The estimators' parameters: the model's, then every training option marked ``estimator`` in
+# ``TrainConfig`` (so a new one is a parameter here too). None means what ``mnist-train`` would
+# choose for this model family and data; the others default as the command line does, but quietly.
+MODEL_PARAMETERS = {"model": "mlp", "hidden_sizes": None, "n_layers": None, "use_dropout": None, "dropout_p": None,
+                    "model_options": None}
+TRAINING_PARAMETERS = {name: None if name in CHOSEN_PER_MODEL else opt.default
+                       for name, opt in TRAIN_OPTIONS.items() if opt.spec.estimator} | {"verbose": 0}
+PARAMETERS = {**MODEL_PARAMETERS, **TRAINING_PARAMETERS, "random_state": None}
+
 
 class _Estimator(BaseEstimator):
-    """What both estimators share; ``_task`` says which they are."""
+    """What both estimators share; ``_task`` says which they are. Their parameters are ``PARAMETERS``."""
 
     _task = CLASSIFICATION
 
-    def __init__(self, model="mlp", hidden_sizes=None, n_layers=None, use_dropout=None, dropout_p=None,
-                 model_options=None, n_epochs=None, batch_size=None, lr=None, lr_schedule=None,
-                 weight_decay=None, label_smoothing=None, train_ratio=0.8, patience=0, amp="auto",
-                 random_state=None, verbose=0, tensorboard=None):
+    def __init__(self, **params):
+        unknown = sorted(set(params) - set(PARAMETERS))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument {unknown[0]!r}")
         # scikit-learn's rule: store the arguments as given; fit() checks them.
-        self.model = model
-        self.hidden_sizes = hidden_sizes
-        self.n_layers = n_layers
-        self.use_dropout = use_dropout
-        self.dropout_p = dropout_p
-        self.model_options = model_options
-        self.n_epochs = n_epochs
-        self.batch_size = batch_size
-        self.lr = lr
-        self.lr_schedule = lr_schedule
-        self.weight_decay = weight_decay
-        self.label_smoothing = label_smoothing
-        self.train_ratio = train_ratio
-        self.patience = patience
-        self.amp = amp
-        self.random_state = random_state
-        self.verbose = verbose
-        self.tensorboard = tensorboard
+        for name, default in PARAMETERS.items():
+            setattr(self, name, params.get(name, default))
+
+    # scikit-learn reads the parameters' names and defaults from the signature.
+    __init__.__signature__ = inspect.Signature(
+        [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+           for name, default in PARAMETERS.items()])
 
     # --- fitting ---------------------------------------------------------------------------------
 
@@ -104,9 +105,7 @@ class _Estimator(BaseEstimator):
         y = preprocessing.to_model_target(record, targets)
         config = self._config(record, len(train_rows), seed)
         input_shape = preprocessing.input_shape(record)
-        callbacks = [EpochPrinter()] if config.verbose else []
-        if config.patience:
-            callbacks.append(EarlyStopping(config.patience, verbose=bool(config.verbose)))
+        callbacks = [EpochPrinter()] if config.verbose else []  # no progress bar: notebooks and logs
         if config.tensorboard:  # a folder per fit: a grid search's fits must not merge into one run
             run = Path(config.tensorboard) / time.strftime(f"fit-%Y%m%d-%H%M%S-{time.time_ns() % 10**6:06d}")
             callbacks.append(TensorBoardLog(run, config))
@@ -132,35 +131,25 @@ class _Estimator(BaseEstimator):
         """This estimator's parameters as the command line's configuration, defaults filled in alike
         (numpy numbers and paths as plain values: the model file and JSON hold nothing else)."""
         is_table = record["kind"] == preprocessing.TABLE
-        defaults = dict(MODEL_DEFAULTS.get(self.model, {}))
-        if is_table and self.model == "mlp":
-            defaults.update(TABLE_DEFAULTS)
-        # None: the command line's default for this model family and data, as mnist-train would use.
-        plain = {"n_epochs": None, "batch_size": None, "weight_decay": 0.0, "lr": 1e-3, "lr_schedule": "cosine",
-                 "label_smoothing": 0.0, "shift_px": 0.0}
-        values = {name: _plain(getattr(self, name, None)) for name in plain}
-        values = {name: value if value is not None else defaults.get(name, plain[name])
-                  for name, value in values.items()}
-        if values["batch_size"] is None and not is_table:
-            values["batch_size"] = min(256, n_train)
+        model = _plain(self.model)
+        defaults = defaults_for(model, is_table) if model in MODELS else {}
+        given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
+        values = {name: value for name, value in defaults.items() if name in TRAIN_OPTIONS}
+        values |= {name: value for name, value in given.items() if value is not None}
+        values.setdefault("n_epochs", TRAIN_OPTIONS["n_epochs"].default)
+        values.setdefault("batch_size", TRAIN_OPTIONS["batch_size"].default)
         if is_table:
             values["batch_size"], epochs = table_schedule(n_train, values["batch_size"])
-        values["n_epochs"] = values["n_epochs"] if values["n_epochs"] is not None else epochs if is_table else 20
-        options = dict(_plain(self.model_options) or {})
-        for name in ("hidden_sizes", "n_layers", "use_dropout", "dropout_p"):
-            value = _plain(getattr(self, name))
-            if value is None and self.model == "mlp" and is_table:
-                value = TABLE_DEFAULTS.get(name)
-            if value is not None:
-                options[name] = value
-        tensorboard = _plain(self.tensorboard)
-        config = TrainConfig(model_fn="(in memory)", model=_plain(self.model), model_options=options, seed=seed,
-                             n_epochs=values["n_epochs"], batch_size=min(values["batch_size"], n_train),
-                             lr=values["lr"], lr_schedule=values["lr_schedule"], weight_decay=values["weight_decay"],
-                             label_smoothing=values["label_smoothing"], shift_px=values["shift_px"],
-                             train_ratio=_plain(self.train_ratio), patience=_plain(self.patience),
-                             amp=_plain(self.amp), verbose=_plain(self.verbose), gpu_id=-1, task=self._task,
-                             dataset="estimator", tensorboard=None if tensorboard is None else str(tensorboard))
+            values["n_epochs"] = values["n_epochs"] if values["n_epochs"] is not None else epochs
+        values["batch_size"] = min(values["batch_size"], n_train)
+        options = {name: value for name, value in defaults.items() if name not in TRAIN_OPTIONS}
+        options |= dict(_plain(self.model_options) or {})
+        options |= {name: value for name in MODEL_PARAMETERS if name not in ("model", "model_options")
+                    and (value := _plain(getattr(self, name))) is not None}
+        config = TrainConfig(model_fn="(in memory)", model=model, model_options=options, seed=seed, gpu_id=-1,
+                             task=self._task, dataset="estimator", **values)
+        if config.tensorboard is not None:
+            config.tensorboard = str(config.tensorboard)
         config.validate()
         return config
 

@@ -123,7 +123,7 @@ def signal_after_epoch(monkeypatch, epoch: int, signum) -> None:
     """Make ``mnist-train`` receive a real ``signum`` at the end of ``epoch`` (until the test ends)."""
     import signal
 
-    from mnist_classifier.cli import train as train_cli
+    from mnist_classifier.cli import train_run as train_cli
     from mnist_classifier.training.callbacks import Callback
 
     make_callbacks = train_cli.make_callbacks

@@ -147,7 +147,7 @@ def test_sigterm_saves_model_and_checkpoint_then_resume_finishes(tmp_path, fake_
 # mnist-train whose disk stalls in the middle of every write, and which says when an epoch ended.
 STALLING_DISK = """
 import sys, time, torch
-from mnist_classifier.cli import train
+from mnist_classifier.cli import train, train_run
 from mnist_classifier.training.callbacks import Callback
 
 class SayEpoch(Callback):
@@ -159,8 +159,8 @@ def stalled_save(obj, f):
     print("saving", file=sys.stderr, flush=True)
     time.sleep(60)
 
-make_callbacks = train.make_callbacks
-train.make_callbacks = lambda *args: [SayEpoch(), *make_callbacks(*args)]
+make_callbacks = train_run.make_callbacks
+train_run.make_callbacks = lambda *args: [SayEpoch(), *make_callbacks(*args)]
 torch.save = stalled_save
 train.main(sys.argv[1:])
 """

@@ -1,13 +1,18 @@
 """The model registry and its CNN and RNN families: every model builds from plain values, reads
 (N, C, H, W) images, returns log-probabilities, and rebuilds from what a model file stores."""
 
+import inspect
+from dataclasses import dataclass
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
 
-from mnist_classifier.models import MODELS, name_of, rebuild
+from mnist_classifier.models import MODELS, model_options, name_of, rebuild
 from mnist_classifier.models.cnn import ConvBlock, ConvClassifier
 from mnist_classifier.models.rnn import SequenceClassifier
+from mnist_classifier.options import option, options_of
 
 IMAGES = (1, 28, 28)
 
@@ -35,8 +40,26 @@ def test_every_model_can_regress_one_value(name):
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_option_default_is_acceptable_and_declared_with_help(name):
-    for option_name, option in MODELS[name].OPTIONS.items():
-        assert option.help and option.problem(option_name, option.default) is None
+    declared = options_of(MODELS[name].Options)
+    assert declared and all(opt.help and opt.problem(opt.default) is None for opt in declared.values())
+    # The Options dataclass is the family's build(): the same names, the same defaults.
+    parameters = inspect.signature(MODELS[name].build).parameters
+    assert list(declared) == list(parameters)[3:]
+    assert all(opt.default == parameters[n].default or list(parameters[n].default) == opt.default
+               for n, opt in declared.items())
+
+
+def test_an_option_two_families_share_must_mean_one_kind_of_value(monkeypatch):
+    assert model_options()["n_layers"][1] == ["mlp", "rnn"]  # one flag, each family's own default
+
+    @dataclass
+    class Clashing:
+        n_layers: str = option("five", "a word this time")
+
+    clash = SimpleNamespace(Options=Clashing)
+    monkeypatch.setitem(MODELS, "clash", clash)
+    with pytest.raises(TypeError, match="--n_layers is int for mlp but str for clash"):
+        model_options()
 
 
 def test_cnn_stacks_conv_blocks_and_halves_the_image_each_stage():

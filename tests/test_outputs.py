@@ -90,7 +90,7 @@ def test_a_lock_path_that_is_not_a_plain_file_is_refused_untouched(tmp_path, cap
     (["--model_fn", "newdir/"], "--model_fn newdir/ names a folder; give a file path"),
     (["--model_fn", "x" * 250 + ".pth"], "File name too long"),
     (["--model_fn", "m.pth", "--dataset", "csv:t.csv", "--test_csv", "t.csv"], "is the training file itself"),
-    (["--model_fn", "m.pth", "--seed", str(10**20)], "--seed must be between 0 and 2**63 - 1"),
+    (["--model_fn", "m.pth", "--seed", str(10**20)], "--seed must lie in [0, 9223372036854775807]"),
 ])
 def test_odd_paths_and_values_are_refused_before_training(tmp_path, monkeypatch, capsys, flags, message):
     monkeypatch.chdir(tmp_path)

@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -51,7 +52,7 @@ def test_defaults_are_the_seeds():
         (["--hidden_sizes", "512,x"], "comma-separated integers"),
         (["--hidden_sizes", "512,0"], "--hidden_sizes must lie in"),
         (["--preset", "fastest"], "--preset fastest: there is none for --model mlp"),
-        (["--label_smoothing", "1"], "--label_smoothing must be in"),
+        (["--label_smoothing", "1"], "--label_smoothing must lie in [0, 1)"),
     ],
 )
 def test_impossible_flags_are_one_line_and_exit_2(tmp_path, capsys, flags, message):
@@ -281,3 +282,58 @@ def test_ctrl_c_outside_training_is_one_line_and_exit_130(capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("mnist-evaluate", interrupted)
     assert exit_info.value.code == 130 and capsys.readouterr().err == "\nmnist-evaluate: interrupted\n"
+
+
+def test_grad_clip_is_one_setting_for_the_flags_the_trainer_and_the_estimators(tmp_path, capsys):
+    from mnist_classifier import Classifier
+    from mnist_classifier.training.build import build_trainer
+    from mnist_classifier.training.callbacks import GradientClipping
+
+    config = parse_config(["--model_fn", "m.pth", "--grad_clip", "0.5"])
+    trainer = build_trainer(config, (1, 8, 8), 10, 100, torch.device("cpu"))
+    assert [c.max_norm for c in trainer.callbacks if isinstance(c, GradientClipping)] == [0.5]
+    assert not any(isinstance(c, GradientClipping) for c in build_trainer(
+        parse_config(["--model_fn", "m.pth"]), (1, 8, 8), 10, 100, torch.device("cpu")).callbacks)
+    assert Classifier(grad_clip=0.5).get_params()["grad_clip"] == 0.5
+    with pytest.raises(SystemExit):
+        main(["--model_fn", str(tmp_path / "m.pth"), "--grad_clip", "-1"])
+    assert "--grad_clip must not be negative, got -1.0" in capsys.readouterr().err
+    main(["--model_fn", str(tmp_path / "d.pth"), "--dataset", "digits", "--n_epochs", "2", "--seed", "0",
+          "--verbose", "0", "--grad_clip", "0.5"])
+    assert torch.load(tmp_path / "d.pth", weights_only=True)["config"]["grad_clip"] == 0.5
+
+
+def test_print_config_shows_the_settled_configuration_and_trains_nothing(tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "m.pth"), "--model", "cnn", "--n_epochs", "3", "--print_config"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["n_epochs"] == 3 and printed["lr"] == 3e-3  # given, and the CNN's own default
+    assert printed["model_options"]["channels"] == [16, 32, 64] and not (tmp_path / "m.pth").exists()
+
+
+def test_config_replays_a_runs_own_configuration_file_and_flags_still_win(tmp_path, capsys):
+    main(["--model_fn", str(tmp_path / "a.pth"), "--dataset", "digits", "--n_epochs", "2", "--seed", "3",
+          "--hidden_sizes", "32", "--lr", "0.002", "--verbose", "0"])
+    first = capsys.readouterr().out
+    main(["--config", str(tmp_path / "a.pth.config.json"), "--model_fn", str(tmp_path / "b.pth")])
+    assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]  # the same run, the same result
+    a, b = (torch.load(tmp_path / f"{n}.pth", weights_only=True) for n in "ab")
+    assert a["config"] | {"model_fn": None} == b["config"] | {"model_fn": None}
+    (tmp_path / "run.yaml").write_text("dataset: digits\nn_epochs: 1\nhidden_sizes: [16]\nlr: 0.01\n")
+    main(["--config", str(tmp_path / "run.yaml"), "--model_fn", str(tmp_path / "c.pth"), "--lr", "0.02",
+          "--print_config"])
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["lr"], printed["n_epochs"], printed["model_options"]["hidden_sizes"]) == (0.02, 1, [16])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr: [unclosed", "cannot be read"),
+    ("- a list\n", "expected names and values, got list"),
+    ("learning_rate: 0.1\n", "unknown setting 'learning_rate'"),
+    ("lr: fast\n", "--lr must be a number, got 'fast'"),
+])
+def test_a_bad_config_file_is_one_line(tmp_path, capsys, text, message):
+    (tmp_path / "run.yaml").write_text(text)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(tmp_path / "run.yaml"), "--model_fn", str(tmp_path / "m.pth")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mnist_classifier.training.callbacks import Callback, EarlyStopping
+from mnist_classifier.training.callbacks import Callback, EarlyStopping, GradientClipping
 from mnist_classifier.training.trainer import Trainer, evaluate
 
 
@@ -150,3 +150,74 @@ def test_the_model_file_says_which_epoch_its_optimizer_state_is_from(tmp_path):
     assert saved["opt_epoch"] == len(saved["history"]) == 12
     assert saved["best_epoch"] == min(saved["history"], key=lambda h: h["valid_loss"])["epoch"]
     assert saved["best_epoch"] < saved["opt_epoch"]  # (6 of 12 measured) so the two really differ here
+
+
+def test_callbacks_add_to_the_default_printers_unless_quiet(capsys):
+    class Quiet(Callback):
+        pass
+
+    model = nn.Linear(1, 1)
+    loud = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Quiet()])
+    quiet = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Quiet()],
+                    verbose=False)
+    assert [type(c).__name__ for c in loud.callbacks] == ["ProgressBar", "EpochPrinter", "Quiet"]
+    assert [type(c).__name__ for c in quiet.callbacks] == ["Quiet"]
+
+
+def test_gradient_clipping_sees_the_gradients_before_each_step_and_bounds_their_norm():
+    norms = []
+
+    class Measure(Callback):  # after the clipping callback: sees what the optimizer will use
+        def on_before_optimizer_step(self, trainer):
+            norms.append(torch.nn.utils.get_total_norm([p.grad for p in trainer.model.parameters()]).item())
+
+    _, clipped_history, _, _ = train_slope(n_epochs=3, callbacks=[GradientClipping(0.05), Measure()], verbose=False)
+    clipped = list(norms)
+    norms.clear()
+    _, free_history, _, _ = train_slope(n_epochs=3, callbacks=[Measure()], verbose=False)
+    assert len(clipped) == len(norms) == 12  # 4 batches a step, 3 epochs
+    assert max(clipped) <= 0.05 + 1e-6 < max(norms)  # the slope's first gradients are far larger
+    assert clipped_history[0]["train_loss"] > free_history[0]["train_loss"]  # smaller steps: slower at first
+
+
+def test_an_exception_in_training_reaches_on_exception_then_propagates():
+    seen = []
+
+    class Breaks(Callback):
+        def on_batch_end(self, trainer, step):
+            raise RuntimeError("disk on fire")
+
+    class Watch(Callback):
+        def on_exception(self, trainer, error):
+            seen.append(str(error))
+
+        def on_train_end(self, trainer):
+            seen.append("end")
+
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        train_slope(n_epochs=2, callbacks=[Breaks(), Watch()], verbose=False)
+    assert seen == ["disk on fire", "end"]
+
+
+def test_a_callbacks_state_travels_with_the_trainers_state():
+    class Counter(Callback):
+        def __init__(self):
+            self.epochs = 0
+
+        def on_epoch_end(self, trainer, record):
+            self.epochs += 1
+
+        def state_dict(self):
+            return {"epochs": self.epochs}
+
+        def load_state_dict(self, state):
+            self.epochs = state["epochs"]
+
+    trainer, _, _, _ = train_slope(n_epochs=3, callbacks=[Counter()], verbose=False)
+    state = trainer.snapshot  # what a checkpoint holds: the last epoch, after its callbacks
+    assert state["callbacks"] == {"Counter": {"epochs": 3}}
+    model = nn.Linear(1, 1, bias=False)
+    resumed = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Counter()],
+                      verbose=False)
+    resumed.load_state_dict(state)
+    assert resumed.callbacks[0].epochs == 3

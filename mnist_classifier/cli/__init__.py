@@ -33,11 +33,3 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     except KeyboardInterrupt:  # Ctrl-C outside training: files are written atomically, so nothing is half-done
         print(f"\n{prog}: interrupted", file=sys.stderr)
         sys.exit(130)
-
-
-def delimiter_word(text: str) -> str:
-    """--delimiter's value: one character, or the words a shell makes easier to type."""
-    character = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}.get(text, text)
-    if len(character) != 1 or character in '"\r\n':
-        raise argparse.ArgumentTypeError(f"expected one character (not a quote or a line break) or tab, got {text!r}")
-    return character

@@ -18,11 +18,12 @@ import pandas as pd
 from ..data.csv_data import read_rows
 from ..data.images import image_files, save_preview
 from ..data.preprocessing import table_columns
+from ..data.tables import delimiter_word
 from ..errors import UserError
 from ..files import atomic_write
 from ..inference.predictor import Prediction, Predictor, source_name
 from ..training.outputs import check_output, is_our_predictions
-from . import OneLineParser, delimiter_word, run_cli
+from . import OneLineParser, run_cli
 
 
 def build_parser() -> OneLineParser:

@@ -17,6 +17,8 @@ never prepare a row in two ways.
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pandas as pd
 
@@ -175,3 +177,11 @@ def check_specs(specs, names) -> bool:
     words = [spec.get(key) for spec in specs if spec["type"] == BOOLEAN for key in ("true", "false")]
     levels = [spec.get("levels") for spec in specs if spec["type"] == CATEGORY]
     return all(isinstance(v, list) and all(isinstance(s, str) for s in v) for v in [*words, *levels])
+
+
+def delimiter_word(text: str) -> str:
+    """--delimiter's value: one character, or the words a shell makes easier to type."""
+    character = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "space": " ", "pipe": "|"}.get(text, text)
+    if len(character) != 1 or character in '"\r\n':
+        raise argparse.ArgumentTypeError(f"expected one character (not a quote or a line break) or tab, got {text!r}")
+    return character

@@ -1,8 +1,9 @@
 """The model registry: ``--model NAME`` picks a module here, and a model file names it again.
 
-Each model module declares ``OPTIONS`` (its command-line options, plain values), ``accepts(shape)``
-(None, or why it cannot read such input), ``build(input_shape, output_size, classify, **options)``
-and ``MODEL_CLASS``, whose ``architecture()`` gives the constructor's values back; optionally
+Each model module declares ``Options`` (a dataclass of its options, each field made with
+``options.option``: the flags, their checks and help follow from it), ``accepts(shape)`` (None, or
+why it cannot read such input), ``build(input_shape, output_size, classify, **options)`` and
+``MODEL_CLASS``, whose ``architecture()`` gives the constructor's values back; optionally
 ``CHANNELS_LAST = True`` for convolutional models. A new model is one new file and one line below.
 """
 
@@ -12,6 +13,7 @@ from types import ModuleType
 
 from torch import nn
 
+from ..options import Option, options_of
 from . import cnn, mlp, rnn
 
 MODELS: dict[str, ModuleType] = {
@@ -19,6 +21,20 @@ MODELS: dict[str, ModuleType] = {
     "cnn": cnn,
     "rnn": rnn,
 }
+
+
+def model_options() -> dict[str, tuple[Option, list[str]]]:
+    """Each option name of the registered families, with the families that take it. A name two
+    families share is one flag, so it must mean the same kind of value in both (each keeps its default)."""
+    found: dict[str, tuple[Option, list[str]]] = {}
+    for family, module in MODELS.items():
+        for name, opt in options_of(module.Options).items():
+            first, families = found.setdefault(name, (opt, []))
+            if (first.kind, first.spec.choices) != (opt.kind, opt.spec.choices):
+                raise TypeError(f"--{name} is {first.kind.__name__} for {families[0]} but {opt.kind.__name__} "
+                                f"for {family}: a shared option name must mean one kind of value")
+            families.append(family)
+    return found
 
 
 def rebuild(name: str, architecture: dict) -> nn.Module:

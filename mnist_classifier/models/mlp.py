@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 
 import torch
 from torch import nn
 
-from .base import Option
+from ..options import option
 
-OPTIONS = {
-    "n_layers": Option(int, 5, "linear layers; hidden sizes step evenly down from the input size", 1, 64),
-    "hidden_sizes": Option(list, None, "comma-separated hidden sizes, e.g. 1024,512; overrides --n_layers",
-                           1, 65536),
-    "use_dropout": Option(bool, False, "Dropout instead of batch norm in each block"),
-    "dropout_p": Option(float, 0.3, "dropout probability", 0.0, 0.99),
-}
+
+@dataclass
+class Options:
+    """The MLP's options (``--NAME`` on the command line)."""
+
+    n_layers: int = option(5, "linear layers; hidden sizes step evenly down from the input size", low=1, high=64)
+    hidden_sizes: list[int] | None = option(None, "comma-separated hidden sizes, e.g. 1024,512; overrides --n_layers",
+                                            low=1, high=65536)
+    use_dropout: bool = option(False, "Dropout instead of batch norm in each block")
+    dropout_p: float = option(0.3, "dropout probability", low=0.0, high=0.99)
 
 
 def get_hidden_sizes(input_size: int, output_size: int, n_layers: int) -> list[int]:

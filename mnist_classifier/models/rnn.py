@@ -6,24 +6,28 @@ LeakyReLU -> BatchNorm1d (Dropout on request) -> Linear -> LogSoftmax.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .base import Option, image_shape
+from ..options import option
+from .base import image_shape
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
-OPTIONS = {
-    # One bidirectional GRU layer: 99.0% on MNIST in 12 epochs (4.5 minutes on 2 CPU cores); two LSTM
-    # layers, as the book stacks them, take 4 times as long an epoch for no better result there.
-    "cell": Option(str, "gru", "the recurrent layer", choices=tuple(CELLS)),
-    "hidden_size": Option(int, 128, "features of the recurrent state (per direction)", 1, 16384),
-    "n_layers": Option(int, 1, "stacked recurrent layers", 1, 16),
-    "bidirectional": Option(bool, True, "read the rows top-down and bottom-up"),
-    "use_dropout": Option(bool, False, "Dropout instead of batch norm in the head"),
-    "dropout_p": Option(float, 0.2, "dropout probability, also between recurrent layers", 0.0, 0.99),
-}
+@dataclass
+class Options:
+    """The RNN's options (``--NAME`` on the command line)."""
+
+    # One bidirectional GRU layer: 99.0% on MNIST in 12 epochs; two LSTM layers, as the book stacks
+    # them, take 4 times as long an epoch for no better result there.
+    cell: str = option("gru", "the recurrent layer", choices=tuple(CELLS))
+    hidden_size: int = option(128, "features of the recurrent state (per direction)", low=1, high=16384)
+    n_layers: int = option(1, "stacked recurrent layers", low=1, high=16)
+    bidirectional: bool = option(True, "read the rows top-down and bottom-up")
+    use_dropout: bool = option(False, "Dropout instead of batch norm in the head")
+    dropout_p: float = option(0.2, "dropout probability, also between recurrent layers", low=0.0, high=0.99)
 
 
 class SequenceClassifier(nn.Module):

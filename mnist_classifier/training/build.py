@@ -10,13 +10,12 @@ from ..data.dataset import CLASSIFICATION, REGRESSION
 from ..errors import UserError
 from ..models import MODELS
 from .augment import RandomDistortion
-from .callbacks import Callback
-from .config import TrainConfig
+from .callbacks import Callback, from_config
+from .config import REGRESSION_LOSSES, TrainConfig
 from .distributed import DataParallel, convert_sync_batchnorm
 from .precision import BFLOAT16, bf16_ruled_out, choose_precision
 from .trainer import Trainer, device_of, steps_per_epoch
 
-REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 # Weights, their gradients and AdamW's two moments: four float32 copies of every parameter.
 BYTES_PER_PARAMETER = 16
 
@@ -116,9 +115,10 @@ def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
-                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
-                  parallel: DataParallel | None = None) -> Trainer:
-    """The model, optimizer, loss and schedule that ``config`` asks for, wired into a ``Trainer``.
+                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] = (),
+                  parallel: DataParallel | None = None, verbose: bool = False) -> Trainer:
+    """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
+    ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
 
     ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
     """
@@ -140,6 +140,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         compile=config.compile,
         amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
-        callbacks=callbacks,
+        callbacks=[*from_config(config, verbose), *callbacks],
         parallel=parallel,
+        verbose=verbose,
     )

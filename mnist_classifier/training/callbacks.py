@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable
 
+import torch
 from tqdm import tqdm
 
 # The bar's running loss needs a device sync; every 20 batches keeps that cost negligible.
@@ -21,11 +22,42 @@ BAR_REFRESH_STEPS = 20
 
 
 class Callback:
+    """The events of a run, in order; a callback overrides those it needs. ``state_dict`` is saved in
+    checkpoints (non-empty ones only) and handed back to ``load_state_dict`` on resume."""
+
     def on_train_start(self, trainer) -> None: ...
     def on_epoch_start(self, trainer, epoch: int, n_batches: int) -> None: ...
+    # After backward, before the update: the gradients are there (and, distributed, averaged).
+    def on_before_optimizer_step(self, trainer) -> None: ...
     def on_batch_end(self, trainer, step: int) -> None: ...
     def on_epoch_end(self, trainer, record: dict) -> None: ...
+    def on_exception(self, trainer, error: BaseException) -> None: ...  # then it is raised on
     def on_train_end(self, trainer) -> None: ...  # always called, also when training raised
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def from_config(config, verbose: bool = True) -> list[Callback]:
+    """The callbacks a training configuration asks for (``TrainConfig``, or anything with its
+    fields), whoever trains: ``mnist-train`` and the estimators alike."""
+    callbacks: list[Callback] = []
+    if config.grad_clip:
+        callbacks.append(GradientClipping(config.grad_clip))
+    if config.patience:
+        callbacks.append(EarlyStopping(config.patience, verbose=verbose))
+    return callbacks
+
+
+class GradientClipping(Callback):
+    """Scale the gradients down where their total norm exceeds ``max_norm`` (``--grad_clip``)."""
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def on_before_optimizer_step(self, trainer) -> None:
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), self.max_norm)
 
 
 class ProgressBar(Callback):

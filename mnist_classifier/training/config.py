@@ -6,12 +6,19 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from torch import nn
+
+from ..data.preprocessing import CLASSIFICATION, REGRESSION
+from ..data.tables import delimiter_word
 from ..errors import UserError
 from ..models import MODELS
+from ..options import check_options, option, options_of
+from ..utils import default_gpu_id
+from .distributed import DEFAULT_TIMEOUT_S
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
-CSV_ONLY = ("target", "test_csv", "drop_na", "delimiter")  # flags that mean something only for your own CSV
+REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 # Named sets of defaults for each model; flags given with a preset still win. Model options
 # (e.g. hidden_sizes) may appear beside the training flags.
@@ -59,11 +66,9 @@ PRESETS = {
             "train_ratio": 0.9,
         },
     },
-    "rnn": {},
 }
 # Training defaults that suit a model family better than the seed's (chosen on validation data).
 MODEL_DEFAULTS: dict[str, dict] = {
-    "mlp": {},
     # Tried on validation data (seed 1): 99.6% valid after 12 epochs, 2.5 minutes on 2 CPU cores;
     # without the shifts and label smoothing, 99.15% and overfitted (training loss 1e-3).
     "cnn": {"n_epochs": 12, "lr": 3e-3, "lr_schedule": "onecycle", "label_smoothing": 0.1, "shift_px": 2.0},
@@ -98,107 +103,120 @@ def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
     return batch, epochs
 
 
-def resolve_options(model: str, given: dict) -> dict:
-    """The model's options: what was given, the model's defaults for the rest."""
-    options = MODELS[model].OPTIONS
-    unknown = sorted(set(given) - set(options))
-    if unknown:
-        raise UserError(f"--{unknown[0]} does not apply to --model {model} (its options: "
-                        f"{', '.join('--' + name for name in options)})")
-    return {name: given.get(name, option.default) for name, option in options.items()}
-
-
 @dataclass
 class TrainConfig:
-    model_fn: str | None = None
-    gpu_id: int = -1
-    train_ratio: float = 0.8
-    batch_size: int | None = 256  # None (tables): chosen from the number of training rows
-    n_epochs: int | None = 20
-    verbose: int = 1
-    seed: int | None = None
-    lr: float = 1e-3
-    lr_schedule: str = "cosine"
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.0
-    augment: bool = False
-    hflip: bool = False
-    shift_px: float = 0.0
-    patience: int = 0
-    compile: bool = False
-    amp: str = "auto"  # AMP_CHOICES
+    """Every setting of a training run. Each field's ``option`` is the one place its default, help
+    text and bounds are written: ``mnist-train``'s flags, ``validate``, the resume rules, the
+    estimators' parameters and the flags page are made from them."""
+
+    model_fn: str | None = option(None, "where to save the trained model file (required, except with --resume)",
+                                  resumable=True)
+    gpu_id: int = option(-1, "CUDA device index, -1 for the CPU", low=-1, resumable=True,
+                         cli={"default": default_gpu_id})
+    train_ratio: float = option(0.8, "share of the training set used for training; the rest validates",
+                                low=0, high=1, low_open=True, high_open=True, estimator=True)
+    # None (tables): chosen from the number of training rows (table_schedule).
+    batch_size: int | None = option(256, "mini-batch size", low=1, estimator=True)
+    n_epochs: int | None = option(20, "number of epochs", low=1, resumable=True, estimator=True)
+    verbose: int = option(1, "0: only the result; 1: a line per epoch and, on a terminal, a progress bar", low=0,
+                          resumable=True, estimator=True)
+    seed: int | None = option(None, "random seed for a repeatable run (default: a random one, saved in the model "
+                              "file)", low=0, high=2**63 - 1)
+    lr: float = option(1e-3, "Adam's learning rate; the peak rate with onecycle", low=0, low_open=True,
+                       estimator=True)
+    lr_schedule: str = option("cosine", "cosine: decay the learning rate to 0 over the run; onecycle: warm up, then "
+                              "decay; constant: the seed's fixed rate", choices=LR_SCHEDULES, estimator=True)
+    weight_decay: float = option(0.0, "decoupled weight decay (AdamW); 0 is plain Adam", low=0, estimator=True)
+    label_smoothing: float = option(0.0, "share of each target spread over all classes", low=0, high=1,
+                                    high_open=True, estimator=True)
+    grad_clip: float = option(0.0, "clip the gradients' total norm to this before each step; 0: never", low=0,
+                              estimator=True)
+    augment: bool = option(False, "distort training images (random affine and elastic) on every batch")
+    hflip: bool = option(False, "mirror half the training images left-right (for clothes, not for digits)")
+    shift_px: float = option(0.0, "shift training images by up to this many pixels (without --augment)", low=0)
+    patience: int = option(0, "stop after this many epochs without a lower validation loss; 0: never", low=0,
+                           estimator=True)
+    compile: bool = option(False, "compile the training step with torch.compile (a few percent faster per epoch "
+                           "on a CPU)")
+    amp: str = option("auto", "bfloat16 mixed precision. auto: where this hardware runs this model faster (a timed "
+                      "probe on GPUs and CPUs with bf16 kernels; fp32 elsewhere); on (also plain --amp); off: "
+                      "float32, the seed's numerics. on and off repeat exactly", choices=AMP_CHOICES,
+                      resumable=True, estimator=True, cli={"nargs": "?", "const": "on"})
     # What the run computes in, once chosen (precision.py): saved, so a resumed run keeps it.
     precision: str | None = None
     precision_reason: str | None = None
-    preset: str | None = None
-    dataset: str = "mnist"
-    task: str | None = None
-    target: str | None = None
-    test_csv: str | None = None
-    drop_na: bool = False
-    delimiter: str | None = None  # None: sniffed from the file
-    loss: str | None = None
-    data_dir: str = "data"
-    tensorboard: str | None = None  # a folder for TensorBoard event files
-    checkpoint_every: int = 0
-    checkpoint_fn: str | None = None
-    resume: str | None = None
+    preset: str | None = option(None, "a named set of defaults for the model family (" + "; ".join(
+        f"{model}: {', '.join(names)}" for model, names in PRESETS.items()) + "); flags given too still win")
+    dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes or csv:PATH")
+    task: str | None = option(None, "for csv:PATH: what the target is (default: classification; built-in sets "
+                              "know theirs)", choices=(CLASSIFICATION, REGRESSION))
+    target: str | None = option(None, "for csv:PATH: the target column (default: the last one)", applies="csv")
+    test_csv: str | None = option(None, "for csv:PATH: a separate test file (default: 20% of the file)",
+                                  applies="csv")
+    drop_na: bool = option(False, "for csv:PATH: drop rows with empty or NaN cells", applies="csv")
+    delimiter: str | None = option(None, "for csv:PATH: the character between cells, or tab (default: sniffed "
+                                   "from the file: comma, semicolon, tab or |)", applies="csv",
+                                   cli={"type": delimiter_word})
+    loss: str | None = option(None, "nll for classification (the default); mse (default), l1 or huber for "
+                              "regression", choices=("nll", *REGRESSION_LOSSES))
+    data_dir: str = option("data", "where downloaded datasets are kept", resumable=True)
+    tensorboard: str | None = option(None, "also write TensorBoard event files (losses, accuracy, learning rate "
+                                     "per epoch) into DIR; needs the tensorboard package", resumable=True,
+                                     estimator=True, cli={"metavar": "DIR"})
+    checkpoint_every: int = option(0, "write a resumable checkpoint every N epochs; 0: only when interrupted",
+                                   low=0)
+    checkpoint_fn: str | None = option(None, "where checkpoints go (default: MODEL_FN.ckpt)", resumable=True)
+    resume: str | None = option(None, "continue the run saved in CHECKPOINT, with its configuration",
+                                resumable=True, cli={"metavar": "CHECKPOINT"})
     # Distributed runs (torchrun): BatchNorm over the global batch; how long a collective waits for a
-    # silent rank; how many processes trained (saved, so a resume is refused on another number).
-    sync_bn: bool = False
-    dist_timeout: float = 120.0
+    # silent rank (about 11 days at most: far larger values overflow torch's timers); how many
+    # processes trained (saved, so a resume is refused on another number).
+    sync_bn: bool = option(False, "under torchrun: batch norm over the global batch instead of each process's "
+                           "share")
+    dist_timeout: float = option(DEFAULT_TIMEOUT_S, "under torchrun: seconds to wait for a silent process before "
+                                 "the run stops", low=0, high=1e6, low_open=True, resumable=True)
     world_size: int = 1
-    model: str = "mlp"
-    # The model's own options (``models/<model>.py`` OPTIONS); ``validate`` fills in the rest.
+    model: str = option("mlp", "the model family: " + ", ".join(MODELS), choices=tuple(MODELS))
+    # The model's own options (the family's Options dataclass); ``validate`` fills in the rest.
     model_options: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Refuse impossible values before any work starts."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)} | dict(self.model_options)
-        for name, value in values.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise UserError(f"--{name} must be a finite number, got {value}")
+        """Refuse impossible values before any work starts: each field against its option, then the
+        rules that tie fields together."""
         if not self.model_fn and not self.resume:
             raise UserError("--model_fn is required (where to save the model), unless --resume is given")
-        if not 0 < self.train_ratio < 1:
-            raise UserError(f"--train_ratio must be between 0 and 1 (exclusive), got {self.train_ratio}")
-        if self.model not in MODELS:
-            raise UserError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
-        self.model_options = resolve_options(self.model, self.model_options)
-        for name, option in MODELS[self.model].OPTIONS.items():
-            problem = option.problem(name, self.model_options[name])
+        for name, opt in TRAIN_OPTIONS.items():
+            value = getattr(self, name)
+            if value is None and name in ("batch_size", "n_epochs") and not is_table(self.dataset):
+                # Only tables size these from their rows (table_schedule).
+                raise UserError(f"--{name} must be a positive integer, got None")
+            problem = opt.problem(value)
             if problem:
                 raise UserError(problem)
-        for name in ("batch_size", "n_epochs"):
-            if getattr(self, name) is None and is_table(self.dataset):
-                continue  # sized once the rows are known: table_schedule
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        if min(self.weight_decay, self.patience, self.checkpoint_every, self.shift_px) < 0:
-            raise UserError("--weight_decay, --patience, --checkpoint_every and --shift_px must not be negative")
-        if not 0 <= self.label_smoothing < 1:
-            raise UserError(f"--label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0 < self.dist_timeout <= 1e6:  # about 11 days; far larger values overflow torch's timers
-            raise UserError(f"--dist_timeout must be a number of seconds above 0 and at most 1e6, got "
-                            f"{self.dist_timeout}")
+        self._check_model_options()
         if not (isinstance(self.world_size, int) and self.world_size >= 1):
             raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
-        if not self.lr > 0:
-            raise UserError(f"--lr must be positive, got {self.lr}")
         self._check_precision()
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"--lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise UserError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
-        if self.verbose < 0:
-            raise UserError(f"--verbose must be 0 or more, got {self.verbose}")
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
-        csv_only = [name for name in CSV_ONLY if getattr(self, name)]
+        csv_only = [name for name, opt in TRAIN_OPTIONS.items() if opt.spec.applies == "csv" and getattr(self, name)]
         if csv_only and not self.dataset.startswith("csv:"):
             raise UserError(f"--{csv_only[0]} applies only to --dataset csv:PATH, not to {self.dataset}")
         self.resolve_input_paths()
+
+    def _check_model_options(self) -> None:
+        """The family's options: what was given, its defaults for the rest, each checked."""
+        options = MODELS[self.model].Options
+        known = options_of(options)
+        unknown = sorted(set(self.model_options) - set(known))
+        if unknown:
+            raise UserError(f"--{unknown[0]} does not apply to --model {self.model} (its options: "
+                            f"{', '.join('--' + name for name in known)})")
+        self.model_options = {name: self.model_options.get(name, opt.default) for name, opt in known.items()}
+        problem = check_options(options, self.model_options)
+        if problem:
+            raise UserError(problem)
 
     def _check_precision(self) -> None:
         if self.amp not in AMP_CHOICES:
@@ -237,5 +255,29 @@ class TrainConfig:
             config.precision = BFLOAT16 if values["amp"] else FLOAT32
         if "model" not in values:
             # Release 1 had only the MLP, its options among the other flags.
-            config.model_options = {k: values[k] for k in MODELS["mlp"].OPTIONS if values.get(k) is not None}
+            config.model_options = {k: values[k] for k in options_of(MODELS["mlp"].Options)
+                                    if values.get(k) is not None}
         return config
+
+
+TRAIN_OPTIONS = options_of(TrainConfig)
+# What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
+# fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
+RESUMABLE = tuple(name for name, opt in TRAIN_OPTIONS.items() if opt.spec.resumable)
+# Settings chosen per model family or for tables: left to None, an estimator takes the same choice.
+CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), TABLE_DEFAULTS)
+
+
+def defaults_for(model: str, table: bool, preset: str | None = None) -> dict:
+    """The defaults that beat ``TrainConfig``'s for this model family and data: the family's own, the
+    tables' (for the MLP) and a preset's, in that order. Model options may be among them."""
+    defaults = dict(MODEL_DEFAULTS.get(model, {}))
+    if model == "mlp" and table:
+        defaults.update(TABLE_DEFAULTS)
+    if preset:
+        presets = PRESETS.get(model, {})
+        if preset not in presets:
+            raise UserError(f"--preset {preset}: there is none for --model {model} (presets: "
+                            f"{', '.join(presets) or 'none'})")
+        defaults.update(presets[preset])
+    return defaults

@@ -126,8 +126,9 @@ class Trainer:
         compile: bool = False,
         amp: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] | None = None,
+        callbacks: Sequence[Callback] = (),
         parallel: DataParallel | None = None,
+        verbose: bool = True,
     ):
         """``scheduler``, if given, is stepped after every optimizer step (not every epoch).
 
@@ -135,8 +136,8 @@ class Trainer:
         second, eval-mode graph would cost more to compile than it saves. ``amp`` computes in
         bfloat16 where autocast allows it; weights, gradients, optimizer state, losses and
         log-probabilities stay float32. ``augment`` transforms each training batch (never
-        validation). ``callbacks`` see the run's events (``callbacks.Callback``); by default a
-        progress bar and a line per epoch, as the seed prints.
+        validation). ``callbacks`` see the run's events (``callbacks.Callback``), after the
+        defaults: with ``verbose``, a progress bar and a line per epoch, as the seed prints.
 
         ``parallel`` (``distributed.data_parallel``) trains this rank's share of a torchrun job through
         ``DistributedDataParallel``; ``model`` keeps its own parameters, so saving it is unchanged.
@@ -148,7 +149,7 @@ class Trainer:
         self.compile = compile
         self.amp = amp
         self.augment = augment
-        self.callbacks = list(callbacks) if callbacks is not None else [ProgressBar(), EpochPrinter()]
+        self.callbacks = [*([ProgressBar(), EpochPrinter()] if verbose else []), *callbacks]
         # Static shapes compile once; a smaller last batch would compile a second graph, so it is
         # dropped instead (the order changes every epoch, so no sample is left out for good).
         # On a GPU, CUDA graphs replay the step's many small kernels with one launch ("reduce-overhead").
@@ -196,6 +197,17 @@ class Trainer:
             self.best_state = _copy_state(self.model)
         self._emit("on_train_start")
         try:
+            self._run_epochs(n_epochs, train_data, valid_data, batch_size)
+        except BaseException as e:
+            self._emit("on_exception", e)
+            raise
+        finally:
+            self._emit("on_train_end")
+        self.model.load_state_dict(self.best_state)
+        return self.history
+
+    def _run_epochs(self, n_epochs: int, train_data: Data, valid_data: Data, batch_size: int) -> None:
+        try:
             for epoch in range(len(self.history) + 1, n_epochs + 1):
                 self._run_epoch(epoch, train_data, valid_data, batch_size)
                 if self.should_stop:
@@ -205,10 +217,6 @@ class Trainer:
             if news is None:
                 raise
             raise PeerLost(news) from e
-        finally:
-            self._emit("on_train_end")
-        self.model.load_state_dict(self.best_state)
-        return self.history
 
     def _run_epoch(self, epoch: int, train_data: Data, valid_data: Data, batch_size: int) -> None:
         started = time.perf_counter()
@@ -231,6 +239,7 @@ class Trainer:
             self.best_state = _copy_state(self.model)
         self.snapshot = self.state_dict()
         self._emit("on_epoch_end", record)
+        self.snapshot["callbacks"] = self.callback_states()  # as the epoch's callbacks left them
 
     def running_loss(self) -> float:
         """This epoch's mean training loss so far. It syncs the device: call it now and then."""
@@ -254,7 +263,12 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "callbacks": self.callback_states(),
         }
+
+    def callback_states(self) -> dict:
+        """Each stateful callback's ``state_dict``, by class name."""
+        return {type(c).__name__: c.state_dict() for c in self.callbacks if c.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a ``state_dict()``. A malformed one raises (``ValueError`` for the history and
@@ -270,6 +284,10 @@ class Trainer:
         self.history = copy.deepcopy(state["history"])
         self.best_state = state["best_state"]
         self.best_valid_loss, self.best_epoch = state["best_valid_loss"], state["best_epoch"]
+        saved = state.get("callbacks") or {}  # none in checkpoints from before callbacks kept state
+        for callback in self.callbacks:
+            if type(callback).__name__ in saved:
+                callback.load_state_dict(saved[type(callback).__name__])
         torch.set_rng_state(state["rng_cpu"])
         if state["rng_cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -301,6 +319,7 @@ class Trainer:
             loss = self.crit(y_hat.float(), y[batch])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._emit("on_before_optimizer_step")
             self.optimizer.step()
             if self.scheduler is not None:
                 self.scheduler.step()

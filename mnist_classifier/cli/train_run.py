@@ -1,0 +1,288 @@
+"""The configured training run behind ``mnist-train``: claim the output files, load and prepare the
+data, train, save the best model, test it; and keep what it achieved when it stops early."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint
+from ..data.datasets import load_dataset
+from ..data.preprocessing import describe_columns, target_scale
+from ..errors import SaveFailed, UserError, first_line
+from ..inference.model_file import save_model_file
+from ..training.build import build_trainer
+from ..training.callbacks import EveryEpochs, StopOnSignals, exit_on_signals
+from ..training.checkpoint import save_checkpoint
+from ..training.config import TrainConfig, table_schedule
+from ..training.distributed import DataParallel
+from ..training.outputs import check_outputs, writing
+from ..training.precision import BFLOAT16
+from ..training.run_log import RunLog, TensorBoardLog, companion_paths
+from ..training.trainer import PeerLost, Trainer, TrainingInterrupted, TrainingStopped, evaluate
+from ..utils import get_device, split_indices
+
+
+def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None,
+        parallel: DataParallel | None = None) -> dict:
+    """Train, save and test as ``config`` says; return the test metrics.
+
+    ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch, on the
+    data whose fingerprint is ``resumed_data``. Ctrl-C or SIGTERM saves the best model and a
+    checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
+    ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
+
+    ``parallel``: this process's rank in a torchrun job; rank 0 alone checks and writes the files,
+    prints and tests (the other ranks return no metrics).
+    """
+    beside = companion_paths(config.model_fn)
+    outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config),
+               "--model_fn's history": beside["history"], "--model_fn's configuration": beside["config"]}
+    with contextlib.ExitStack() as held:
+        def claim() -> None:  # check the outputs, then hold them while the run writes
+            check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
+            held.enter_context(writing(outputs))
+
+        if parallel is None:
+            claim()
+        else:
+            parallel.agree(claim)  # rank 0 claims them; its refusal stops every rank
+        return _run(config, resume, resumed_data, parallel)
+
+
+def input_paths(config: TrainConfig) -> dict[str, str]:
+    """The files this run reads, which it must never write."""
+    paths = {"--dataset": config.dataset[4:] if config.dataset.startswith("csv:") else None,
+             "--test_csv": config.test_csv, "--resume": config.resume}
+    return {flag: path for flag, path in paths.items() if path}
+
+
+def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, parallel: DataParallel | None
+         ) -> dict:
+    device = parallel.device if parallel is not None else get_device(config.gpu_id)
+    _set_world_size(config, parallel, resume is not None)
+    if config.seed is None:
+        draw = lambda: random.SystemRandom().randrange(2**31)  # noqa: E731 (saved, so any run can be repeated)
+        config.seed = parallel.agree(draw) if parallel is not None else draw()
+    torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
+    if parallel is not None:
+        parallel.seed = config.seed
+
+    # The test set is loaded up front too: a data problem should show before training, not after.
+    load = lambda: load_configured_dataset(config)  # noqa: E731
+    raw = parallel.leader_first(load) if parallel is not None else load()
+    train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
+    dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
+    data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
+    if parallel is not None:
+        parallel.check_same_data(data_now())
+    if resume is not None:
+        _check_resumed_data(config.resume, resumed_data, data_now)
+    x, y = dataset.train
+    train_data, valid_data = (x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows])
+    _size_table_run(config, len(train_rows) // config.world_size)
+    rows_per_rank = len(train_data[0]) // config.world_size
+    if rows_per_rank < config.batch_size:
+        per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
+        raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
+                        f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
+    main_rank = parallel is None or parallel.is_main
+    say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
+
+    def checkpoint(trainer: Trainer) -> None:
+        if main_rank:
+            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
+
+    trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
+                            dataset.task, callbacks=make_callbacks(config, checkpoint, main_rank), parallel=parallel,
+                            verbose=config.verbose >= 1 and main_rank)
+    where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
+                                                  f"{config.batch_size * config.world_size}")
+    say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
+        f"test {tuple(dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
+        f"model {config.model}")
+    if not dataset.is_image:
+        say(f"Table of {describe_columns(dataset.preprocessing)} -> {dataset.input_size} model inputs; batch size "
+            f"{config.batch_size}, {config.n_epochs} epochs")
+    if resume is not None:
+        _restore(trainer, resume, config.resume)
+        say(f"Resuming after epoch {len(trainer.history)}")
+    say(trainer.model)
+    started = time.perf_counter()
+
+    def save_best(**extra) -> None:
+        trainer.model.load_state_dict(trainer.best_state)
+        # The optimizer's state is the last epoch's, which may come after the best one: say which.
+        save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
+                        preprocessing=dataset.preprocessing, dataset=dataset.metadata(), classes=dataset.classes,
+                        history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
+                        train_seconds=time.perf_counter() - started, data=data_now(), **extra)
+
+    # Outside the loop (while saving, between epochs' end and the save) a signal exits at once, cleanly;
+    # inside it, StopOnSignals takes over and asks the trainer to stop after the batch.
+    with exit_on_signals():
+        try:
+            trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
+        except TrainingStopped as stop:
+            if parallel is None:
+                _save_after_stop(stop, trainer, config, save_best, checkpoint)
+                raise
+            _stop_together(stop, parallel, functools.partial(_save_after_stop, stop, trainer, config, save_best,
+                                                             checkpoint))
+            raise
+        except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
+            _save_after_failed_checkpoint(failed, trainer, config, save_best)
+        if not main_rank:
+            return {}
+        save_best()
+    say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
+        f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
+    test = test_metrics(trainer, dataset, config)
+    print(describe_test(test, dataset))
+    return test
+
+
+def _size_table_run(config: TrainConfig, rows: int) -> None:
+    """Batch size and epochs a table run left to the defaults, from its training rows (per process)."""
+    if config.batch_size is None or config.n_epochs is None:
+        batch, epochs = table_schedule(rows, config.batch_size)
+        config.batch_size = batch
+        config.n_epochs = config.n_epochs or epochs
+
+
+def _stop_together(stop: TrainingStopped, parallel: DataParallel, save: Callable[[], None]) -> None:
+    """A distributed run that stopped: rank 0 saves what it has while the others wait for it.
+
+    As soon as one process exits with an error, torchrun's agent stops the others with SIGTERM (and
+    kills them after its own timeout, 30 s by default): rank 0 ignores it while saving. After an
+    agreed stop (Ctrl-C, divergence) the others also wait until the files are written; after a lost
+    peer there is no one left to wait with.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if parallel.is_main:
+        save()
+    elif isinstance(stop, PeerLost):
+        print(f"mnist-train: {stop}", file=sys.stderr)
+    if not isinstance(stop, PeerLost):
+        with contextlib.suppress(UserError):  # a peer lost while saving: nothing more to do
+            parallel.barrier()
+
+
+def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed: bool) -> None:
+    """Record how many processes train; a resumed run must have as many as it began with (each
+    process's steps per epoch, and so the global batch and the schedule, depend on it)."""
+    now = parallel.world_size if parallel is not None else 1
+    if resumed and config.world_size != now:
+        launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
+                  if config.world_size > 1 else "mnist-train, without torchrun")
+        raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "
+                        f"{now}; resume it with {launch}")
+    config.world_size = now
+
+
+def _check_resumed_data(checkpoint_fn: str, then, data_now: Callable[[], dict]) -> None:
+    """Refuse to resume on training data other than the checkpoint's."""
+    if then is None:  # checkpoints from before fingerprints: nothing to compare
+        print(f"mnist-train: {checkpoint_fn} holds no fingerprint of its training data (an older release); "
+              "resuming without checking the data is the same", file=sys.stderr)
+        return
+    if not isinstance(then, dict):
+        raise UserError(f"--resume {checkpoint_fn}: the checkpoint's data fingerprint is damaged")
+    change = data_change(then, data_now())
+    if change:
+        raise UserError(f"--resume {checkpoint_fn}: the training data changed since the checkpoint ({change}); "
+                        "resume with the same data, or start a new run")
+
+
+def _restore(trainer: Trainer, state: dict, checkpoint_fn: str) -> None:
+    """Continue from a checkpoint's trainer state (after building: the random generators too)."""
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a damaged or hand-edited file
+        raise UserError(f"--resume {checkpoint_fn}: the checkpoint's training state is damaged "
+                        f"({type(e).__name__}: {first_line(e)})") from e
+
+
+def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], main_rank: bool = True) -> list:
+    """What the command does around the loop besides what the configuration asks of every trainer
+    (``callbacks.from_config``): the run's logs, checkpoints and signals. Only the main process of a
+    distributed run writes."""
+    callbacks = []
+    if main_rank:  # the epoch's row is written before a checkpoint that might fail
+        callbacks.append(RunLog(config.model_fn, config))
+        if config.tensorboard:
+            callbacks.append(TensorBoardLog(config.tensorboard, config))
+    if config.checkpoint_every:
+        callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
+    return [*callbacks, StopOnSignals(announce=main_rank)]
+
+
+def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
+    """The test set's metrics; for regression every one in the target's own units."""
+    # In float32 whatever the training precision: what every consumer of the model file will measure.
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
+    if dataset.task == REGRESSION:
+        # Targets were standardised for training; undo it for what people read.
+        scale = target_scale(dataset.preprocessing)
+        test = {"mse": test["mse"] * scale**2, "rmse": test["mse"] ** 0.5 * scale, "r2": test["r2"]}
+    return test
+
+
+def precision_words(config: TrainConfig) -> str:
+    """E.g. "fp32 (auto: this CPU (AVX2) has no bf16 kernels)": what the run computes in, and why."""
+    short = "bf16" if config.precision == BFLOAT16 else "fp32"
+    return f"{short} ({config.precision_reason})" if config.precision_reason else short
+
+
+def checkpoint_path(config: TrainConfig) -> str:
+    return config.checkpoint_fn or f"{config.model_fn}.ckpt"
+
+
+def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best, checkpoint) -> None:
+    """Keep what the stopped run achieved: its best model and, when interrupted, a checkpoint."""
+    print(f"mnist-train: {stop}", file=sys.stderr)
+    if trainer.snapshot is None:
+        print("mnist-train: no epoch was completed; nothing was saved", file=sys.stderr)
+        return
+    save_best(stopped=str(stop))
+    where = f"the best model so far (epoch {trainer.best_epoch}) is in {config.model_fn}"
+    if isinstance(stop, TrainingInterrupted | PeerLost):
+        checkpoint(trainer)
+        command = "torchrun ... train.py" if config.world_size > 1 else "mnist-train"
+        where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
+                  f"`{command} --resume {checkpoint_path(config)}`")
+    print(f"mnist-train: {where}", file=sys.stderr)
+
+
+def _save_after_failed_checkpoint(failed: SaveFailed, trainer: Trainer, config: TrainConfig, save_best) -> None:
+    epoch = len(trainer.history)
+    try:
+        save_best(stopped=f"checkpoint failed after epoch {epoch}")
+    except SaveFailed as also:
+        raise SaveFailed(f"{failed}; training stopped after epoch {epoch}; the model could not be saved either: "
+                         f"{also}") from failed
+    raise SaveFailed(f"{failed}; training stopped after epoch {epoch}; the best model so far (epoch "
+                     f"{trainer.best_epoch}) is in {config.model_fn}") from failed
+
+
+def load_configured_dataset(config: TrainConfig) -> Dataset:
+    """The dataset ``--dataset`` names, checked against ``--task``."""
+    dataset = load_dataset(config.dataset, config.data_dir, target=config.target, test_csv=config.test_csv,
+                           drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
+    if config.task and config.task != dataset.task:
+        raise UserError(f"--task {config.task}: the dataset {config.dataset} is a {dataset.task} dataset")
+    return dataset
+
+
+def describe_test(test: dict, dataset: Dataset) -> str:
+    n = len(dataset.test[0])
+    if dataset.task == CLASSIFICATION:
+        return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if dataset.is_image else 'rows'})"
+    return f"Test RMSE: {test['rmse']:.4g}  R^2: {test['r2']:.4f} ({n} rows)"
