@@ -14,12 +14,13 @@ from types import ModuleType
 from torch import nn
 
 from ..options import Option, options_of
-from . import cnn, mlp, rnn
+from . import cnn, linear, mlp, rnn
 
 MODELS: dict[str, ModuleType] = {
     "mlp": mlp,
     "cnn": cnn,
     "rnn": rnn,
+    "linear": linear,
 }
 
 
