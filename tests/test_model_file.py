@@ -166,3 +166,19 @@ def test_a_text_file_given_as_a_model_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(UserError, match="notes.txt: not a readable model file"):
         load_model(tmp_path / "notes.txt")
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn"])
+def test_model_files_written_before_the_options_rewrite_load_and_predict_the_same(family):
+    """Files trained by the code at a4b7edf (digits, committed with the answers that code gave)."""
+    import json
+
+    from sklearn.datasets import load_digits
+
+    from mnist_classifier.inference.predictor import Predictor
+
+    folder = Path(__file__).parent / "data" / "models_a4b7edf"
+    then = json.loads((folder / "predictions.json").read_text())[family]
+    now = Predictor(folder / f"{family}.pth").predict((load_digits().images[:20] / 16).astype("float32"))
+    assert [p.label for p in now] == [label for label, _ in then]
+    assert [p.probability for p in now] == pytest.approx([probability for _, probability in then], abs=1e-5)
