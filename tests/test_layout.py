@@ -130,3 +130,14 @@ def test_the_seeds_names_stay_importable_from_the_package():
     for name in ("Block", "ImageClassifier", "Trainer", "get_hidden_sizes", "split_data", "load_mnist",
                  "load_model", "Predictor", "ConvClassifier", "SequenceClassifier"):
         assert getattr(mnist_classifier, name).__name__ == name
+
+
+MAX_FUNCTION_LINES = 50  # a function a reader takes in at once
+
+
+def test_no_function_in_the_package_is_longer_than_a_screen():
+    long = [f"{module_name(path)}.{node.name}: {node.end_lineno - node.lineno + 1} lines"
+            for path in PACKAGE.rglob("*.py") for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, long

@@ -68,31 +68,8 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
          ) -> dict:
     device = parallel.device if parallel is not None else get_device(config.gpu_id)
     _set_world_size(config, parallel, resume is not None)
-    if config.seed is None:
-        draw = lambda: random.SystemRandom().randrange(2**31)  # noqa: E731 (saved, so any run can be repeated)
-        config.seed = parallel.agree(draw) if parallel is not None else draw()
-    torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
-    if parallel is not None:
-        parallel.seed = config.seed
-
-    # The test set is loaded up front too: a data problem should show before training, not after.
-    load = lambda: load_configured_dataset(config)  # noqa: E731
-    raw = parallel.leader_first(load) if parallel is not None else load()
-    train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
-    dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
-    data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
-    if parallel is not None:
-        parallel.check_same_data(data_now())
-    if resume is not None:
-        _check_resumed_data(config.resume, resumed_data, data_now)
-    x, y = dataset.train
-    train_data, valid_data = (x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows])
-    _size_table_run(config, len(train_rows) // config.world_size)
-    rows_per_rank = len(train_data[0]) // config.world_size
-    if rows_per_rank < config.batch_size:
-        per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
-        raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
-                        f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
+    _seed(config, parallel)
+    dataset, train_data, valid_data, data_now = _prepare_data(config, parallel, resume, resumed_data)
     main_rank = parallel is None or parallel.is_main
     say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
 
@@ -125,11 +102,59 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
                         train_seconds=time.perf_counter() - started, data=data_now(), **extra)
 
+    if not _train_and_save(trainer, config, (train_data, valid_data), parallel, save_best, checkpoint):
+        return {}
+    say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
+        f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
+    test = test_metrics(trainer, dataset, config)
+    print(describe_test(test, dataset))
+    return test
+
+
+def _seed(config: TrainConfig, parallel: DataParallel | None) -> None:
+    """A seed for the run (drawn and saved when none was given, so any run can be repeated)."""
+    if config.seed is None:
+        draw = lambda: random.SystemRandom().randrange(2**31)  # noqa: E731
+        config.seed = parallel.agree(draw) if parallel is not None else draw()
+    torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
+    if parallel is not None:
+        parallel.seed = config.seed
+
+
+def _prepare_data(config: TrainConfig, parallel: DataParallel | None, resume: dict | None,
+                  resumed_data: dict | None) -> tuple:
+    """The dataset prepared with a record fitted on the training rows alone, the training and
+    validation tensors, and the (lazy) fingerprint of the data, checked across ranks and resumes."""
+    # The test set is loaded up front too: a data problem should show before training, not after.
+    load = lambda: load_configured_dataset(config)  # noqa: E731
+    raw = parallel.leader_first(load) if parallel is not None else load()
+    train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
+    dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
+    data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
+    if parallel is not None:
+        parallel.check_same_data(data_now())
+    if resume is not None:
+        _check_resumed_data(config.resume, resumed_data, data_now)
+    x, y = dataset.train
+    train_data, valid_data = (x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows])
+    _size_table_run(config, len(train_rows) // config.world_size)
+    rows_per_rank = len(train_data[0]) // config.world_size
+    if rows_per_rank < config.batch_size:
+        per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
+        raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
+                        f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
+    return dataset, train_data, valid_data, data_now
+
+
+def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, parallel: DataParallel | None,
+                    save_best: Callable, checkpoint: Callable) -> bool:
+    """Train, then save the best model; False on the ranks that do not save. A stopped run keeps
+    what it achieved and raises on."""
     # Outside the loop (while saving, between epochs' end and the save) a signal exits at once, cleanly;
     # inside it, StopOnSignals takes over and asks the trainer to stop after the batch.
     with exit_on_signals():
         try:
-            trainer.train(train_data, valid_data, config.n_epochs, config.batch_size)
+            trainer.train(*data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
             if parallel is None:
                 _save_after_stop(stop, trainer, config, save_best, checkpoint)
@@ -139,14 +164,10 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
             raise
         except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
             _save_after_failed_checkpoint(failed, trainer, config, save_best)
-        if not main_rank:
-            return {}
+        if parallel is not None and not parallel.is_main:
+            return False
         save_best()
-    say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
-        f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
-    test = test_metrics(trainer, dataset, config)
-    print(describe_test(test, dataset))
-    return test
+    return True
 
 
 def _size_table_run(config: TrainConfig, rows: int) -> None:

@@ -116,14 +116,7 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
             raise HTTPException(400, f"this model takes table rows ({preprocessing.describe_columns(predictor.record)}"
                                      "), not images; use mnist-predict or the Predictor from Python")
         body = await read_capped(request)
-        content_type = request.headers.get("content-type", "")
-        kind = content_type.split(";")[0].strip().lower()
-        if kind == "multipart/form-data":
-            prepare = lambda: prepared_upload(predictor, content_type, body)  # noqa: E731
-        elif kind == "application/json":
-            prepare = lambda: prepared_pixels(predictor, body)  # noqa: E731
-        else:
-            raise HTTPException(415, "send an image as multipart/form-data (field 'file') or JSON {\"pixels\": ...}")
+        prepare = preparer(predictor, request.headers.get("content-type", ""), body)
 
         def work() -> dict:
             x, shown = prepare()
@@ -137,6 +130,16 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         return await asyncio.get_running_loop().run_in_executor(worker, work)
 
     return app
+
+
+def preparer(predictor: Predictor, content_type: str, body: bytes):
+    """What turns this request's body into the model's input: an upload or JSON pixels."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        return lambda: prepared_upload(predictor, content_type, body)
+    if kind == "application/json":
+        return lambda: prepared_pixels(predictor, body)
+    raise HTTPException(415, "send an image as multipart/form-data (field 'file') or JSON {\"pixels\": ...}")
 
 
 def describe_model(predictor: Predictor, backend: str) -> dict:
