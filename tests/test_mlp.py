@@ -32,7 +32,7 @@ def test_classifier_stacks_blocks_then_linear_and_log_softmax():
     model = ImageClassifier(30, 4, [20, 10], use_batch_norm=False, dropout_p=0.1)
     layers = list(model.layers)
     assert [type(layer) for layer in layers] == [Block, Block, nn.Linear, nn.LogSoftmax]
-    assert [(b.input_size, b.output_size) for b in layers[:2]] == [(30, 20), (20, 10)]
+    assert [(b.block[0].in_features, b.block[0].out_features) for b in layers[:2]] == [(30, 20), (20, 10)]
     assert (layers[2].in_features, layers[2].out_features) == (10, 4)
 
 

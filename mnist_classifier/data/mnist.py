@@ -387,7 +387,7 @@ def verify_md5(raw_dir: Path, expected: dict[str, str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m mnist_classifier.data [--data_dir DIR]``: fetch and verify MNIST, nothing else."""
+    """``python -m mnist_classifier.data.mnist [--data_dir DIR]`` (``make data``): fetch and verify MNIST."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)

@@ -26,7 +26,7 @@ from ..errors import UserError
 
 NUMBER, BOOLEAN, CATEGORY = "number", "boolean", "category"
 FLOAT32_MAX = 3.4028234e38
-# Chosen on validation data by benchmarks/eval_tables.py (README, "Tables").
+# Chosen on validation data by benchmarks/eval_tables.py (docs/tables.md).
 MAX_LEVELS = 256
 MIN_LEVEL_COUNT = 2
 # Cells that mean "no value", in any letter case (compared lower-cased).
@@ -99,17 +99,6 @@ def _spellings(column: pd.Series, word: str) -> list[str]:
 def width(spec: dict) -> int:
     """How many model inputs the column becomes."""
     return len(spec["levels"]) + 1 if spec["type"] == CATEGORY else 1
-
-
-def slot_names(specs: list[dict]) -> list[str]:
-    """A name per model input: the column's, or ``column=level`` for category slots."""
-    names = []
-    for spec in specs:
-        if spec["type"] == CATEGORY:
-            names += [f"{spec['name']}={level}" for level in spec["levels"]] + [f"{spec['name']}=(other)"]
-        else:
-            names.append(spec["name"])
-    return names
 
 
 def encode(specs: list[dict], frame: pd.DataFrame, name: str = "input") -> np.ndarray:

@@ -43,10 +43,6 @@ class Block(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, use_batch_norm: bool = True, dropout_p: float = 0.4):
         super().__init__()
-        self.input_size = input_size
-        self.output_size = output_size
-        self.use_batch_norm = use_batch_norm
-        self.dropout_p = dropout_p
         regularizer = nn.BatchNorm1d(output_size) if use_batch_norm else nn.Dropout(dropout_p)
         self.block = nn.Sequential(nn.Linear(input_size, output_size), nn.LeakyReLU(), regularizer)
 

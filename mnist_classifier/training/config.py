@@ -24,7 +24,7 @@ REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 # (e.g. hidden_sizes) may appear beside the training flags.
 PRESETS = {
     "mlp": {
-        # The shortest time to >= 98% test accuracy (README, "Speed"): chosen on validation data by
+        # The shortest time to >= 98% test accuracy (docs/results.md): chosen on validation data by
         # benchmarks/search_fast.py, the fastest recipe that reached 98.3% validation accuracy on
         # three seeds (98.37-98.53%, 4.6 s of training on 2 CPU cores).
         "fast": {
@@ -35,9 +35,8 @@ PRESETS = {
             "label_smoothing": 0.1,
             "train_ratio": 0.9,
         },
-        # The accuracy record for a plain MLP of the seed's blocks (README, "Results"): wide blocks,
-        # distorted training images, one-cycle AdamW, label smoothing; 15 minutes on 2 CPU cores
-        # with bfloat16 kernels (which --amp auto picks there).
+        # The accuracy record for a plain MLP of the seed's blocks (docs/results.md): wide blocks,
+        # distorted training images, one-cycle AdamW, label smoothing (timings: docs/results.md).
         "record": {
             "hidden_sizes": [1024, 1024, 1024],
             "n_epochs": 150,
@@ -51,8 +50,8 @@ PRESETS = {
         },
     },
     "cnn": {
-        # Wider stages, the MLP record's distortions and 22 epochs: 14.5 minutes on 2 CPU cores for
-        # 99.46% (seed 0), below the defaults' 99.55%: the strong distortions do not pay in 22 epochs.
+        # Wider stages, the MLP record's distortions and 22 epochs: 99.46% (seed 0), below the
+        # defaults' 99.55%: the strong distortions do not pay in 22 epochs (docs/results.md).
         "record": {
             "channels": [32, 64, 128],
             "hidden_sizes": [256],
@@ -69,17 +68,17 @@ PRESETS = {
 }
 # Training defaults that suit a model family better than the seed's (chosen on validation data).
 MODEL_DEFAULTS: dict[str, dict] = {
-    # Tried on validation data (seed 1): 99.6% valid after 12 epochs, 2.5 minutes on 2 CPU cores;
+    # Tried on validation data (seed 1): 99.6% valid after 12 epochs;
     # without the shifts and label smoothing, 99.15% and overfitted (training loss 1e-3).
     "cnn": {"n_epochs": 12, "lr": 3e-3, "lr_schedule": "onecycle", "label_smoothing": 0.1, "shift_px": 2.0},
-    # Tried on validation data (seed 1): 99.07% valid after 12 epochs, 4.5 minutes on 2 CPU cores.
+    # Tried on validation data (seed 1): 99.07% valid after 12 epochs.
     "rnn": {"n_epochs": 12, "lr": 2e-3},
 }
 
 
 # Defaults for tables (--dataset csv:PATH, diabetes) with the MLP: the seed's size rule builds
 # 8-7-6-5-4-1 for 8 columns, far too small. Chosen on validation data by benchmarks/search_tables.py
-# (README, "Tables"). None: sized from the number of training rows by ``table_schedule``.
+# (docs/tables.md). None: sized from the number of training rows by ``table_schedule``.
 TABLE_DEFAULTS = {"hidden_sizes": [256, 256], "use_dropout": True, "dropout_p": 0.1, "weight_decay": 1e-4,
                   "batch_size": None, "n_epochs": None}
 TABLE_DATASETS = ("diabetes",)  # besides csv:PATH
