@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: setup train test lint data bench clean
+.PHONY: setup train test lint docs data bench clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+docs: setup  # the site under docs/, into build/site; --strict fails on a broken link or reference
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,docs]'
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 data: setup
 	$(PY) -m mnist_classifier.data.mnist
