@@ -130,7 +130,7 @@ class _Estimator(BaseEstimator):
     def _config(self, record: dict, n_train: int, seed: int) -> TrainConfig:
         """This estimator's parameters as the command line's configuration, defaults filled in alike
         (numpy numbers and paths as plain values: the model file and JSON hold nothing else)."""
-        is_table = record["kind"] == preprocessing.TABLE
+        is_table = not preprocessing.takes_images(record)
         model = _plain(self.model)
         defaults = defaults_for(model, is_table) if model in MODELS else {}
         given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
@@ -160,7 +160,7 @@ class _Estimator(BaseEstimator):
         input; y as a 1-D array."""
         if isinstance(X, pd.DataFrame) and any(tables.is_text(X[name]) for name in X.columns):
             return self._check_text_table(X, y, reset)
-        if reset or not isinstance(getattr(self, "record_", None), dict) or self.record_["kind"] != preprocessing.IMAGE:
+        if reset or not self._fitted_on_images():
             kwargs = {"dtype": None if _is_uint8(X) else "numeric", "allow_nd": True, "ensure_min_features": 1}
             if y is None:
                 X = validate_data(self, X, reset=reset, **kwargs)
@@ -171,11 +171,15 @@ class _Estimator(BaseEstimator):
         if X.ndim >= 3:
             images = torch.as_tensor(np.array(X))  # a copy: X may be read-only
             return (images.unsqueeze(1) if X.ndim == 3 else images), y
-        if isinstance(getattr(self, "record_", None), dict) and self.record_["kind"] == preprocessing.IMAGE:
+        if self._fitted_on_images():
             return torch.as_tensor(np.array(X)), y  # flat pixels, one row an image
         names = getattr(self, "feature_names_in_", None)
         columns = list(names) if names is not None else [f"x{i}" for i in range(X.shape[1])]
         return pd.DataFrame(np.asarray(X, dtype=np.float64), columns=columns), y
+
+    def _fitted_on_images(self) -> bool:
+        record = getattr(self, "record_", None)
+        return isinstance(record, dict) and preprocessing.takes_images(record)
 
     def _check_text_table(self, X: pd.DataFrame, y, reset: bool):
         """A DataFrame with text columns: scikit-learn's numeric checks would refuse it; the table
@@ -261,7 +265,7 @@ class _Estimator(BaseEstimator):
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
         record, mine = estimator.record_, saved.get("estimator")
-        if record["kind"] == preprocessing.TABLE:
+        if not preprocessing.takes_images(record):
             names = [spec["name"] for spec in preprocessing.table_columns(record)]
             estimator.n_features_in_ = len(names)
             # A file of ours says whether it was fitted with names; a training run's CSV columns are names.

@@ -14,6 +14,12 @@ functions here, so that no two places prepare input in two ways:
   training rows' statistics (``x_mean``, ``x_std``, one per input). Regression targets are
   standardised too, so one learning rate suits any unit, and predictions are turned back into
   the target's units. Files from before text columns have no ``columns``: every column a number.
+
+Each kind is a small class (``ImageRecord``, ``TableRecord``) around those plain values, with
+``fit``, ``apply``, ``to_dict``/``from_dict``, ``check`` and ``describe``; ``RECORDS`` maps a
+file's ``kind`` to its class, the one place the kind is looked at. The functions below take the
+plain record (as model files hold it) and hand it to its class. A new kind of input is a new
+class and one line in ``RECORDS``.
 """
 
 from __future__ import annotations
@@ -35,37 +41,193 @@ DIGIT, FILL = "digit", "fill"
 IMAGE_STYLES = {DIGIT: mnist_like, FILL: fill_frame}
 
 
+class ImageRecord:
+    """Pictures of ``shape`` (C, H, W), pixels in [0, 1]; people's own pictures are prepared in the
+    data set's ``style``."""
+
+    kind = IMAGE
+    takes_images = True
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    @classmethod
+    def fit(cls, shape: tuple[int, ...], style: str = DIGIT) -> ImageRecord:
+        return cls({"kind": IMAGE, "shape": list(shape), "style": style})
+
+    @classmethod
+    def from_dict(cls, values: dict) -> ImageRecord:
+        return cls(values)
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.values["shape"])
+
+    def check(self) -> bool:
+        shape = self.values["shape"]
+        return (len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape)
+                and self.values["style"] in IMAGE_STYLES)
+
+    def describe(self) -> str:
+        return f"images {self.input_shape}, prepared the {self.values['style']} way"
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        """Images (one, or a batch) as a float32 batch (N, C, H, W); uint8 pixels divided by 255."""
+        batch, is_uint8 = _as_float_tensor(x, name)
+        batch = _as_batch(batch, self.input_shape, name)
+        if not torch.isfinite(batch).all():
+            raise UserError(f"{name}: the input holds NaN or infinite values")
+        if is_uint8:
+            return batch / 255.0
+        low, high = batch.min().item() if batch.numel() else 0.0, batch.max().item() if batch.numel() else 0.0
+        if low < 0 or high > 1:
+            raise UserError(f"{name}: pixel values must lie in [0, 1], found {low:g} to {high:g} (divide 0..255 "
+                            "pixels by 255, or pass a uint8 array)")
+        return batch
+
+    def prepare_image(self, image: Image.Image, name: str = "image") -> np.ndarray:
+        """A person's picture as this record's model input: float32 (C, H, W) in [0, 1]."""
+        channels, height, width = self.values["shape"]
+        if channels != 1 or height != width:
+            raise UserError(f"{name}: pictures can be prepared for square grayscale models only; this one takes "
+                            f"{self.input_shape} arrays")
+        return IMAGE_STYLES[self.values["style"]](image, side=height, name=name)[None]
+
+    def to_target(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def from_output(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
+    target_scale = 1.0
+
+
+class TableRecord:
+    """Table rows: column specs (``tables.py``), then standardisation with the training rows'
+    statistics; regression targets standardised too."""
+
+    kind = TABLE
+    takes_images = False
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    @classmethod
+    def fit(cls, x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
+            feature_names: list[str] | None = None) -> TableRecord:
+        """How the training rows ``x`` (and regression targets ``y``) become model input: column specs
+        and standardisation statistics, from these rows only."""
+        if isinstance(x, torch.Tensor):
+            x = pd.DataFrame(x.double().numpy(), columns=feature_names or [f"x{i}" for i in range(x.size(1))])
+        specs = tables.fit_columns(x)
+        # In float64: squares of values near float32's limit (3.4e38) would overflow in float32.
+        encoded = torch.from_numpy(tables.encode(specs, x))
+        std = encoded.std(dim=0, correction=1 if len(encoded) > 1 else 0)
+        # A column that never varied in training carries no scale: dividing by its ~0 spread would turn
+        # any other value at test time into a huge one.
+        std = torch.where(std > 1e-8 * encoded.abs().amax(dim=0).clamp_min(1.0), std, torch.ones_like(std))
+        mean = encoded.mean(dim=0)
+        one_hot = torch.tensor([spec["type"] == tables.CATEGORY for spec in specs for _ in range(tables.width(spec))])
+        mean, std = torch.where(one_hot, 0.0, mean), torch.where(one_hot, 1.0, std)  # slots stay 0 or 1
+        values = {"kind": TABLE, "feature_names": [spec["name"] for spec in specs], "columns": specs,
+                  "x_mean": mean.tolist(), "x_std": std.tolist(), "y_mean": 0.0, "y_std": 1.0}
+        if y is not None:
+            y = y.double()
+            values["y_mean"] = y.mean().item()
+            values["y_std"] = max(y.std(correction=1 if len(y) > 1 else 0).item(), 1e-8)
+        return cls(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TableRecord:
+        return cls(values)
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (len(self.values["x_mean"]),)
+
+    @property
+    def columns(self) -> list[dict]:
+        return table_columns(self.values)
+
+    def check(self) -> bool:
+        v = self.values
+        numbers = [*v["x_mean"], *v["x_std"], v["y_mean"], v["y_std"]]
+        return (len(v["x_mean"]) == len(v["x_std"]) >= 1
+                and all(isinstance(n, (int, float)) and math.isfinite(n) for n in numbers)
+                and min(v["x_std"]) > 0 and v["y_std"] > 0
+                and tables.check_specs(self.columns, v.get("feature_names") if "columns" in v else None)
+                and sum(map(tables.width, self.columns)) == len(v["x_mean"]))
+
+    def describe(self) -> str:
+        """The columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)"."""
+        specs = self.columns
+        kinds = {kind: [s["name"] for s in specs if s["type"] == kind]
+                 for kind in (tables.NUMBER, tables.BOOLEAN, tables.CATEGORY)}
+        parts = [f"{len(kinds[tables.NUMBER])} numbers"] if kinds[tables.NUMBER] else []
+        if kinds[tables.BOOLEAN]:
+            parts.append(f"{len(kinds[tables.BOOLEAN])} yes/no")
+        if kinds[tables.CATEGORY]:
+            shown = ", ".join(kinds[tables.CATEGORY][:4]) + (", ..." if len(kinds[tables.CATEGORY]) > 4 else "")
+            parts.append(f"{len(kinds[tables.CATEGORY])} text ({shown})")
+        return f"{len(specs)} columns: {', '.join(parts)}"
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        """Table rows, encoded by the column specs, then standardised: never scaled as pixels."""
+        encoded = torch.from_numpy(tables.encode(self.columns, table_frame(self.columns, x, name), name))
+        mean, std = (torch.tensor(self.values[key], dtype=torch.float64) for key in ("x_mean", "x_std"))
+        return ((encoded - mean) / std).float()
+
+    def not_images(self) -> str:
+        """The one refusal of a picture, wherever one is given to a table model."""
+        return f"this model takes table rows ({self.describe()}), not images"
+
+    def prepare_image(self, image: Image.Image, name: str = "image") -> np.ndarray:
+        raise UserError(f"{name}: {self.not_images()}")
+
+    def to_target(self, y: torch.Tensor) -> torch.Tensor:
+        if torch.is_floating_point(y):
+            return ((y.double() - self.values["y_mean"]) / self.values["y_std"]).float()
+        return y
+
+    def from_output(self, output: torch.Tensor) -> torch.Tensor:
+        return (output.double() * self.values["y_std"] + self.values["y_mean"]).float()
+
+    @property
+    def target_scale(self) -> float:
+        return self.values["y_std"]
+
+
+# A model file's "kind" -> the class that reads its record.
+RECORDS = {IMAGE: ImageRecord, TABLE: TableRecord}
+
+
+def as_record(record: dict) -> ImageRecord | TableRecord:
+    """The class for a (checked) plain record, around its values."""
+    return RECORDS[record["kind"]].from_dict(record)
+
+
+def takes_images(record: dict) -> bool:
+    return as_record(record).takes_images
+
+
 def image_record(shape: tuple[int, ...], style: str = DIGIT) -> dict:
-    return {"kind": IMAGE, "shape": list(shape), "style": style}
+    return ImageRecord.fit(shape, style).to_dict()
 
 
 def fit_table(x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
               feature_names: list[str] | None = None) -> dict:
-    """How the training rows ``x`` (and regression targets ``y``) become model input: column specs
-    and standardisation statistics, from these rows only."""
-    if isinstance(x, torch.Tensor):
-        x = pd.DataFrame(x.double().numpy(), columns=feature_names or [f"x{i}" for i in range(x.size(1))])
-    specs = tables.fit_columns(x)
-    # In float64: squares of values near float32's limit (3.4e38) would overflow in float32.
-    encoded = torch.from_numpy(tables.encode(specs, x))
-    std = encoded.std(dim=0, correction=1 if len(encoded) > 1 else 0)
-    # A column that never varied in training carries no scale: dividing by its ~0 spread would turn
-    # any other value at test time into a huge one.
-    std = torch.where(std > 1e-8 * encoded.abs().amax(dim=0).clamp_min(1.0), std, torch.ones_like(std))
-    mean = encoded.mean(dim=0)
-    one_hot = torch.tensor([spec["type"] == tables.CATEGORY for spec in specs for _ in range(tables.width(spec))])
-    mean, std = torch.where(one_hot, 0.0, mean), torch.where(one_hot, 1.0, std)  # slots stay 0 or 1
-    record = {"kind": TABLE, "feature_names": [spec["name"] for spec in specs], "columns": specs,
-              "x_mean": mean.tolist(), "x_std": std.tolist(), "y_mean": 0.0, "y_std": 1.0}
-    if y is not None:
-        y = y.double()
-        record["y_mean"] = y.mean().item()
-        record["y_std"] = max(y.std(correction=1 if len(y) > 1 else 0).item(), 1e-8)
-    return record
+    """``TableRecord.fit`` as plain values."""
+    return TableRecord.fit(x, y, feature_names).to_dict()
 
 
 def input_shape(record: dict) -> tuple[int, ...]:
-    return tuple(record["shape"]) if record["kind"] == IMAGE else (len(record["x_mean"]),)
+    return as_record(record).input_shape
 
 
 def table_columns(record: dict) -> list[dict]:
@@ -79,27 +241,7 @@ def table_columns(record: dict) -> list[dict]:
 def to_model_input(record: dict, x, name: str = "input") -> torch.Tensor:
     """Raw input as a float32 batch (N, *shape): images as tensors or arrays of one or many; table
     rows as a pandas DataFrame, a dict per row, or an array of raw values (one row or many)."""
-    if record["kind"] == TABLE:
-        return _table_input(record, x, name)
-    batch, is_uint8 = _as_float_tensor(x, name)
-    batch = _as_batch(batch, input_shape(record), name)
-    if not torch.isfinite(batch).all():
-        raise UserError(f"{name}: the input holds NaN or infinite values")
-    if is_uint8:
-        return batch / 255.0
-    low, high = batch.min().item() if batch.numel() else 0.0, batch.max().item() if batch.numel() else 0.0
-    if low < 0 or high > 1:
-        raise UserError(f"{name}: pixel values must lie in [0, 1], found {low:g} to {high:g} (divide 0..255 "
-                        "pixels by 255, or pass a uint8 array)")
-    return batch
-
-
-def _table_input(record: dict, x, name: str) -> torch.Tensor:
-    """Table rows, encoded by the record's column specs, then standardised: never scaled as pixels."""
-    specs = table_columns(record)
-    encoded = torch.from_numpy(tables.encode(specs, table_frame(specs, x, name), name))
-    mean, std = (torch.tensor(record[key], dtype=torch.float64) for key in ("x_mean", "x_std"))
-    return ((encoded - mean) / std).float()
+    return as_record(record).apply(x, name)
 
 
 def table_frame(specs: list[dict], x, name: str = "input") -> pd.DataFrame:
@@ -163,32 +305,22 @@ def _as_batch(batch: torch.Tensor, shape: tuple[int, ...], name: str) -> torch.T
 
 def to_model_target(record: dict, y: torch.Tensor) -> torch.Tensor:
     """Regression targets in standardised units; class indices unchanged."""
-    if record["kind"] == TABLE and torch.is_floating_point(y):
-        return ((y.double() - record["y_mean"]) / record["y_std"]).float()
-    return y
+    return as_record(record).to_target(y)
 
 
 def target_scale(record: dict) -> float:
     """How many target units one unit of a regression model's output is (1 for classes)."""
-    return record["y_std"] if record["kind"] == TABLE else 1.0
+    return as_record(record).target_scale
 
 
 def from_model_output(record: dict, output: torch.Tensor) -> torch.Tensor:
     """A regression model's output back in the target's units."""
-    if record["kind"] == TABLE:
-        return (output.double() * record["y_std"] + record["y_mean"]).float()
-    return output
+    return as_record(record).from_output(output)
 
 
 def prepare_image(record: dict, image: Image.Image, name: str = "image") -> np.ndarray:
     """A person's picture as this record's model input: float32 (C, H, W) in [0, 1]."""
-    if record["kind"] != IMAGE:
-        raise UserError(f"{name}: this model takes table rows ({describe_columns(record)}), not images")
-    channels, height, width = record["shape"]
-    if channels != 1 or height != width:
-        raise UserError(f"{name}: pictures can be prepared for square grayscale models only; this one takes "
-                        f"{tuple(record['shape'])} arrays")
-    return IMAGE_STYLES[record["style"]](image, side=height, name=name)[None]
+    return as_record(record).prepare_image(image, name)
 
 
 def legacy_record(metadata: dict) -> dict:
@@ -204,18 +336,7 @@ def legacy_record(metadata: dict) -> dict:
 def check_record(record, where: str) -> dict:
     """Refuse a record whose parts do not fit together (an edited or damaged model file)."""
     try:
-        if record["kind"] == IMAGE:
-            shape = record["shape"]
-            ok = (len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape)
-                  and record["style"] in IMAGE_STYLES)
-        else:
-            values = [*record["x_mean"], *record["x_std"], record["y_mean"], record["y_std"]]
-            specs = table_columns(record)
-            ok = (record["kind"] == TABLE and len(record["x_mean"]) == len(record["x_std"]) >= 1
-                  and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-                  and min(record["x_std"]) > 0 and record["y_std"] > 0
-                  and tables.check_specs(specs, record.get("feature_names") if "columns" in record else None)
-                  and sum(map(tables.width, specs)) == len(record["x_mean"]))
+        ok = isinstance(record, dict) and record.get("kind") in RECORDS and as_record(record).check()
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
@@ -225,13 +346,4 @@ def check_record(record, where: str) -> dict:
 
 def describe_columns(record: dict) -> str:
     """A table model's columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)"."""
-    specs = table_columns(record)
-    kinds = {kind: [s["name"] for s in specs if s["type"] == kind]
-             for kind in (tables.NUMBER, tables.BOOLEAN, tables.CATEGORY)}
-    parts = [f"{len(kinds[tables.NUMBER])} numbers"] if kinds[tables.NUMBER] else []
-    if kinds[tables.BOOLEAN]:
-        parts.append(f"{len(kinds[tables.BOOLEAN])} yes/no")
-    if kinds[tables.CATEGORY]:
-        shown = ", ".join(kinds[tables.CATEGORY][:4]) + (", ..." if len(kinds[tables.CATEGORY]) > 4 else "")
-        parts.append(f"{len(kinds[tables.CATEGORY])} text ({shown})")
-    return f"{len(specs)} columns: {', '.join(parts)}"
+    return TableRecord.from_dict(record).describe()

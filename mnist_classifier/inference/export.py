@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.preprocessing import IMAGE, input_shape
+from ..data.preprocessing import input_shape, takes_images
 from ..errors import UserError, first_line
 from ..files import atomic_write
 from .model_file import load_model
@@ -78,7 +78,7 @@ def describe(saved: dict) -> dict:
                    else "the prediction in standardised units: multiply by y_std, add y_mean"},
         "preprocessing": saved["preprocessing"],
         "preparation": PREPARATION.get(saved["preprocessing"].get("style"), TABLE_PREPARATION)
-        if saved["preprocessing"]["kind"] == IMAGE else TABLE_PREPARATION,
+        if takes_images(saved["preprocessing"]) else TABLE_PREPARATION,
     }
 
 
@@ -156,7 +156,7 @@ def parity_inputs(record: dict, rows: int = PARITY_ROWS) -> torch.Tensor:
     """Inputs of the kind the model sees: pixels in [0, 1], or standardised table rows."""
     generator = torch.Generator().manual_seed(0)
     shape = (rows, *input_shape(record))
-    if record["kind"] == IMAGE:
+    if takes_images(record):
         return torch.rand(shape, generator=generator)
     return torch.randn(shape, generator=generator)
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..data import preprocessing
 from ..data.images import open_image
-from ..data.preprocessing import CLASSIFICATION, IMAGE
+from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
 from .model_file import load_model
 
@@ -56,7 +56,7 @@ class Predictor:
 
     @property
     def takes_images(self) -> bool:
-        return self.record["kind"] == IMAGE
+        return preprocessing.takes_images(self.record)
 
     def predict(self, inputs, top_k: int = 3) -> list[Prediction]:
         """Predict for an image path, a PIL image, a tensor or array of one or many inputs, or a list;
@@ -114,7 +114,7 @@ class Predictor:
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""
         if not self.takes_images:
-            raise UserError(f"this model takes table rows ({preprocessing.describe_columns(self.record)}), not images")
+            raise UserError(preprocessing.as_record(self.record).not_images())
         if not isinstance(source, IMAGE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:

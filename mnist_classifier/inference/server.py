@@ -113,8 +113,8 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
         if not predictor.takes_images:
-            raise HTTPException(400, f"this model takes table rows ({preprocessing.describe_columns(predictor.record)}"
-                                     "), not images; use mnist-predict or the Predictor from Python")
+            raise HTTPException(400, f"{preprocessing.as_record(predictor.record).not_images()}; use mnist-predict "
+                                     "or the Predictor from Python")
         body = await read_capped(request)
         prepare = preparer(predictor, request.headers.get("content-type", ""), body)
 
