@@ -108,3 +108,11 @@ def test_fashion_mnist_without_any_source_says_how_to_get_it(tmp_path, monkeypat
     monkeypatch.setattr(data, "_download_from_mirrors", lambda *args: "unreachable (test)")
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
         ensure_fashion_mnist(tmp_path / "data", debian_dir=tmp_path / "absent")
+
+
+def test_the_user_data_prefix_is_read_in_one_place():
+    from mnist_classifier.data.dataset import user_data, with_path
+
+    assert user_data("csv:/a/b:c.csv") == ("csv", "/a/b:c.csv")  # a colon in the path stays in the path
+    assert user_data("mnist") is None and user_data("fashion-mnist") is None and user_data("tsv:x") is None
+    assert with_path("csv:rel.csv", "/abs/rel.csv") == "csv:/abs/rel.csv"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint, user_data
 from ..data.datasets import load_dataset
 from ..data.preprocessing import describe_columns, target_scale
 from ..errors import SaveFailed, UserError, first_line
@@ -59,7 +59,7 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
 
 def input_paths(config: TrainConfig) -> dict[str, str]:
     """The files this run reads, which it must never write."""
-    paths = {"--dataset": config.dataset[4:] if config.dataset.startswith("csv:") else None,
+    paths = {"--dataset": (user_data(config.dataset) or (None, None))[1],
              "--test_csv": config.test_csv, "--resume": config.resume}
     return {flag: path for flag, path in paths.items() if path}
 

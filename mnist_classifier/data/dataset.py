@@ -14,6 +14,20 @@ from .preprocessing import CLASSIFICATION, REGRESSION
 Data = tuple[torch.Tensor, torch.Tensor]
 TEST_RATIO = 0.2  # for datasets that come without a test split
 SPLIT_SEED = 0  # so the same file always gives the same test split
+# ``--dataset KIND:PATH`` names the user's own data of that kind; any other name is a built-in set.
+USER_DATA_KINDS = ("csv",)
+
+
+def user_data(name: str) -> tuple[str, str] | None:
+    """``("csv", PATH)`` for ``"csv:PATH"``; None for a built-in set's name. The one place the prefix
+    is read."""
+    kind, colon, path = name.partition(":")
+    return (kind, path) if colon and kind in USER_DATA_KINDS else None
+
+
+def with_path(name: str, path: str) -> str:
+    """``name`` (``KIND:PATH``) with another path."""
+    return f"{user_data(name)[0]}:{path}"
 
 __all__ = ["CLASSIFICATION", "REGRESSION", "Data", "Dataset", "split_test"]
 

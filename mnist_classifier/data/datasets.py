@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
+from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test, user_data
 from .mnist import load_fashion_mnist, load_mnist
 from .preprocessing import DIGIT, FILL
 
@@ -75,10 +75,11 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 def load_dataset(name: str, data_dir: str = "data", **options) -> Dataset:
     """The raw data ``name`` names (a key of ``LOADERS`` or ``csv:PATH``); ``options`` go to the CSV
     reader. ``Dataset.prepared()`` turns it into model input."""
-    if name.startswith("csv:"):
+    source = user_data(name)
+    if source is not None:  # csv:PATH
         from .csv_data import load_csv
 
-        return load_csv(Path(name[4:]), **options)
+        return load_csv(Path(source[1]), **options)
     if name not in LOADERS:
         raise UserError(f"--dataset {name!r}: unknown; choose one of {', '.join(LOADERS)} or csv:PATH")
     return LOADERS[name](data_dir=data_dir)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..data.dataset import user_data, with_path
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
 from ..data.tables import delimiter_word
 from ..errors import UserError
@@ -88,7 +89,11 @@ TABLE_EPOCHS = (20, 500)
 
 
 def is_table(dataset: str) -> bool:
-    return dataset.startswith("csv:") or dataset in TABLE_DATASETS
+    return _is_csv(dataset) or dataset in TABLE_DATASETS
+
+
+def _is_csv(dataset: str) -> bool:
+    return (user_data(dataset) or ("", ""))[0] == "csv"
 
 
 def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
@@ -200,7 +205,7 @@ class TrainConfig:
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
         csv_only = [name for name, opt in TRAIN_OPTIONS.items() if opt.spec.applies == "csv" and getattr(self, name)]
-        if csv_only and not self.dataset.startswith("csv:"):
+        if csv_only and not _is_csv(self.dataset):
             raise UserError(f"--{csv_only[0]} applies only to --dataset csv:PATH, not to {self.dataset}")
         self.resolve_input_paths()
 
@@ -232,11 +237,12 @@ class TrainConfig:
     def resolve_input_paths(self) -> None:
         """Input paths made absolute: the model file and checkpoint keep working from another folder."""
         self.data_dir = str(Path(self.data_dir).resolve())
-        if self.dataset.startswith("csv:") and self.dataset[4:]:
-            self.dataset = "csv:" + str(Path(self.dataset[4:]).resolve())
+        source = user_data(self.dataset)
+        if source is not None and source[1]:
+            self.dataset = with_path(self.dataset, str(Path(source[1]).resolve()))
         if self.test_csv:
             self.test_csv = str(Path(self.test_csv).resolve())
-            if self.dataset == f"csv:{self.test_csv}":
+            if _is_csv(self.dataset) and user_data(self.dataset)[1] == self.test_csv:
                 raise UserError(f"--test_csv {self.test_csv} is the training file itself; test rows must be others")
 
     def to_dict(self) -> dict:
