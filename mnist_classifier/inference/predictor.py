@@ -129,7 +129,11 @@ class Predictor:
             return torch.cat([self.model(chunk) for chunk in x.split(4096)]) if len(x) else self.model(x)
 
     def _predict_batch(self, x: torch.Tensor, top_k: int, sources: list[str]) -> list[Prediction]:
-        output = self.log_probs(x)
+        return self.predictions(self.log_probs(x), sources, top_k)
+
+    def predictions(self, output: torch.Tensor, sources: list[str], top_k: int = 3) -> list[Prediction]:
+        """The model's output for a batch (log-probabilities, or standardised values for regression),
+        from this model or an export of it, as one ``Prediction`` per row: the one answer path."""
         if self.task != CLASSIFICATION:
             values = preprocessing.from_model_output(self.record, output.squeeze(-1))
             return [Prediction(source, float(v)) for source, v in zip(sources, values, strict=True)]

@@ -258,8 +258,9 @@ def all_numbers(value, depth: int = 0) -> bool:
 
 
 def answer(predictor: Predictor, log_probs: torch.Tensor, shown: list) -> dict:
-    probabilities = log_probs[0].float().exp()
-    best = int(probabilities.argmax())
-    return {"class_index": best, "label": predictor.classes[best], "probability": float(probabilities[best]),
-            "probabilities": {label: float(p) for label, p in zip(predictor.classes, probabilities, strict=True)},
-            "model_input": shown}
+    """The response for one input: ``Predictor``'s answer, with every class's probability."""
+    (prediction,) = predictor.predictions(log_probs.float(), ["upload"], top_k=len(predictor.classes))
+    probabilities = dict(prediction.top_k)
+    return {"class_index": predictor.classes.index(prediction.label), "label": prediction.label,
+            "probability": prediction.probability,
+            "probabilities": {label: probabilities[label] for label in predictor.classes}, "model_input": shown}
