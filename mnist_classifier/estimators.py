@@ -305,7 +305,7 @@ def _classes(values: list) -> np.ndarray:
 
 
 class Classifier(ClassifierMixin, _Estimator):
-    """A scikit-learn classifier: this project's model (``model="mlp"``, ``"cnn"`` or ``"rnn"``)
+    """A scikit-learn classifier: this project's model (``model="mlp"``, ``"cnn"``, ``"rnn"`` or ``"linear"``)
     trained by its Trainer on NLLLoss of log-probabilities."""
 
     _task = CLASSIFICATION

@@ -39,6 +39,7 @@ def test_defaults_are_the_seeds():
         (["--dropout_p", "1"], "--dropout_p must lie in"),
         (["--model", "cnn", "--n_layers", "3"], "--n_layers does not apply to --model cnn"),
         (["--model", "mlp", "--channels", "8"], "--channels does not apply to --model mlp"),
+        (["--model", "linear", "--use_dropout"], "--use_dropout does not apply to --model linear (it has no options)"),
         (["--model", "rnn", "--cell", "elman"], "invalid choice"),
         (["--model", "cnn", "--preset", "record", "--channels", "0"], "--channels must lie in"),
         (["--lr", "0"], "--lr must be positive"),

@@ -215,8 +215,8 @@ class TrainConfig:
         known = options_of(options)
         unknown = sorted(set(self.model_options) - set(known))
         if unknown:
-            raise UserError(f"--{unknown[0]} does not apply to --model {self.model} (its options: "
-                            f"{', '.join('--' + name for name in known)})")
+            takes = f"its options: {', '.join('--' + name for name in known)}" if known else "it has no options"
+            raise UserError(f"--{unknown[0]} does not apply to --model {self.model} ({takes})")
         self.model_options = {name: self.model_options.get(name, opt.default) for name, opt in known.items()}
         problem = check_options(options, self.model_options)
         if problem:
