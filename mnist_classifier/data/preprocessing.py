@@ -41,26 +41,33 @@ DIGIT, FILL = "digit", "fill"
 IMAGE_STYLES = {DIGIT: mnist_like, FILL: fill_frame}
 
 
-class ImageRecord:
+class Record:
+    """A kind of input around its plain values (what the model file holds)."""
+
+    kind: str
+    takes_images: bool
+
+    def __init__(self, values: dict):
+        self.values = values
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        return cls(values)
+
+    def to_dict(self) -> dict:
+        return dict(self.values)
+
+
+class ImageRecord(Record):
     """Pictures of ``shape`` (C, H, W), pixels in [0, 1]; people's own pictures are prepared in the
     data set's ``style``."""
 
     kind = IMAGE
     takes_images = True
 
-    def __init__(self, values: dict):
-        self.values = values
-
     @classmethod
     def fit(cls, shape: tuple[int, ...], style: str = DIGIT) -> ImageRecord:
         return cls({"kind": IMAGE, "shape": list(shape), "style": style})
-
-    @classmethod
-    def from_dict(cls, values: dict) -> ImageRecord:
-        return cls(values)
-
-    def to_dict(self) -> dict:
-        return dict(self.values)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -105,15 +112,12 @@ class ImageRecord:
     target_scale = 1.0
 
 
-class TableRecord:
+class TableRecord(Record):
     """Table rows: column specs (``tables.py``), then standardisation with the training rows'
     statistics; regression targets standardised too."""
 
     kind = TABLE
     takes_images = False
-
-    def __init__(self, values: dict):
-        self.values = values
 
     @classmethod
     def fit(cls, x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
@@ -139,13 +143,6 @@ class TableRecord:
             values["y_mean"] = y.mean().item()
             values["y_std"] = max(y.std(correction=1 if len(y) > 1 else 0).item(), 1e-8)
         return cls(values)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TableRecord:
-        return cls(values)
-
-    def to_dict(self) -> dict:
-        return dict(self.values)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -207,7 +204,7 @@ class TableRecord:
 RECORDS = {IMAGE: ImageRecord, TABLE: TableRecord}
 
 
-def as_record(record: dict) -> ImageRecord | TableRecord:
+def as_record(record: dict) -> Record:
     """The class for a (checked) plain record, around its values."""
     return RECORDS[record["kind"]].from_dict(record)
 
