@@ -110,7 +110,7 @@ class _Estimator(BaseEstimator):
             run = Path(config.tensorboard) / time.strftime(f"fit-%Y%m%d-%H%M%S-{time.time_ns() % 10**6:06d}")
             callbacks.append(TensorBoardLog(run, config))
         trainer = build_trainer(config, input_shape, self._output_size(), len(train_rows), torch.device("cpu"),
-                                self._task, callbacks=callbacks)
+                                self._task, callbacks=callbacks, announce=bool(config.verbose))
         trainer.train((x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows]), config.n_epochs,
                       config.batch_size)
         trainer.model.load_state_dict(trainer.best_state)

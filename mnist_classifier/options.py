@@ -125,6 +125,23 @@ def add_flag(parser, opt: Option, default: Any, help_text: str | None = None) ->
     parser.add_argument(f"--{opt.name}", **kwargs)
 
 
+def from_text(opt: Option, value: Any) -> Any:
+    """A value from a settings file, read as the flag reads its text: ``"256,256"`` as a list,
+    ``"1e-3"`` as a number, ``tab`` as a delimiter; YAML's ``on``/``off`` (booleans to it) as words."""
+    if opt.kind is str and isinstance(value, bool):
+        return "on" if value else "off"
+    if not isinstance(value, str) or (opt.kind is str and "type" not in opt.spec.cli):
+        return value
+    convert = opt.spec.cli.get("type") or (int_list if opt.kind is list else opt.kind)
+    if opt.kind is bool:
+        convert = {"true": True, "false": False, "yes": True, "no": False}.get
+    try:
+        converted = convert(value.strip().lower() if opt.kind is bool else value)
+    except (ValueError, argparse.ArgumentTypeError):
+        return value  # left as it is: the option's check names the flag and the value
+    return value if converted is None else converted
+
+
 def shown(value: Any) -> str:
     """A default as ``--help`` shows it."""
     if isinstance(value, list):
@@ -175,7 +192,7 @@ def _inside(number: float, spec: Spec) -> bool:
 
 
 def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def _bounds_words(kind: type, spec: Spec) -> str:

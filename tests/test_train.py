@@ -331,6 +331,8 @@ def test_config_replays_a_runs_own_configuration_file_and_flags_still_win(tmp_pa
     ("- a list\n", "expected names and values, got list"),
     ("learning_rate: 0.1\n", "unknown setting 'learning_rate'"),
     ("lr: fast\n", "--lr must be a number, got 'fast'"),
+    ("dataset: 5\n", "--dataset must be a word, got 5"),
+    ("model: [cnn]\n", "--model must be a word, got ['cnn']"),
 ])
 def test_a_bad_config_file_is_one_line(tmp_path, capsys, text, message):
     (tmp_path / "run.yaml").write_text(text)
@@ -338,3 +340,30 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys, text, message):
         main(["--config", str(tmp_path / "run.yaml"), "--model_fn", str(tmp_path / "m.pth")])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_config_file_is_read_as_the_flags_read_their_text(tmp_path, capsys):
+    (tmp_path / "run.yaml").write_text("dataset: csv:t.csv\ndelimiter: tab\nhidden_sizes: 256,256\namp: off\n"
+                                       "lr: 1e-3\ncompile: no\ngpu_id: 0\n")
+    main(["--config", str(tmp_path / "run.yaml"), "--model_fn", str(tmp_path / "m.pth"), "--print_config"])
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["delimiter"], printed["amp"], printed["lr"], printed["compile"]) == ("\t", "off", 1e-3, False)
+    assert printed["model_options"]["hidden_sizes"] == [256, 256]
+    assert printed["gpu_id"] == (0 if torch.cuda.is_available() else -1)  # the machine's, never replayed
+    # An explicit depth still beats the file's sizes, as it beats a preset's.
+    main(["--config", str(tmp_path / "run.yaml"), "--model_fn", str(tmp_path / "m.pth"), "--n_layers", "2",
+          "--print_config"])
+    assert json.loads(capsys.readouterr().out)["model_options"]["hidden_sizes"] is None
+
+
+def test_config_and_resume_do_not_go_together(tmp_path, capsys):
+    (tmp_path / "run.yaml").write_text("lr: 0.5\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(tmp_path / "run.yaml"), "--resume", str(tmp_path / "m.pth.ckpt")])
+    assert "--config and --resume do not go together" in capsys.readouterr().err
+
+
+def test_every_family_on_a_table_is_sized_from_its_rows():
+    config = parse_config(["--model_fn", "m.pth", "--model", "linear", "--dataset", "diabetes"])
+    assert config.batch_size is None and config.n_epochs is None and config.weight_decay == 1e-4
+    assert config.model_options == {}  # the MLP's table sizes are the MLP's alone

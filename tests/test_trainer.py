@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from mnist_classifier.training.callbacks import Callback, EarlyStopping, GradientClipping
-from mnist_classifier.training.trainer import Trainer, evaluate
+from mnist_classifier.training.trainer import Trainer, TrainingInterrupted, evaluate
 
 
 def config(n_epochs: int, batch_size: int) -> SimpleNamespace:
@@ -221,3 +221,25 @@ def test_a_callbacks_state_travels_with_the_trainers_state():
                       verbose=False)
     resumed.load_state_dict(state)
     assert resumed.callbacks[0].epochs == 3
+
+
+def test_a_checkpoint_after_an_interruption_keeps_the_callbacks_as_the_last_epoch_left_them():
+    class Steps(Callback):
+        def __init__(self):
+            self.n = 0
+
+        def on_batch_end(self, trainer, step):
+            self.n += 1
+            if len(trainer.history) == 1 and step == 3:
+                trainer.request_stop("SIGINT")  # mid-epoch 2: the checkpoint is epoch 1's
+
+        def state_dict(self):
+            return {"n": self.n}
+
+    model = nn.Linear(1, 1)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Steps()],
+                      verbose=False)
+    x = torch.randn(64, 1)
+    with pytest.raises(TrainingInterrupted):
+        trainer.train((x, x), (x, x), config(5, batch_size=16))
+    assert trainer.callbacks[0].n == 7 and trainer.checkpoint_state()["callbacks"] == {"Steps": {"n": 4}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..models import MODELS, model_options
-from ..options import add_flag, options_of, shown
+from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
 from ..training.config import (
     MODEL_DEFAULTS,
@@ -69,7 +69,10 @@ def parse_flags(argv: list[str] | None = None) -> tuple[TrainConfig, dict]:
     """Flags -> a validated ``TrainConfig``, and the flags given explicitly (name -> value)."""
     given = vars(build_parser().parse_args(argv))
     replayed = read_config_file(given.pop("config")) if "config" in given else {}
-    config = settle({**replayed, **{k: v for k, v in given.items() if k != "print_config"}})
+    if replayed and "resume" in given:
+        raise UserError("--config and --resume do not go together: a resumed run continues with its checkpoint's "
+                        "configuration")
+    config = settle(replayed, {k: v for k, v in given.items() if k != "print_config"})
     if not config.resume:  # a resumed run is validated with its checkpoint's configuration (resumed_config)
         config.validate()
     return config, given
@@ -81,14 +84,19 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     return parse_flags(argv)[0]
 
 
-def settle(given: dict) -> TrainConfig:
-    """``TrainConfig`` from the values given (flag names), the defaults filling in the rest."""
-    model, dataset = given.get("model", "mlp"), given.get("dataset", "mnist")
-    defaults = defaults_for(model, is_table(dataset), given.get("preset"))
-    if "n_layers" in given and "hidden_sizes" not in given:
-        defaults.pop("hidden_sizes", None)  # an explicit depth beats a preset's sizes
+def settle(replayed: dict, given: dict) -> TrainConfig:
+    """``TrainConfig`` from the flags given, over a ``--config`` file's values, over the defaults."""
+    chosen = {**replayed, **given}
+    for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
+        if chosen.get(name) is not None and not isinstance(chosen[name], str):
+            raise UserError(f"--{name} must be a word, got {chosen[name]!r}")
+    model, dataset = chosen.get("model") or "mlp", chosen.get("dataset") or "mnist"
+    defaults = defaults_for(model, is_table(dataset), chosen.get("preset"))
+    if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
+        defaults.pop("hidden_sizes", None)
+        replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
     values = {name: opt.spec.cli["default"]() for name, opt in TRAIN_OPTIONS.items() if "default" in opt.spec.cli}
-    values |= {**defaults, **given}
+    values |= {**defaults, **replayed, **given}
     options = {name: values.pop(name) for name in list(values) if name in MODEL_OPTIONS}
     options = {name: value for name, value in options.items() if value is not None}
     unknown = sorted(set(values) - set(TRAIN_OPTIONS))
@@ -110,10 +118,13 @@ def read_config_file(path: str) -> dict:
     options = values.pop("model_options", None) or {}
     if not isinstance(options, dict):
         raise UserError(f"--config {path}: model_options must be names and values")
-    # What a run recorded about itself, not what it was asked: a replay chooses its own outputs and
-    # measures its own precision.
-    recorded = {"format", "precision", "precision_reason", "world_size", "resume", "model_fn", "checkpoint_fn"}
-    return {k: v for k, v in values.items() if k not in recorded} | options
+    # What a run recorded about itself or its machine, not what it was asked: a replay chooses its
+    # own outputs and device, and measures its own precision.
+    recorded = {"format", "precision", "precision_reason", "world_size", "resume", "model_fn", "checkpoint_fn",
+                "gpu_id", "tensorboard"}
+    values = {k: v for k, v in values.items() if k not in recorded} | options
+    every = {**TRAIN_OPTIONS, **{name: opt for name, (opt, _) in MODEL_OPTIONS.items()}}
+    return {name: from_text(every[name], value) if name in every else value for name, value in values.items()}
 
 
 def _yaml(text: str):

@@ -115,10 +115,12 @@ def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
-                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] = (),
-                  parallel: DataParallel | None = None, verbose: bool = False) -> Trainer:
+                  device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
+                  parallel: DataParallel | None = None, verbose: bool = False, announce: bool | None = None
+                  ) -> Trainer:
     """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
     ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
+    ``announce``: the configured callbacks say what they do (an early stop); by default, as ``verbose``.
 
     ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
     """
@@ -140,7 +142,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         compile=config.compile,
         amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
-        callbacks=[*from_config(config, verbose), *callbacks],
+        callbacks=[*from_config(config, verbose if announce is None else announce), *(callbacks or ())],
         parallel=parallel,
         verbose=verbose,
     )

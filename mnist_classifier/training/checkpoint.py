@@ -20,7 +20,7 @@ FORMAT = "mnist_classifier.checkpoint/1"
 def save_checkpoint(path: str | Path, trainer: Trainer, config: dict, data: dict | None = None) -> None:
     """Write the last completed epoch's snapshot atomically (never a half-written file); ``data`` is
     the training data's fingerprint (``data.dataset.fingerprint``), checked when the run resumes."""
-    atomic_torch_save({"format": FORMAT, "config": config, "trainer": _with_callbacks(trainer), "data": data}, path)
+    atomic_torch_save({"format": FORMAT, "config": config, "trainer": trainer.checkpoint_state(), "data": data}, path)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -31,7 +31,3 @@ def load_checkpoint(path: str | Path) -> dict:
         raise UserError(f"{path}: the checkpoint is damaged (its configuration or training state is missing)")
     return payload
 
-
-def _with_callbacks(trainer) -> dict:
-    # Written from inside a callback (every N epochs), the snapshot predates this epoch's callbacks.
-    return {**trainer.snapshot, "callbacks": trainer.callback_states()}

@@ -277,8 +277,8 @@ def defaults_for(model: str, table: bool, preset: str | None = None) -> dict:
     """The defaults that beat ``TrainConfig``'s for this model family and data: the family's own, the
     tables' (for the MLP) and a preset's, in that order. Model options may be among them."""
     defaults = dict(MODEL_DEFAULTS.get(model, {}))
-    if model == "mlp" and table:
-        defaults.update(TABLE_DEFAULTS)
+    if table:  # the tables' training settings for every family; their MLP sizes for the MLP
+        defaults.update({k: v for k, v in TABLE_DEFAULTS.items() if k in TRAIN_OPTIONS or model == "mlp"})
     if preset:
         presets = PRESETS.get(model, {})
         if preset not in presets:

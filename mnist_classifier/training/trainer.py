@@ -126,7 +126,7 @@ class Trainer:
         compile: bool = False,
         amp: bool = False,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback] | None = None,
         parallel: DataParallel | None = None,
         verbose: bool = True,
     ):
@@ -149,7 +149,7 @@ class Trainer:
         self.compile = compile
         self.amp = amp
         self.augment = augment
-        self.callbacks = [*([ProgressBar(), EpochPrinter()] if verbose else []), *callbacks]
+        self.callbacks = [*([ProgressBar(), EpochPrinter()] if verbose else []), *(callbacks or ())]
         # Static shapes compile once; a smaller last batch would compile a second graph, so it is
         # dropped instead (the order changes every epoch, so no sample is left out for good).
         # On a GPU, CUDA graphs replay the step's many small kernels with one launch ("reduce-overhead").
@@ -167,6 +167,7 @@ class Trainer:
         self.should_stop = False  # set by a callback: end the run after this epoch
         self._progress: tuple[torch.Tensor, int] = (torch.zeros(()), 0)  # this epoch's loss sum, rows seen
         self._stop_reason: str | None = None
+        self._epoch_ending = False
 
     @property
     def stop_reason(self) -> str | None:
@@ -238,7 +239,11 @@ class Trainer:
             self.best_valid_loss, self.best_epoch = valid["loss"], epoch
             self.best_state = _copy_state(self.model)
         self.snapshot = self.state_dict()
-        self._emit("on_epoch_end", record)
+        self._epoch_ending = True
+        try:
+            self._emit("on_epoch_end", record)
+        finally:
+            self._epoch_ending = False
         self.snapshot["callbacks"] = self.callback_states()  # as the epoch's callbacks left them
 
     def running_loss(self) -> float:
@@ -269,6 +274,14 @@ class Trainer:
     def callback_states(self) -> dict:
         """Each stateful callback's ``state_dict``, by class name."""
         return {type(c).__name__: c.state_dict() for c in self.callbacks if c.state_dict()}
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint holds: the last completed epoch's snapshot. Written from inside that
+        epoch's ``on_epoch_end`` (every N epochs), with the callbacks' states as they are now, after
+        the epoch; written later (after an interruption), as the epoch left them."""
+        if self._epoch_ending:
+            return {**self.snapshot, "callbacks": self.callback_states()}
+        return self.snapshot
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a ``state_dict()``. A malformed one raises (``ValueError`` for the history and
