@@ -230,8 +230,8 @@ class _Estimator(BaseEstimator):
         except UserError as e:
             raise ValueError(str(e).replace("--model_fn's ", "").replace("--model_fn ", "")) from e
         classes = [str(c) for c in self.classes_] if self._task == CLASSIFICATION else None
-        metadata = {"name": "estimator", "task": self._task, "input_shape": list(preprocessing.input_shape(
-            self.record_)), "classes": classes, "feature_names": self.record_.get("feature_names")}
+        metadata = {"name": "estimator", "task": self._task, "classes": classes,
+                    "feature_names": self.record_.get("feature_names")}
         names = getattr(self, "feature_names_in_", None)
         extra = {"estimator": {"feature_names_in": None if names is None else [str(n) for n in names]}}
         if self._task == CLASSIFICATION:
@@ -239,7 +239,7 @@ class _Estimator(BaseEstimator):
         config = dict(self.config_, model_fn=str(Path(path).resolve()))
         try:
             save_model_file(path, self.model_, self.optimizer_, config, preprocessing=self.record_,
-                            dataset=metadata, classes=classes, history=self.history_, best_epoch=self.best_epoch_,
+                            dataset=metadata, history=self.history_, best_epoch=self.best_epoch_,
                             **extra)
             write_history(paths["history"], self.history_)
             write_config(paths["config"], config)

@@ -192,7 +192,9 @@ def _inside(number: float, spec: Spec) -> bool:
 
 
 def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+    if isinstance(value, int):
+        return str(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def _bounds_words(kind: type, spec: Spec) -> str:

@@ -115,7 +115,7 @@ def small_digit_model_file(x, y, path: Path, steps: int) -> Path:
         loss.backward()
         optimizer.step()
     save_model_file(path, model.eval(), optimizer, {}, image_record((1, 28, 28)), history=[],
-                    classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
+                    dataset=MNIST_METADATA)
     return path
 
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,15 @@ TABLE_OF_12 = {"kind": "table", "feature_names": None, "x_mean": [0.0] * 12, "x_
 def test_round_trip_loads_with_weights_only(tmp_path):
     model = save_small(tmp_path / "m.pth", classes=["a", "b", "c"])
     raw = torch.load(tmp_path / "m.pth", weights_only=True)
-    assert {"model", "opt", "config", "architecture", "history", "classes"} <= raw.keys()
+    assert {"model", "opt", "config", "architecture", "history", "dataset", "preprocessing"} <= raw.keys()
+    # Schema 3: each fact once. The classes only in "dataset", the input shape only in the record.
+    assert raw["format"] == "mnist_classifier.model/3" and "classes" not in raw
+    assert raw["dataset"]["classes"] == ["a", "b", "c"] and "input_shape" not in raw["dataset"]
     assert raw["config"]["lr"] == 1e-3 and raw["architecture"]["hidden_sizes"] == [8, 5]
     rebuilt, payload = load_model(tmp_path / "m.pth")
     x = torch.rand(3, 12)
     torch.testing.assert_close(rebuilt(x), model(x))
-    assert not rebuilt.training and payload["classes"] == ["a", "b", "c"]
+    assert not rebuilt.training and payload["dataset"]["classes"] == ["a", "b", "c"]
 
 
 def test_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -148,17 +152,19 @@ def test_a_model_file_whose_parts_disagree_is_refused_by_name(tmp_path, edit, me
     assert str(refused.value).startswith(str(tmp_path / "m.pth"))
 
 
-@pytest.mark.parametrize("edit", [
-    lambda p: p.update(dataset="x"),
-    lambda p: p.update(model_name=["mlp"]),
-    lambda p: p["dataset"].update(classes=3),
+@pytest.mark.parametrize("edit, part", [
+    (lambda p: p.update(dataset="x"), "'dataset' is missing or not a dict"),
+    (lambda p: p.update(model_name=["mlp"]), "'model_name' is missing or not a str"),
+    (lambda p: p.pop("architecture"), "'architecture' is missing or not a dict"),
+    (lambda p: p["dataset"].update(classes=3), "its task or classes"),
+    (lambda p: p["dataset"].update(task="ranking"), "its task or classes"),
 ])
-def test_a_hand_edited_model_file_is_one_line(tmp_path, edit):
+def test_a_hand_edited_model_file_is_refused_by_its_schema_in_one_line(tmp_path, edit, part):
     save_small(tmp_path / "m.pth")
     payload = torch.load(tmp_path / "m.pth", weights_only=True)
     edit(payload)
     torch.save(payload, tmp_path / "m.pth")
-    with pytest.raises(UserError, match=r"m.pth: the file's contents are damaged \((AttributeError|TypeError): "):
+    with pytest.raises(UserError, match=re.escape(f"m.pth: the file's contents are damaged ({part})")):
         load_model(tmp_path / "m.pth")
 
 

@@ -19,7 +19,7 @@ def test_predict_notebook_runs_top_to_bottom(fake_mnist, tmp_path, model_name):
     model = MODELS[model_name].build((1, 28, 28), 10, classify=True).eval()
     config = TrainConfig(model_fn="model.pth", model=model_name, model_options={})
     save_model_file(tmp_path / "model.pth", model, None, config.to_dict(), image_record((1, 28, 28)), history=[],
-                    classes=MNIST_METADATA["classes"], dataset=MNIST_METADATA)
+                    dataset=MNIST_METADATA)
     (tmp_path / "mine").mkdir()
     render_digit(3, 40, (10, 10)).save(tmp_path / "mine" / "three.png")
 

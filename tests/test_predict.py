@@ -113,8 +113,8 @@ def test_show_writes_previews_for_class_names_with_slashes(digit_model, tmp_path
     import torch
 
     payload = torch.load(digit_model, weights_only=True)
-    names = ["T-shirt/top" if c == "4" else c for c in payload["classes"]]
-    payload["classes"] = payload["dataset"]["classes"] = names
+    names = ["T-shirt/top" if c == "4" else c for c in payload["dataset"]["classes"]]
+    payload["dataset"]["classes"] = names
     torch.save(payload, tmp_path / "clothes.pth")
     render_digit(4, 40, (20, 10)).save(tmp_path / "a.png")
     main(["--model_fn", str(tmp_path / "clothes.pth"), "--show", str(tmp_path / "seen"), str(tmp_path / "a.png")])

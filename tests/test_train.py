@@ -107,7 +107,7 @@ def test_train_py_end_to_end_writes_a_safe_model_file(fake_mnist, tmp_path):
     assert saved["architecture"] == {"input_size": 784, "output_size": 10, "hidden_sizes": [630, 476, 322, 168],
                                      "use_batch_norm": True, "dropout_p": 0.3,
                                      "classify": True}
-    assert "state" in saved["opt"] and saved["classes"] == [str(d) for d in range(10)]
+    assert "state" in saved["opt"] and saved["dataset"]["classes"] == [str(d) for d in range(10)]
 
 
 @pytest.mark.parametrize("speed_flag", ["--amp", "--compile"])
@@ -147,7 +147,7 @@ def test_digits_trains_from_the_command_line(tmp_path, capsys):
     accuracy = float(re.search(r"Test accuracy: ([\d.]+)% \(360 images\)", capsys.readouterr().out).group(1))
     assert accuracy > 80
     saved = torch.load(tmp_path / "d.pth", weights_only=True)
-    assert saved["dataset"]["input_shape"] == [1, 8, 8] and saved["architecture"]["input_size"] == 64
+    assert saved["preprocessing"]["shape"] == [1, 8, 8] and saved["architecture"]["input_size"] == 64
 
 
 def test_regression_on_diabetes_reports_rmse_and_its_loss_falls(tmp_path, capsys):

@@ -98,7 +98,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
         trainer.model.load_state_dict(trainer.best_state)
         # The optimizer's state is the last epoch's, which may come after the best one: say which.
         save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
-                        preprocessing=dataset.preprocessing, dataset=dataset.metadata(), classes=dataset.classes,
+                        preprocessing=dataset.preprocessing, dataset=dataset.metadata(),
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
                         train_seconds=time.perf_counter() - started, data=data_now(), **extra)
 

@@ -91,7 +91,6 @@ class Dataset:
         return {
             "name": self.name,
             "task": self.task,
-            "input_shape": list(self.input_shape),
             "classes": self.classes,
             "feature_names": self.feature_names,
         }

@@ -1,6 +1,9 @@
 """The model file: weights, the model's registry name and constructor values, the preprocessing
 record, optimizer state, config and history, all as plain values.
 
+Schema 3 stores each fact once: the input shape in the preprocessing record, the classes in
+``dataset``. Loading checks the schema (``check_schema``) and brings files of schemas 1 and 2 to it.
+
 It loads with ``torch.load(path, weights_only=True)``, so opening a file never runs code, and it
 is written atomically, so an interrupted save never destroys the previous model.
 """
@@ -15,17 +18,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data.preprocessing import CLASSIFICATION, check_record, image_record, input_shape, legacy_record
+from ..data.preprocessing import CLASSIFICATION, REGRESSION, check_record, image_record, input_shape, legacy_record
 from ..errors import UserError, first_line
 from ..files import atomic_write
 from ..models import MODELS, name_of, rebuild
 
-FORMAT = "mnist_classifier.model/2"
-# Release 1 wrote only MLPs, with statistics in "dataset"; such files still load and predict the same.
-OLD_FORMATS = ("mnist_classifier.model/1",)
+FORMAT = "mnist_classifier.model/3"
+# Release 1 wrote only MLPs, with statistics in "dataset"; schema 2 kept copies of the input shape
+# and classes. Such files still load and predict the same.
+RELEASE_1, SCHEMA_2 = "mnist_classifier.model/1", "mnist_classifier.model/2"
+OLD_FORMATS = (SCHEMA_2, RELEASE_1)
 # Model files from before datasets were recorded were all MNIST.
-MNIST_METADATA = {"name": "mnist", "task": CLASSIFICATION, "input_shape": [1, 28, 28],
-                  "classes": [str(d) for d in range(10)]}
+MNIST_METADATA = {"name": "mnist", "task": CLASSIFICATION, "classes": [str(d) for d in range(10)]}
+# What every model file holds (after ``load_model_file``), and of which type.
+SCHEMA = {"model_name": str, "architecture": dict, "model": dict, "preprocessing": dict, "dataset": dict,
+          "config": dict, "history": list}
 
 
 def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict, preprocessing: dict | None = None,
@@ -34,8 +41,12 @@ def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict,
 
     ``preprocessing`` is the record raw input must go through (``data.preprocessing``); without one,
     the model is taken to read MNIST-like images. ``extra`` holds the rest: ``dataset`` metadata
-    (name, task, classes), ``history``, ``best_epoch``, ...
+    (name, task, classes), ``history``, ``best_epoch``, ...; an input shape in it is left out (the
+    record has it).
     """
+    extra.pop("classes", None)  # schema 2's copy of the dataset's classes
+    if "dataset" in extra:
+        extra["dataset"] = {k: v for k, v in extra["dataset"].items() if k != "input_shape"}
     payload = {
         "format": FORMAT,
         "model_name": name_of(model),
@@ -47,6 +58,7 @@ def save_model_file(path: str | Path, model: nn.Module, optimizer, config: dict,
         **extra,
     }
     payload.setdefault("dataset", MNIST_METADATA)
+    payload.setdefault("history", [])
     atomic_torch_save(payload, path)
 
 
@@ -56,15 +68,35 @@ def atomic_torch_save(obj, path: str | Path) -> None:
 
 
 def load_model_file(path: str | Path) -> dict:
-    """Read a model file safely (no code runs), check it is one of ours, and bring a release-1 file
-    to today's form (``model_name``, ``preprocessing``)."""
+    """Read a model file safely (no code runs), check it is one of ours, bring an older schema to
+    today's, and check it holds what every model file holds."""
     payload = load_safely(path, (FORMAT, *OLD_FORMATS), "model file")
-    if payload["format"] in OLD_FORMATS:
+    if payload["format"] == RELEASE_1:
         metadata = payload.get("dataset") or dict(MNIST_METADATA, input_shape=[28, 28])
         payload["model_name"] = "mlp"
         payload["preprocessing"] = legacy_record(metadata)
-        payload["dataset"] = dict(metadata, input_shape=list(input_shape(payload["preprocessing"])))
+        payload["dataset"] = metadata
+    if payload["format"] in OLD_FORMATS:
+        payload.pop("classes", None)
+        if isinstance(payload.get("dataset"), dict):
+            payload["dataset"] = {k: v for k, v in payload["dataset"].items() if k != "input_shape"}
+        payload.setdefault("config", {})
+        payload.setdefault("history", [])
+        payload["format"] = FORMAT
+    check_schema(payload, path)
     return payload
+
+
+def check_schema(payload: dict, path) -> None:
+    """Refuse, in one line, a file missing a part every model file has (a hand-edited or damaged one)."""
+    for key, kind in SCHEMA.items():
+        if not isinstance(payload.get(key), kind):
+            raise UserError(f"{path}: the file's contents are damaged ({key!r} is missing or not a {kind.__name__})")
+    metadata = payload["dataset"]
+    classes = metadata.get("classes")
+    if metadata.get("task", CLASSIFICATION) not in (CLASSIFICATION, REGRESSION) or not (
+            classes is None or isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        raise UserError(f"{path}: the file's contents are damaged (its task or classes)")
 
 
 def load_safely(path: str | Path, expected_format: str | tuple[str, ...], kind: str) -> dict:
@@ -133,9 +165,5 @@ def _check_agrees(model: nn.Module, record: dict, metadata: dict, path) -> None:
 
 def load_model(path: str | Path) -> tuple[nn.Module, dict]:
     """The model, ready for inference, and the whole file's contents."""
-    try:
-        payload = load_model_file(path)
-        return build_model(payload, path), payload
-    except (TypeError, AttributeError, KeyError, ValueError, IndexError) as e:
-        # A value of the wrong type somewhere in a hand-edited file.
-        raise UserError(f"{path}: the file's contents are damaged ({type(e).__name__}: {first_line(e)})") from e
+    payload = load_model_file(path)  # its schema checked: a damaged file is one line, a bug a traceback
+    return build_model(payload, path), payload
