@@ -243,3 +243,27 @@ def test_a_checkpoint_after_an_interruption_keeps_the_callbacks_as_the_last_epoc
     with pytest.raises(TrainingInterrupted):
         trainer.train((x, x), (x, x), config(5, batch_size=16))
     assert trainer.callbacks[0].n == 7 and trainer.checkpoint_state()["callbacks"] == {"Steps": {"n": 4}}
+
+
+def test_one_signal_handler_stops_inside_the_loop_and_exits_at_once_outside_it():
+    import signal as signals
+
+    from mnist_classifier.training.callbacks import StopOnSignals
+
+    class SignalMidEpoch(Callback):
+        def on_batch_end(self, trainer, step):
+            if step == 2:
+                signals.raise_signal(signals.SIGINT)
+
+    handler = StopOnSignals(announce=False)
+    model = nn.Linear(1, 1)
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(),
+                      callbacks=[SignalMidEpoch(), handler], verbose=False)
+    x = torch.randn(64, 1)
+    before = signals.getsignal(signals.SIGINT)
+    with handler:
+        with pytest.raises(TrainingInterrupted, match="SIGINT during epoch 1"):  # stopped after the batch
+            trainer.train((x, x), (x, x), config(3, batch_size=16))
+        with pytest.raises(SystemExit) as exit_info:  # outside the loop, e.g. while saving
+            signals.raise_signal(signals.SIGINT)
+    assert exit_info.value.code == 128 + signals.SIGINT and signals.getsignal(signals.SIGINT) is before

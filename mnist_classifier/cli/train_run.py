@@ -19,7 +19,7 @@ from ..data.preprocessing import describe_columns, target_scale
 from ..errors import SaveFailed, UserError, first_line
 from ..inference.model_file import save_model_file
 from ..training.build import build_trainer
-from ..training.callbacks import EveryEpochs, StopOnSignals, exit_on_signals
+from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
 from ..training.config import TrainConfig, table_schedule
 from ..training.distributed import DataParallel
@@ -150,9 +150,10 @@ def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, parallel
                     save_best: Callable, checkpoint: Callable) -> bool:
     """Train, then save the best model; False on the ranks that do not save. A stopped run keeps
     what it achieved and raises on."""
-    # Outside the loop (while saving, between epochs' end and the save) a signal exits at once, cleanly;
-    # inside it, StopOnSignals takes over and asks the trainer to stop after the batch.
-    with exit_on_signals():
+    # The run's one signal handler, around training and saving: inside the loop a signal stops the
+    # trainer after the batch; outside it (while saving) it exits at once, cleanly.
+    signals = next((c for c in trainer.callbacks if isinstance(c, StopOnSignals)), contextlib.nullcontext())
+    with signals:
         try:
             trainer.train(*data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:

@@ -8,7 +8,6 @@ concern is a new callback, not an edit of the loop.
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import threading
@@ -123,33 +122,60 @@ class EveryEpochs(Callback):
 
 
 class StopOnSignals(Callback):
-    """The first SIGINT or SIGTERM asks the trainer to stop after the current batch (so that the
-    run can save what it has); a second one exits at once (files are written atomically, so none
-    is left half-written: see ``exit_on_signals``). ``announce``: say so on stderr (in a distributed
-    run, only rank 0 does)."""
+    """The run's one handler of SIGINT and SIGTERM.
+
+    Inside the training loop the first signal asks the trainer to stop after the current batch (so
+    that the run can save what it has) and a second one exits at once. Used as a context manager
+    around training and saving, it also covers the time outside the loop (while the run saves): a
+    signal there exits at once, and cleanly (files are written atomically, so none is left
+    half-written: see ``_exit_at_once``), instead of a ``KeyboardInterrupt`` traceback mid-save or
+    the default SIGTERM death that skips every clean-up. ``announce``: say so on stderr (in a
+    distributed run, only rank 0 does).
+    """
 
     def __init__(self, announce: bool = True):
-        self.previous: dict = {}
         self.announce = announce
+        self.trainer = None  # while the loop runs
+        self.previous: dict = {}
+        self._installed_by_training = False
+
+    def __enter__(self) -> StopOnSignals:
+        self._install()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._uninstall()
 
     def on_train_start(self, trainer) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signal handlers can only be installed from the main thread
-
-        def handle(signum, _frame):
-            if trainer.stop_reason is not None:
-                _exit_at_once(signum, _frame)
-            if self.announce:
-                print(f"\n{signal.Signals(signum).name}: stopping after this batch to save (send it again to exit "
-                      "at once)", file=sys.stderr, flush=True)
-            trainer.request_stop(signal.Signals(signum).name)
-
-        self.previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
+        self.trainer = trainer
+        if not self.previous:  # a callback alone, not around the run: only the loop is covered
+            self._installed_by_training = self._install()
 
     def on_train_end(self, trainer) -> None:
+        self.trainer = None
+        if self._installed_by_training:
+            self._uninstall()
+            self._installed_by_training = False
+
+    def _install(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False  # signal handlers can only be installed from the main thread
+        self.previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
+        return True
+
+    def _uninstall(self) -> None:
         for s, handler in self.previous.items():
             signal.signal(s, handler)
         self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        trainer = self.trainer
+        if trainer is None or trainer.stop_reason is not None:
+            _exit_at_once(signum, frame)
+        if self.announce:
+            print(f"\n{signal.Signals(signum).name}: stopping after this batch to save (send it again to exit "
+                  "at once)", file=sys.stderr, flush=True)
+        trainer.request_stop(signal.Signals(signum).name)
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -159,19 +185,3 @@ def _exit_at_once(signum, _frame):
     # SystemExit rather than os._exit: an atomic save in progress still removes its temporary file.
     print(f"\n{signal.Signals(signum).name}: exiting at once", file=sys.stderr, flush=True)
     raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def exit_on_signals():
-    """Around training and saving: a SIGINT or SIGTERM that ``StopOnSignals`` does not handle (it
-    only does inside the loop) exits at once and cleanly, instead of a ``KeyboardInterrupt``
-    traceback mid-save or the default SIGTERM death that skips every clean-up."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _exit_at_once) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)

@@ -3,7 +3,8 @@
 A checkpoint holds the trainer's snapshot of its last completed epoch (weights, optimizer,
 schedule, history, best-so-far, random number generators) and the configuration, so a resumed
 run continues exactly where the snapshot was taken: on the CPU, bit for bit. On Ctrl-C or SIGTERM,
-``callbacks.StopOnSignals`` stops the trainer after the batch and ``mnist-train`` then writes one.
+``callbacks.StopOnSignals`` (the run's one signal handler) stops the trainer after the batch and
+``mnist-train`` then writes one.
 """
 
 from __future__ import annotations
