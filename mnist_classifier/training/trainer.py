@@ -131,14 +131,12 @@ class Trainer:
         verbose: bool = True,
     ):
         """``scheduler``, if given, is stepped after every optimizer step (not every epoch).
-
-        ``compile`` runs the training step through ``torch.compile``. Validation stays eager: a
-        second, eval-mode graph would cost more to compile than it saves. ``amp`` computes in
+        ``compile`` runs the training step through ``torch.compile``; validation stays eager (a
+        second, eval-mode graph would cost more to compile than it saves). ``amp`` computes in
         bfloat16 where autocast allows it; weights, gradients, optimizer state, losses and
         log-probabilities stay float32. ``augment`` transforms each training batch (never
         validation). ``callbacks`` see the run's events (``callbacks.Callback``), after the
         defaults: with ``verbose``, a progress bar and a line per epoch, as the seed prints.
-
         ``parallel`` (``distributed.data_parallel``) trains this rank's share of a torchrun job through
         ``DistributedDataParallel``; ``model`` keeps its own parameters, so saving it is unchanged.
         """
