@@ -199,46 +199,45 @@ def test_an_exception_in_training_reaches_on_exception_then_propagates():
     assert seen == ["disk on fire", "end"]
 
 
+class Counter(Callback):
+    """A callback with state: what it counted (subclasses say what they count)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, state):
+        self.n = state["n"]
+
+
+def quiet_trainer(model: nn.Module, *callbacks: Callback) -> Trainer:
+    return Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=callbacks,
+                   verbose=False)
+
+
 def test_a_callbacks_state_travels_with_the_trainers_state():
-    class Counter(Callback):
-        def __init__(self):
-            self.epochs = 0
-
+    class Epochs(Counter):
         def on_epoch_end(self, trainer, record):
-            self.epochs += 1
+            self.n += 1
 
-        def state_dict(self):
-            return {"epochs": self.epochs}
-
-        def load_state_dict(self, state):
-            self.epochs = state["epochs"]
-
-    trainer, _, _, _ = train_slope(n_epochs=3, callbacks=[Counter()], verbose=False)
+    trainer, _, _, _ = train_slope(n_epochs=3, callbacks=[Epochs()], verbose=False)
     state = trainer.snapshot  # what a checkpoint holds: the last epoch, after its callbacks
-    assert state["callbacks"] == {"Counter": {"epochs": 3}}
-    model = nn.Linear(1, 1, bias=False)
-    resumed = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Counter()],
-                      verbose=False)
+    assert state["callbacks"] == {"Epochs": {"n": 3}}
+    resumed = quiet_trainer(nn.Linear(1, 1, bias=False), Epochs())
     resumed.load_state_dict(state)
-    assert resumed.callbacks[0].epochs == 3
+    assert resumed.callbacks[0].n == 3
 
 
 def test_a_checkpoint_after_an_interruption_keeps_the_callbacks_as_the_last_epoch_left_them():
-    class Steps(Callback):
-        def __init__(self):
-            self.n = 0
-
+    class Steps(Counter):
         def on_batch_end(self, trainer, step):
             self.n += 1
             if len(trainer.history) == 1 and step == 3:
                 trainer.request_stop("SIGINT")  # mid-epoch 2: the checkpoint is epoch 1's
 
-        def state_dict(self):
-            return {"n": self.n}
-
-    model = nn.Linear(1, 1)
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(), callbacks=[Steps()],
-                      verbose=False)
+    trainer = quiet_trainer(nn.Linear(1, 1), Steps())
     x = torch.randn(64, 1)
     with pytest.raises(TrainingInterrupted):
         trainer.train((x, x), (x, x), config(5, batch_size=16))
@@ -256,9 +255,7 @@ def test_one_signal_handler_stops_inside_the_loop_and_exits_at_once_outside_it()
                 signals.raise_signal(signals.SIGINT)
 
     handler = StopOnSignals(announce=False)
-    model = nn.Linear(1, 1)
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.MSELoss(),
-                      callbacks=[SignalMidEpoch(), handler], verbose=False)
+    trainer = quiet_trainer(nn.Linear(1, 1), SignalMidEpoch(), handler)
     x = torch.randn(64, 1)
     before = signals.getsignal(signals.SIGINT)
     with handler:
