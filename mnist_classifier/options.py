@@ -24,8 +24,8 @@ class Spec:
     """What a field says about itself beyond its type and default.
 
     ``low``/``high`` bound a number (each item of a list), open where ``low_open``/``high_open``.
-    ``flag``: False for values the run records but nobody types. ``resumable``: may change when a
-    run is resumed. ``applies``: ``"csv"`` for flags that mean something only for a CSV file.
+    (A field without a ``Spec`` is one the run records but nobody types: no flag.) ``resumable``:
+    may change when a run is resumed. ``applies``: ``"csv"`` for flags that mean something only for a CSV file.
     ``estimator``: also a parameter of the scikit-learn estimators. ``cli``: extra argparse
     keywords (``metavar``, ``nargs``, ``const``, ``type``, ``default``: a callable for a default that
     depends on the machine).
@@ -37,7 +37,6 @@ class Spec:
     low_open: bool = False
     high_open: bool = False
     choices: tuple | None = None
-    flag: bool = True
     resumable: bool = False
     applies: str | None = None
     estimator: bool = False
