@@ -122,7 +122,10 @@ class _Estimator(BaseEstimator):
         self.best_epoch_ = trainer.best_epoch
 
     def _fit_record(self, X, targets: torch.Tensor, train_rows: torch.Tensor) -> dict:
-        if isinstance(X, torch.Tensor):  # images
+        if isinstance(X, torch.Tensor):  # images; square colour ones as photos (what a folder gives)
+            channels, height, width = X.shape[1:]
+            if channels == 3 and height == width:
+                return preprocessing.photo_record(tuple(X.shape[1:]))
             return preprocessing.image_record(tuple(X.shape[1:]))
         y = targets[train_rows] if self._task == REGRESSION else None
         return preprocessing.fit_table(X.iloc[train_rows.numpy()], y)
@@ -170,6 +173,8 @@ class _Estimator(BaseEstimator):
             X = check_array(X, dtype=None if _is_uint8(X) else "numeric", allow_nd=True, ensure_2d=False)
         if X.ndim >= 3:
             images = torch.as_tensor(np.array(X))  # a copy: X may be read-only
+            if X.ndim == 4 and X.shape[-1] == 3 and X.shape[1] != 3:  # (N, H, W, 3), as Pillow and numpy give
+                images = images.permute(0, 3, 1, 2).contiguous()
             return (images.unsqueeze(1) if X.ndim == 3 else images), y
         if self._fitted_on_images():
             return torch.as_tensor(np.array(X)), y  # flat pixels, one row an image

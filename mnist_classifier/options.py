@@ -25,7 +25,8 @@ class Spec:
 
     ``low``/``high`` bound a number (each item of a list), open where ``low_open``/``high_open``.
     (A field without a ``Spec`` is one the run records but nobody types: no flag.) ``resumable``:
-    may change when a run is resumed. ``applies``: ``"csv"`` for flags that mean something only for a CSV file.
+    may change when a run is resumed. ``applies``: ``"csv"`` (``"folder"``) for flags that mean something only for
+    that kind of ``--dataset KIND:PATH``.
     ``estimator``: also a parameter of the scikit-learn estimators. ``cli``: extra argparse
     keywords (``metavar``, ``nargs``, ``const``, ``type``, ``default``: a callable for a default that
     depends on the machine).

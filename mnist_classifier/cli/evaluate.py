@@ -15,12 +15,13 @@ import numpy as np
 import torch
 from sklearn.metrics import classification_report, confusion_matrix
 
-from ..data.dataset import CLASSIFICATION, Dataset
+from ..data.dataset import CLASSIFICATION, Dataset, model_input, take_rows
 from ..errors import UserError
 from ..evaluation import plots
 from ..evaluation.test_data import prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
+from ..training.trainer import device_of
 from . import OneLineParser, run_cli
 
 
@@ -42,7 +43,7 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
     dataset = prepared_dataset(saved, data_dir)
     x, y = dataset.test
     with torch.inference_mode():
-        probabilities = torch.cat([model(chunk).exp() for chunk in x.split(4096)])
+        probabilities = torch.cat([model(model_input(chunk, device_of(model))).exp() for chunk in x.split(4096)])
     confidence, predicted = probabilities.max(dim=-1)
     y_true, y_pred = y.numpy(), predicted.numpy()
     classes = dataset.classes
@@ -82,7 +83,9 @@ def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list
     if dataset.is_image and len(wrong):
         # The most confident mistakes are the most telling: sort by the wrong class's probability.
         order = wrong[np.argsort(-confidence.numpy()[wrong])][:worst]
-        images = dataset.test[0][order][:, 0].numpy()  # the first (for MNIST, only) channel
+        images = model_input(take_rows(dataset.test[0], torch.from_numpy(order)), torch.device("cpu")).numpy()
+        # Grayscale as (H, W), colour as (H, W, 3): how matplotlib shows each.
+        images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
         figure = plots.mistakes_figure(images, [classes[i] for i in y_true[order]],
                                        [classes[i] for i in y_pred[order]], confidence.numpy()[order])
         files["worst_mistakes"] = str(plots.save(figure, out_dir / "worst_mistakes.png"))

@@ -35,7 +35,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--top_k", type=int, default=3, help="how many classes to list per image (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     p.add_argument("--show", metavar="DIR", help="write what the model saw (the prepared input) as PNGs into DIR")
-    p.add_argument("--out", metavar="CSV", help="table models: also write the rows with their predictions to CSV")
+    p.add_argument("--out", metavar="CSV", help="also write the predictions to CSV: a table's rows with theirs, or a "
+                   "file, prediction and probability per picture")
     p.add_argument("--delimiter", type=delimiter_word, help="table models: the CSV files' delimiter (default: sniffed)")
     return p
 
@@ -51,13 +52,19 @@ def predict(argv: list[str] | None = None) -> list[dict]:
     predictor = Predictor(args.model_fn)
     if not predictor.takes_images:
         return predict_rows(args, predictor)
-    if args.out or args.delimiter:
-        raise UserError(f"--{'out' if args.out else 'delimiter'} is for table models; {args.model_fn} takes images")
+    if args.delimiter:
+        raise UserError(f"--delimiter is for table models; {args.model_fn} takes images")
+    if args.out:
+        inputs = {f"INPUT {path}": path for path in args.images if path != "-"} | {"--model_fn": args.model_fn}
+        check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
     sources = [_stdin_image() if path == "-" else path for path in _expand(args.images)]
     results = predictor.predict_each(sources, top_k=args.top_k)
     if len(results) == 1 and isinstance(results[0], UserError):
         raise results[0]
     predictions = [r for r in results if isinstance(r, Prediction)]
+    if args.out:  # first: a closed pipe on the printing side must not cost the file
+        _write_predictions([pd.DataFrame({"file": [p.source for p in predictions],
+                                          "prediction": [p.label for p in predictions]})], predictions, Path(args.out))
     if args.json:
         print(json.dumps([r.to_dict() if isinstance(r, Prediction) else {"source": source_name(s), "error": str(r)}
                           for s, r in zip(sources, results, strict=True)], indent=2))

@@ -18,6 +18,7 @@ from ..training.config import (
     TRAIN_OPTIONS,
     TrainConfig,
     defaults_for,
+    is_folder,
     is_table,
 )
 from ..training.distributed import data_parallel
@@ -91,7 +92,7 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
         if chosen.get(name) is not None and not isinstance(chosen[name], str):
             raise UserError(f"--{name} must be a word, got {chosen[name]!r}")
     model, dataset = chosen.get("model") or "mlp", chosen.get("dataset") or "mnist"
-    defaults = defaults_for(model, is_table(dataset), chosen.get("preset"))
+    defaults = defaults_for(model, is_table(dataset), chosen.get("preset"), pictures=is_folder(dataset))
     if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
         defaults.pop("hidden_sizes", None)
         replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}

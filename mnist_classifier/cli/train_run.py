@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint, user_data
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint, take_rows, user_data
 from ..data.datasets import load_dataset
 from ..data.preprocessing import describe_columns, target_scale
 from ..errors import SaveFailed, UserError, first_line
@@ -21,7 +21,7 @@ from ..inference.model_file import save_model_file
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
-from ..training.config import TrainConfig, table_schedule
+from ..training.config import TrainConfig, source_options, table_schedule
 from ..training.distributed import DataParallel
 from ..training.outputs import check_outputs, writing
 from ..training.precision import BFLOAT16
@@ -72,6 +72,10 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     dataset, train_data, valid_data, data_now = _prepare_data(config, parallel, resume, resumed_data)
     main_rank = parallel is None or parallel.is_main
     say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
+    if dataset.found:
+        say(dataset.found)
+    for note in dataset.notes if main_rank else ():
+        print(f"mnist-train: {note}", file=sys.stderr)
 
     def checkpoint(trainer: Trainer) -> None:
         if main_rank:
@@ -128,16 +132,23 @@ def _prepare_data(config: TrainConfig, parallel: DataParallel | None, resume: di
     # The test set is loaded up front too: a data problem should show before training, not after.
     load = lambda: load_configured_dataset(config)  # noqa: E731
     raw = parallel.leader_first(load) if parallel is not None else load()
-    train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
-    dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
+    if raw.fixed_record is not None:  # the size chosen from the pictures, kept for evaluation and resumes
+        config.image_size = raw.input_shape[1]
+    if raw.valid is not None:  # the source's own validation split (a folder's valid/)
+        dataset = raw.prepared()
+        train_data, valid_data = dataset.train, dataset.valid
+    else:
+        train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
+        dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
+        x, y = dataset.train
+        train_data = (take_rows(x, train_rows), y[train_rows])
+        valid_data = (take_rows(x, valid_rows), y[valid_rows])
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
     if parallel is not None:
         parallel.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
-    x, y = dataset.train
-    train_data, valid_data = (x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows])
-    _size_table_run(config, len(train_rows) // config.world_size)
+    _size_table_run(config, len(train_data[1]) // config.world_size)
     rows_per_rank = len(train_data[0]) // config.world_size
     if rows_per_rank < config.batch_size:
         per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
@@ -296,8 +307,7 @@ def _save_after_failed_checkpoint(failed: SaveFailed, trainer: Trainer, config: 
 
 def load_configured_dataset(config: TrainConfig) -> Dataset:
     """The dataset ``--dataset`` names, checked against ``--task``."""
-    dataset = load_dataset(config.dataset, config.data_dir, target=config.target, test_csv=config.test_csv,
-                           drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
+    dataset = load_dataset(config.dataset, config.data_dir, **source_options(config))
     if config.task and config.task != dataset.task:
         raise UserError(f"--task {config.task}: the dataset {config.dataset} is a {dataset.task} dataset")
     return dataset

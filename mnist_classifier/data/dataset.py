@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -15,12 +15,12 @@ Data = tuple[torch.Tensor, torch.Tensor]
 TEST_RATIO = 0.2  # for datasets that come without a test split
 SPLIT_SEED = 0  # so the same file always gives the same test split
 # ``--dataset KIND:PATH`` names the user's own data of that kind; any other name is a built-in set.
-USER_DATA_KINDS = ("csv",)
+USER_DATA_KINDS = ("csv", "folder")
 
 
 def user_data(name: str) -> tuple[str, str] | None:
-    """``("csv", PATH)`` for ``"csv:PATH"``; None for a built-in set's name. The one place the prefix
-    is read."""
+    """``("csv", PATH)`` for ``"csv:PATH"`` (``folder:PATH`` likewise); None for a built-in set's
+    name. The one place the prefix is read."""
     kind, colon, path = name.partition(":")
     return (kind, path) if colon and kind in USER_DATA_KINDS else None
 
@@ -37,8 +37,10 @@ class Dataset:
     """Train and test tensors as the source gave them, and what inference needs later.
 
     ``x`` is images as float32 (N, C, H, W) in [0, 1], or table rows as a pandas DataFrame of raw
-    columns (numbers as float64, text as stripped strings). ``y`` is int64 class indices for
-    classification, float32 (N, 1) for regression. Once ``prepared``, both are model input tensors.
+    columns (numbers as float64, text as stripped strings). A folder's pictures stay uint8 (N, C, H,
+    W), in memory or memory-mapped (``image_cache.MappedRows``): the trainer makes floats of one
+    batch at a time. ``y`` is int64 class indices for classification, float32 (N, 1) for
+    regression. Once ``prepared``, both are model input.
     """
 
     name: str
@@ -50,6 +52,11 @@ class Dataset:
     feature_names: list[str] | None = None
     image_style: str = preprocessing.DIGIT  # how people's own images are prepared for this data
     preprocessing: dict | None = None  # the record the tensors went through, once prepared
+    fixed_record: dict | None = None  # a source that prepared its rows already (a folder's cache) sets it
+    valid: Data | None = None  # a source's own validation split (PATH/valid); else train_ratio splits train
+    found: str | None = None  # what the source found, in a line (a folder's classes, sizes, skipped files)
+    notes: list[str] = field(default_factory=list)  # a line per file or folder skipped
+    skipped: int = 0  # files that could not be read, saved in the model file
 
     @property
     def input_size(self) -> int:
@@ -70,6 +77,8 @@ class Dataset:
     def fit_preprocessing(self, rows: torch.Tensor | None = None) -> dict:
         """The preprocessing record, fitted on the training rows (only ``rows`` of them when given:
         the validation rows must not shape what the model is judged on)."""
+        if self.fixed_record is not None:
+            return self.fixed_record
         if self.is_image:
             return preprocessing.image_record(self.input_shape, self.image_style)
         x, y = self.train
@@ -80,20 +89,21 @@ class Dataset:
     def prepared(self, record: dict | None = None) -> Dataset:
         """The same data as model input: ``record`` (fitted here when None) applied to train and test."""
         record = record or self.fit_preprocessing()
-        train, test = ((preprocessing.to_model_input(record, x, f"{self.name} ({part} rows)"),
-                        preprocessing.to_model_target(record, y))
-                       for part, (x, y) in (("training", self.train), ("test", self.test)))
-        return replace(self, train=train, test=test, preprocessing=record,
-                       input_shape=preprocessing.input_shape(record))
+        parts = {"training": self.train, "test": self.test, **({"validation": self.valid} if self.valid else {})}
+        prepared = {part: (preprocessing.prepare_rows(record, x, f"{self.name} ({part} rows)"),
+                           preprocessing.to_model_target(record, y)) for part, (x, y) in parts.items()}
+        return replace(self, train=prepared["training"], test=prepared["test"], valid=prepared.get("validation"),
+                       preprocessing=record, input_shape=preprocessing.input_shape(record))
 
     def metadata(self) -> dict:
         """Plain values for the model file: what the data was and what its classes are called."""
-        return {
+        values = {
             "name": self.name,
             "task": self.task,
             "classes": self.classes,
             "feature_names": self.feature_names,
         }
+        return {**values, "skipped_files": self.skipped} if self.fixed_record is not None else values
 
 
 def fingerprint(dataset: Dataset) -> dict:
@@ -101,7 +111,10 @@ def fingerprint(dataset: Dataset) -> dict:
     x, y = dataset.train
     digest = hashlib.blake2b(digest_size=16)
     for tensor in (x, y):
-        digest.update(tensor.detach().cpu().contiguous().numpy())
+        if hasattr(tensor, "digest"):  # a memory-mapped cache: its file's identity, not 4 GB of hashing
+            digest.update(tensor.digest().encode())
+        else:
+            digest.update(tensor.detach().cpu().contiguous().numpy())
     return {"rows": len(x), "shape": list(x.shape[1:]), "classes": dataset.classes, "digest": digest.hexdigest()}
 
 
@@ -115,6 +128,18 @@ def data_change(then: dict, now: dict) -> str | None:
     if then.get("digest") != now["digest"]:
         return "the same number of rows, but their values changed"
     return None
+
+
+def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on ``device`` as the model takes it: a picture cache's uint8 pixels become floats in
+    [0, 1] here, one batch at a time (the cache itself stays a quarter of float32's size)."""
+    batch = batch.to(device, non_blocking=True)
+    return batch.float().div_(255) if batch.dtype == torch.uint8 else batch
+
+
+def take_rows(x, rows: torch.Tensor):
+    """Some rows of ``x``: a copy for tensors, a view for a memory-mapped cache (never read whole)."""
+    return x.subset(rows) if hasattr(x, "subset") else x[rows]
 
 
 def split_test(x: torch.Tensor, y: torch.Tensor, stratify: bool = False) -> tuple[Data, Data]:

@@ -73,13 +73,18 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 
 
 def load_dataset(name: str, data_dir: str = "data", **options) -> Dataset:
-    """The raw data ``name`` names (a key of ``LOADERS`` or ``csv:PATH``); ``options`` go to the CSV
-    reader. ``Dataset.prepared()`` turns it into model input."""
+    """The raw data ``name`` names (a key of ``LOADERS``, ``csv:PATH`` or ``folder:PATH``); ``options``
+    go to the CSV reader (``target``, ``test_csv``, ...) or the folder reader (``image_size``,
+    ``resize``, ``strict``). ``Dataset.prepared()`` turns it into model input."""
     source = user_data(name)
+    if source is not None and source[0] == "folder":
+        from .folders import load_folder
+
+        return load_folder(Path(source[1]), data_dir, **options)
     if source is not None:  # csv:PATH
         from .csv_data import load_csv
 
         return load_csv(Path(source[1]), **options)
     if name not in LOADERS:
-        raise UserError(f"--dataset {name!r}: unknown; choose one of {', '.join(LOADERS)} or csv:PATH")
+        raise UserError(f"--dataset {name!r}: unknown; choose one of {', '.join(LOADERS)}, csv:PATH or folder:PATH")
     return LOADERS[name](data_dir=data_dir)

@@ -25,23 +25,23 @@ INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the
 WORKING_SIDE = 1024
 
 
-def _decoded(source) -> Image.Image:
+def _decoded(source, working_side: int = WORKING_SIDE) -> Image.Image:
     """The image at ``source``, decoded (JPEGs at a reduced scale when large), then shrunk."""
     image = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # handled: shrunk below
             image = Image.open(source)
-            image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a fraction of the size
+            image.draft(image.mode, (working_side, working_side))  # JPEG: decode at a fraction of the size
             image.load()
     except BaseException:
         if image is not None:
             image.close()  # else the error keeps the file open: a folder of bad files would run out of them
         raise
-    return _shrunk(image)
+    return _shrunk(image, working_side)
 
 
-def open_image(source) -> Image.Image:
+def open_image(source, working_side: int = WORKING_SIDE) -> Image.Image:
     """Open a path or a binary stream as an image, with a clear error for anything else.
 
     Only regular files are read (a FIFO would block forever); a decompression bomb is refused;
@@ -51,7 +51,7 @@ def open_image(source) -> Image.Image:
     if isinstance(source, (str, Path)):
         _check_regular_file(Path(source))
     try:
-        return _decoded(source)
+        return _decoded(source, working_side)
     except Image.DecompressionBombError:
         raise UserError(f"{name}: refused, too many pixels to decode safely (more than "
                         f"{2 * Image.MAX_IMAGE_PIXELS:,}); a decompression bomb?") from None
@@ -74,8 +74,8 @@ def _check_regular_file(path: Path) -> None:
 REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
 
 
-def _shrunk(image: Image.Image) -> Image.Image:
-    factor = max(image.size) // WORKING_SIDE
+def _shrunk(image: Image.Image, working_side: int = WORKING_SIDE) -> Image.Image:
+    factor = max(image.size) // working_side
     if factor < 2:
         return image
     if image.mode in REDUCIBLE_AS:
@@ -187,6 +187,6 @@ def _centre_by_mass(digit: np.ndarray, side: int) -> np.ndarray:
 
 
 def save_preview(array: np.ndarray, path: Path) -> None:
-    """What the model saw, as a grayscale PNG of the input's own size."""
-    image = Image.fromarray(np.round(array * 255).astype(np.uint8), mode="L")
+    """What the model saw, as a PNG of the input's own size: grayscale (H, W) or colour (H, W, 3)."""
+    image = Image.fromarray(np.round(array * 255).astype(np.uint8), mode="L" if array.ndim == 2 else "RGB")
     atomic_write(path, lambda f: image.save(f, format="PNG"))

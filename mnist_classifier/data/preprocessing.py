@@ -34,9 +34,10 @@ from PIL import Image
 from ..errors import UserError, first_line
 from . import tables
 from .images import fill_frame, mnist_like
+from .pictures import BACKGROUND, RESIZE_POLICIES, fit_picture
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
-IMAGE, TABLE = "image", "table"
+IMAGE, TABLE, PHOTO = "image", "table", "photo"
 DIGIT, FILL = "digit", "fill"
 IMAGE_STYLES = {DIGIT: mnist_like, FILL: fill_frame}
 
@@ -56,6 +57,10 @@ class Record:
 
     def to_dict(self) -> dict:
         return dict(self.values)
+
+    def prepare_rows(self, x, name: str = "input"):
+        """A data set's rows as the trainer takes them: by default, model input."""
+        return self.apply(x, name)
 
 
 class ImageRecord(Record):
@@ -200,8 +205,53 @@ class TableRecord(Record):
         return self.values["y_std"]
 
 
+class PhotoRecord(ImageRecord):
+    """People's photos (a ``folder:PATH`` data set): ``shape`` (C, S, S) with C 1 or 3, each picture
+    prepared by ``pictures.fit_picture`` with the ``resize`` policy. A data set's rows stay uint8 (the
+    trainer makes floats of a batch at a time); arrays may come channels-last, (H, W, 3) as Pillow
+    and numpy give them."""
+
+    kind = PHOTO
+
+    @classmethod
+    def fit(cls, shape: tuple[int, ...], resize: str = RESIZE_POLICIES[0]) -> PhotoRecord:
+        return cls({"kind": PHOTO, "shape": list(shape), "resize": resize, "background": list(BACKGROUND)})
+
+    def check(self) -> bool:
+        shape = self.values["shape"]
+        return (len(shape) == 3 and all(isinstance(v, int) and v >= 1 for v in shape) and shape[0] in (1, 3)
+                and shape[1] == shape[2] and self.values["resize"] in RESIZE_POLICIES)
+
+    def describe(self) -> str:
+        channels, side, _ = self.input_shape
+        return f"{'RGB' if channels == 3 else 'grayscale'} pictures, {side}x{side} ({self.values['resize']})"
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        return super().apply(self._channels_first(x), name)
+
+    def prepare_rows(self, x, name: str = "input"):
+        if getattr(x, "dtype", None) == torch.uint8 and tuple(x.shape[1:]) == self.input_shape:
+            return x  # a uint8 cache, in memory or mapped: made float a batch at a time
+        return self.apply(x, name)
+
+    def _channels_first(self, x):
+        """(H, W, C) and (N, H, W, C) arrays as (C, H, W) and (N, C, H, W); anything else unchanged."""
+        channels, side, _ = self.input_shape
+        shape = tuple(getattr(x, "shape", ()))
+        if channels == 1 or len(shape) not in (3, 4) or shape[-3:] == self.input_shape:
+            return x
+        if shape[-3:] == (side, side, channels):
+            axes = (2, 0, 1) if len(shape) == 3 else (0, 3, 1, 2)
+            return x.permute(*axes) if isinstance(x, torch.Tensor) else np.transpose(np.asarray(x), axes)
+        return x
+
+    def prepare_image(self, image: Image.Image, name: str = "image") -> np.ndarray:
+        channels, side, _ = self.input_shape
+        return fit_picture(image, side, channels, self.values["resize"], name).astype(np.float32) / 255.0
+
+
 # A model file's "kind" -> the class that reads its record.
-RECORDS = {IMAGE: ImageRecord, TABLE: TableRecord}
+RECORDS = {IMAGE: ImageRecord, TABLE: TableRecord, PHOTO: PhotoRecord}
 
 
 def as_record(record: dict) -> Record:
@@ -215,6 +265,15 @@ def takes_images(record: dict) -> bool:
 
 def image_record(shape: tuple[int, ...], style: str = DIGIT) -> dict:
     return ImageRecord.fit(shape, style).to_dict()
+
+
+def photo_record(shape: tuple[int, ...], resize: str = RESIZE_POLICIES[0]) -> dict:
+    return PhotoRecord.fit(shape, resize).to_dict()
+
+
+def prepare_rows(record: dict, x, name: str = "input"):
+    """A data set's rows as the trainer takes them: model input, or a folder's uint8 cache as it is."""
+    return as_record(record).prepare_rows(x, name)
 
 
 def fit_table(x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,

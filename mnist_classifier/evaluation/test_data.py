@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ..data.dataset import CLASSIFICATION, Dataset, data_change, fingerprint
+from ..data.dataset import Dataset, data_change, fingerprint
 from ..data.datasets import load_dataset
 from ..errors import UserError
-from ..training.config import TrainConfig
+from ..training.config import TrainConfig, source_options
 
 
 def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
@@ -18,8 +18,7 @@ def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
     if config.dataset == "estimator":
         raise UserError("this model was trained from Python (Classifier or Regressor .fit): there is no dataset "
                         "to reload; judge it with its .score() on your test rows")
-    raw = load_dataset(config.dataset, data_dir or config.data_dir, target=config.target, test_csv=config.test_csv,
-                       drop_na=config.drop_na, task=config.task or CLASSIFICATION, delimiter=config.delimiter)
+    raw = load_dataset(config.dataset, data_dir or config.data_dir, **source_options(config))
     dataset = raw.prepared(saved["preprocessing"])
     then = saved.get("data")  # the training rows' fingerprint, in files from this release on
     change = data_change(then, fingerprint(dataset)) if isinstance(then, dict) else None

@@ -31,7 +31,7 @@ class Prediction:
     label: str | float  # the class name, or the predicted value for regression
     probability: float | None = None  # of ``label``; None for regression
     top_k: list[tuple[str, float]] = field(default_factory=list)
-    model_input: np.ndarray | None = None  # what the model saw, for images: (H, W)
+    model_input: np.ndarray | None = None  # what the model saw, for images: (H, W), or (H, W, 3) for colour
 
     def to_dict(self) -> dict:
         return {"source": self.source, "label": self.label, "probability": self.probability,
@@ -95,7 +95,7 @@ class Predictor:
             names = [source_name(sources[i]) for i in good]
             predictions = self._predict_batch(torch.from_numpy(np.stack(images)), top_k, names)
             for i, prediction, image in zip(good, predictions, images, strict=True):
-                prediction.model_input = image[0]
+                prediction.model_input = image[0] if len(image) == 1 else image.transpose(1, 2, 0)
                 results[i] = prediction
         return results
 

@@ -147,6 +147,8 @@ def describe_model(predictor: Predictor, backend: str) -> dict:
     return {"model_name": predictor.model_name, "dataset": predictor.metadata.get("name"),
             "task": predictor.task, "classes": predictor.classes, "input_shape": list(predictor.input_shape),
             "takes": "images" if predictor.takes_images else "table rows",
+            # The drawing pad suits digit-like models only (one channel, prepared the MNIST way).
+            "drawing": predictor.record.get("kind") == preprocessing.IMAGE and predictor.input_shape[0] == 1,
             "best_valid_accuracy": max(accuracies) if accuracies else None, "backend": backend}
 
 
@@ -181,7 +183,12 @@ def prepared_upload(predictor: Predictor, content_type: str, body: bytes) -> tup
         image = predictor.image_input(stream)
     except UserError as e:
         raise HTTPException(400, str(e)) from e
-    return torch.from_numpy(image).unsqueeze(0), image[0].tolist()
+    return torch.from_numpy(image).unsqueeze(0), shown_input(image)
+
+
+def shown_input(image) -> list:
+    """What the model saw, for the page: rows of brightness, or rows of [r, g, b] for colour."""
+    return image[0].tolist() if image.shape[0] == 1 else image.transpose(1, 2, 0).tolist()
 
 
 def check_pixel_count(stream: io.BytesIO) -> None:
@@ -247,7 +254,7 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
     if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
         raise HTTPException(422, "every pixel must be a number in [0, 1] (no NaN)")
     x = preprocessing.to_model_input(predictor.record, x.reshape(1, *shape))
-    return x, x[0, 0].tolist()
+    return x, shown_input(x[0].numpy())
 
 
 def all_numbers(value, depth: int = 0) -> bool:

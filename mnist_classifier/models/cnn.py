@@ -28,6 +28,8 @@ class Options:
     hidden_sizes: list[int] = option([256], "comma-separated sizes of the head's linear blocks", low=1, high=65536)
     use_dropout: bool = option(False, "Dropout instead of batch norm in each block")
     dropout_p: float = option(0.3, "dropout probability", low=0.0, high=0.99)
+    global_pool: bool = option(False, "average each channel over the picture before the head, so the head's size "
+                               "does not depend on the picture's (the default for folder:PATH)")
 
 
 class ConvBlock(nn.Module):
@@ -58,12 +60,13 @@ class ConvClassifier(nn.Module):
         use_batch_norm: bool = True,
         dropout_p: float = 0.3,
         classify: bool = True,
+        global_pool: bool = False,
     ):
         super().__init__()
         self.input_shape, self.output_size = list(input_shape), output_size
         self.channels, self.convs_per_stage = list(channels), convs_per_stage
         self.hidden_sizes, self.use_batch_norm = list(hidden_sizes), use_batch_norm
-        self.dropout_p, self.classify = dropout_p, classify
+        self.dropout_p, self.classify, self.global_pool = dropout_p, classify, global_pool
 
         in_channels, height, width = input_shape
         stages = []
@@ -75,8 +78,11 @@ class ConvClassifier(nn.Module):
                 stages.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
         self.features = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.Flatten(), *head(in_channels * height * width, output_size, self.hidden_sizes,
-                                                      use_batch_norm, dropout_p, classify))
+        # A global average pool leaves one value per channel whatever the picture's size.
+        pool, n_features = ([nn.AdaptiveAvgPool2d(1)], in_channels) if global_pool else ([], in_channels * height
+                                                                                            * width)
+        self.head = nn.Sequential(*pool, nn.Flatten(), *head(n_features, output_size, self.hidden_sizes,
+                                                             use_batch_norm, dropout_p, classify))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # |x| = (batch_size, channels, height, width) -> (batch_size, output_size) log-probabilities
@@ -93,6 +99,7 @@ class ConvClassifier(nn.Module):
             "use_batch_norm": self.use_batch_norm,
             "dropout_p": self.dropout_p,
             "classify": self.classify,
+            "global_pool": self.global_pool,
         }
 
 
@@ -106,7 +113,8 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
 
 def build(input_shape: tuple[int, ...], output_size: int, classify: bool, channels: Sequence[int] = (16, 32, 64),
           convs_per_stage: int = 1, hidden_sizes: Sequence[int] = (256,), use_dropout: bool = False,
-          dropout_p: float = 0.3) -> ConvClassifier:
+          dropout_p: float = 0.3, global_pool: bool = False) -> ConvClassifier:
     return ConvClassifier(input_shape, output_size, channels, convs_per_stage, hidden_sizes,
-                          use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify)
+                          use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify,
+                          global_pool=global_pool)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..data.dataset import user_data, with_path
+from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
 from ..data.tables import delimiter_word
 from ..errors import UserError
@@ -83,6 +84,9 @@ MODEL_DEFAULTS: dict[str, dict] = {
 TABLE_DEFAULTS = {"hidden_sizes": [256, 256], "use_dropout": True, "dropout_p": 0.1, "weight_decay": 1e-4,
                   "batch_size": None, "n_epochs": None}
 TABLE_DATASETS = ("diabetes",)  # besides csv:PATH
+# Defaults for people's pictures (folder:PATH): the CNN averages its last feature map, so one model
+# file reads pictures of any size.
+PICTURE_DEFAULTS = {"cnn": {"global_pool": True}}
 TABLE_STEPS = 2000  # optimizer steps a table run aims at, whatever its size
 TABLE_BATCH = (16, 256)  # the smallest and largest table batch size
 TABLE_EPOCHS = (20, 500)
@@ -94,6 +98,10 @@ def is_table(dataset: str) -> bool:
 
 def _is_csv(dataset: str) -> bool:
     return (user_data(dataset) or ("", ""))[0] == "csv"
+
+
+def is_folder(dataset: str) -> bool:
+    return (user_data(dataset) or ("", ""))[0] == "folder"
 
 
 def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
@@ -151,7 +159,8 @@ class TrainConfig:
     precision_reason: str | None = None
     preset: str | None = option(None, "a named set of defaults for the model family (" + "; ".join(
         f"{model}: {', '.join(names)}" for model, names in PRESETS.items()) + "); flags given too still win")
-    dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes or csv:PATH")
+    dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes, csv:PATH or folder:PATH (a folder "
+                          "of pictures, a subfolder per class)")
     task: str | None = option(None, "for csv:PATH: what the target is (default: classification; built-in sets "
                               "know theirs)", choices=(CLASSIFICATION, REGRESSION))
     target: str | None = option(None, "for csv:PATH: the target column (default: the last one)", applies="csv")
@@ -163,7 +172,13 @@ class TrainConfig:
                                    cli={"type": delimiter_word})
     loss: str | None = option(None, "nll for classification (the default); mse (default), l1 or huber for "
                               "regression", choices=("nll", *REGRESSION_LOSSES))
-    data_dir: str = option("data", "where downloaded datasets are kept", resumable=True)
+    image_size: int | None = option(None, "for folder:PATH: the side pictures are resized to (default: their "
+                                    "median short side, at most 64)", low=1, high=1024, applies="folder")
+    resize: str = option(CROP, "for folder:PATH: crop (scale the short side, keep the centre) or pad (fit the "
+                         "long side, pad the rest)", choices=RESIZE_POLICIES, applies="folder")
+    strict: bool = option(False, "for folder:PATH: refuse a folder with unreadable pictures instead of skipping "
+                          "them", applies="folder")
+    data_dir: str = option("data", "where downloaded datasets and the picture cache are kept", resumable=True)
     tensorboard: str | None = option(None, "also write TensorBoard event files (losses, accuracy, learning rate "
                                      "per epoch) into DIR; needs the tensorboard package", resumable=True,
                                      estimator=True, cli={"metavar": "DIR"})
@@ -204,9 +219,11 @@ class TrainConfig:
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
-        csv_only = [name for name, opt in TRAIN_OPTIONS.items() if opt.spec.applies == "csv" and getattr(self, name)]
-        if csv_only and not _is_csv(self.dataset):
-            raise UserError(f"--{csv_only[0]} applies only to --dataset csv:PATH, not to {self.dataset}")
+        kind = (user_data(self.dataset) or ("",))[0]
+        given = [(name, opt.spec.applies) for name, opt in TRAIN_OPTIONS.items()
+                 if opt.spec.applies not in (None, kind) and getattr(self, name) != opt.default]
+        if given:
+            raise UserError(f"--{given[0][0]} applies only to --dataset {given[0][1]}:PATH, not to {self.dataset}")
         self.resolve_input_paths()
 
     def _check_model_options(self) -> None:
@@ -270,13 +287,24 @@ TRAIN_OPTIONS = options_of(TrainConfig)
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
 RESUMABLE = tuple(name for name, opt in TRAIN_OPTIONS.items() if opt.spec.resumable)
 # Settings chosen per model family or for tables: left to None, an estimator takes the same choice.
-CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), TABLE_DEFAULTS)
+CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), TABLE_DEFAULTS, *PICTURE_DEFAULTS.values())
 
 
-def defaults_for(model: str, table: bool, preset: str | None = None) -> dict:
+def source_options(config: TrainConfig) -> dict:
+    """The options of ``config`` that its ``--dataset KIND:PATH``'s reader takes (``applies=KIND``, and a
+    table's task)."""
+    kind = (user_data(config.dataset) or ("",))[0]
+    options = {name: getattr(config, name) for name, opt in TRAIN_OPTIONS.items() if kind and opt.spec.applies == kind}
+    return {**options, "task": config.task or CLASSIFICATION} if is_table(config.dataset) else options
+
+
+def defaults_for(model: str, table: bool, preset: str | None = None, pictures: bool = False) -> dict:
     """The defaults that beat ``TrainConfig``'s for this model family and data: the family's own, the
-    tables' (for the MLP) and a preset's, in that order. Model options may be among them."""
+    tables' (for the MLP) or people's pictures' (``pictures``: a folder), and a preset's, in that
+    order. Model options may be among them."""
     defaults = dict(MODEL_DEFAULTS.get(model, {}))
+    if pictures:
+        defaults.update(PICTURE_DEFAULTS.get(model, {}))
     if table:  # the tables' training settings for every family; their MLP sizes for the MLP
         defaults.update({k: v for k, v in TABLE_DEFAULTS.items() if k in TRAIN_OPTIONS or model == "mlp"})
     if preset:

@@ -35,6 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data.dataset import take_rows
 from ..errors import AgreedError, UserError, first_line
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -75,7 +76,8 @@ class DataParallel:
         torch.manual_seed(_mix(self.seed, epoch, self.rank + 1))
 
     def validation_shard(self, data: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return tuple(t[self.rank::self.world_size].contiguous() for t in data)
+        rows = torch.arange(self.rank, len(data[0]), self.world_size)
+        return tuple(take_rows(t, rows.to(getattr(t, "device", "cpu"))) for t in data)
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` summed over the ranks, in place."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..data.dataset import model_input
 from .callbacks import Callback, EpochPrinter, ProgressBar
 from .distributed import DataParallel
 
@@ -51,6 +52,7 @@ def evaluate(
     correct = torch.zeros((), dtype=torch.long, device=device)
     squared_error = torch.zeros((), device=device)
     for x_i, y_i in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        x_i = model_input(x_i, device)
         with autocast(device, amp):
             y_hat = model(x_i)
         # Losses and log-probabilities in float32 whatever the precision inside: the best epoch is
@@ -307,16 +309,18 @@ class Trainer:
     def _train_epoch(self, data: Data, batch_size: int, epoch: int) -> float:
         self.model.train()
         x, y = data
-        # A fresh order every epoch; drawn on the data's device so indexing needs no copy.
+        # A fresh order every epoch; drawn on the data's device so indexing needs no copy. A memory-mapped
+        # cache has its own order, block by block (image_cache.MappedRows).
         if self.parallel is None:
-            order = torch.randperm(len(x), device=x.device)
+            order = x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
         else:  # this rank's share of the shuffle all ranks draw alike
             order = self.parallel.epoch_shard(len(x), epoch, x.device)
             self.parallel.seed_epoch(epoch)
-        total_loss = torch.zeros((), device=x.device)
+        device = y.device
+        total_loss = torch.zeros((), device=device)
         # The first batch with a non-finite loss, tracked on the device: checking each loss on
         # the host would stall a GPU every step.
-        first_bad = torch.full((), -1, dtype=torch.long, device=x.device)
+        first_bad = torch.full((), -1, dtype=torch.long, device=device)
         seen = 0
         batches = order.split(batch_size)
         self._emit("on_epoch_start", epoch, len(batches))
@@ -324,8 +328,10 @@ class Trainer:
             self._check_stop(epoch, step)
             if len(batch) < 2 or (self.compile and len(batch) < batch_size):
                 continue  # see steps_per_epoch; the next epoch's order differs.
-            x_batch = x[batch] if self.augment is None else self.augment(x[batch])
-            with autocast(x.device, self.amp):
+            x_batch = model_input(x[batch], device)
+            if self.augment is not None:
+                x_batch = self.augment(x_batch)
+            with autocast(device, self.amp):
                 y_hat = self._train_forward(x_batch)
             loss = self.crit(y_hat.float(), y[batch])
             self.optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,235 @@
+"""``--dataset folder:PATH``: a folder of pictures, one subfolder per class (ImageFolder's layout).
+
+``PATH/train`` and ``PATH/test`` (and ``PATH/valid`` or ``PATH/val``), when they exist, are the
+splits; otherwise 20% of each class is the test set (seeded, stratified, as for CSV files). Files
+whose names are not pictures are ignored and counted; pictures that cannot be read are named and
+skipped (``--strict`` refuses them). Every picture is decoded once into the cache of
+``image_cache.py``; the ``Dataset`` holds its uint8 rows, which the trainer turns into floats a
+batch at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..resources import available_memory
+from . import image_cache
+from .dataset import CLASSIFICATION, Dataset, split_test, take_rows
+from .images import IMAGE_SUFFIXES
+from .pictures import CROP
+from .preprocessing import photo_record
+
+SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
+# The default --image_size: the pictures' median short side, within these bounds. Above 64 px an
+# epoch of the default CNN on 2 CPU cores takes minutes per 10,000 pictures.
+AUTO_SIDE = (8, 64)
+# A cache may be held in memory when it takes at most this share of the memory the run may use.
+MEMORY_SHARE = 0.5
+
+
+@dataclass
+class Found:
+    """What a folder holds: each split's pictures (path relative to the folder, class index)."""
+
+    root: Path
+    classes: list[str]
+    splits: dict[str, list[tuple[str, int]]]
+    ignored: int = 0
+    notes: list[str] = field(default_factory=list)  # folders skipped: link loops, unreadable
+
+
+def find_pictures(root: Path) -> Found:
+    """The folder's classes and pictures, each split's; a one-line error when there is nothing to train on."""
+    if not root.is_dir():
+        raise UserError(f"folder:{root}: no such folder" if not root.exists() else f"folder:{root}: not a folder")
+    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
+    parts = {"train": root / "train", "test": root / "test"} if has_splits else {"all": root}
+    if has_splits:
+        valid = next((root / n for n in SPLIT_FOLDERS["valid"] if (root / n).is_dir()), None)
+        parts.update({"valid": valid} if valid else {})
+    classes = _class_folders(parts.get("train", root))
+    found = Found(root, classes, {})
+    for split, folder in parts.items():
+        extra = sorted(set(_class_folders(folder, required=False)) - set(classes))
+        if extra:
+            raise UserError(f"{folder / extra[0]}: a class folder that {parts['train']} does not have; each "
+                            "split must use the training split's classes")
+        found.splits[split] = [(rel, index) for index, name in enumerate(classes)
+                               for rel in _pictures(found, folder / name)]
+    _check_classes(found)
+    return found
+
+
+def _class_folders(folder: Path, required: bool = True) -> list[str]:
+    try:
+        names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    except OSError as e:
+        raise UserError(f"{folder}: cannot be read ({e.strerror})") from None
+    if required and not names:
+        raise UserError(f"{folder}: no class folders; put each class's pictures in a folder of its own "
+                        f"({folder / 'cat' / '1.jpg'}, {folder / 'dog' / '2.jpg'})")
+    return names
+
+
+def _pictures(found: Found, folder: Path) -> list[str]:
+    """The pictures under a class folder (its subfolders too, following links), relative to the root."""
+    pictures, seen, stack = [], set(), [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            real = current.resolve(strict=True)
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except (OSError, RuntimeError) as e:  # RuntimeError: a link loop, in Python before 3.13
+            found.notes.append(f"{current}: skipped, cannot be read ({getattr(e, 'strerror', None) or e})")
+            continue
+        if real in seen:
+            found.notes.append(f"{current}: skipped, a link back to a folder already read")
+            continue
+        seen.add(real)
+        for entry in entries:
+            path = Path(entry.path)
+            if _is_dir(entry):
+                if not entry.name.startswith("."):
+                    stack.append(path)
+            elif path.suffix.lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
+                pictures.append(path.relative_to(found.root).as_posix())
+            else:
+                found.ignored += 1
+    return sorted(pictures)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # a link loop reports itself on stat
+        return False
+
+
+def _check_classes(found: Found) -> None:
+    pictures = found.splits.get("train", found.splits.get("all"))
+    counts = Counter(index for _, index in pictures)
+    if not pictures and not any(found.splits.values()):
+        raise UserError(f"folder:{found.root}: no pictures found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    empty = [name for index, name in enumerate(found.classes) if not counts[index]]
+    if empty:
+        where = found.root / ("train" if "train" in found.splits else "") / empty[0]
+        raise UserError(f"{where}: no pictures in this class folder; add some or remove the folder")
+    if len(found.classes) < 2:
+        raise UserError(f"folder:{found.root}: only one class ({found.classes[0]}); a classifier needs two or "
+                        "more class folders")
+
+
+@dataclass
+class Pictures:
+    """Every split's pictures, decoded: the cache's rows, and what became of each file."""
+
+    found: Found
+    cache: image_cache.Pixels
+    headers: dict[str, list]
+    unreadable: dict[str, str]  # file -> why
+
+
+def hashed_order(names: list[str]) -> list[str]:
+    """A fixed order that mixes the classes: a block of neighbouring rows holds a sample of all."""
+    return sorted(names, key=lambda n: hashlib.blake2b(n.encode(), digest_size=8).digest())
+
+
+def decode_folder(found: Found, data_dir: str, image_size: int | None, resize: str, strict: bool) -> Pictures:
+    files = {rel: image_cache.stamp(found.root / rel) for split in found.splits.values() for rel, _ in split}
+    cache = image_cache.cache_folder(data_dir, found.root.resolve())
+    headers = image_cache.headers(found.root, files, cache)
+    unreadable = {rel: header[1] for rel, header in headers.items() if header[0] is None}
+    _refuse_if_strict(found, unreadable, strict)
+    readable = [rel for rel in files if rel not in unreadable]
+    if not readable:
+        raise UserError(f"folder:{found.root}: none of its {len(files)} pictures can be read")
+    channels = 3 if any(headers[rel][2] for rel in readable) else 1
+    side = image_size or choose_side([headers[rel][:2] for rel in readable])
+    pixels = image_cache.build_pixels(found.root, files, hashed_order(readable), (channels, side, side), resize,
+                                      cache)
+    unreadable.update(pixels.failed)
+    _refuse_if_strict(found, unreadable, strict)
+    return Pictures(found, pixels, headers, unreadable)
+
+
+def _refuse_if_strict(found: Found, unreadable: dict[str, str], strict: bool) -> None:
+    if strict and unreadable:
+        rel, why = next(iter(sorted(unreadable.items())))
+        raise UserError(f"{found.root / rel}: cannot be read ({why}); --strict refuses a folder with "
+                        "unreadable pictures (without it they are skipped)")
+
+
+def choose_side(sizes: list[list[int]]) -> int:
+    """The default --image_size: the median short side, within ``AUTO_SIDE``."""
+    median = statistics.median(min(width, height) for width, height in sizes)
+    return int(min(max(round(median), AUTO_SIDE[0]), AUTO_SIDE[1]))
+
+
+def load_folder(root: Path, data_dir: str = "data", image_size: int | None = None, resize: str = CROP,
+                strict: bool = False, **_) -> Dataset:
+    """The folder's pictures as a ``Dataset`` of uint8 (N, C, S, S) rows (memory-mapped when large)."""
+    found = find_pictures(root)
+    pictures = decode_folder(found, data_dir, image_size, resize, strict)
+    rows = pictures.cache.load(int(available_memory() * MEMORY_SHARE))
+    position = {rel: i for i, rel in enumerate(pictures.cache.rows)}
+    parts = {split: _take(rows, position, members) for split, members in found.splits.items()}
+    if "all" in parts:
+        parts["train"], parts["test"] = _split(*parts.pop("all"))
+    shape = pictures.cache.shape
+    dataset = Dataset(f"folder {root.name}", parts["train"], parts["test"], CLASSIFICATION, shape, found.classes,
+                      fixed_record=photo_record(shape, resize), valid=parts.get("valid"))
+    dataset.found, dataset.notes = describe(pictures, dataset), _notes(pictures)
+    dataset.skipped = len(pictures.unreadable)
+    return dataset
+
+
+def _take(rows, position: dict[str, int], members: list[tuple[str, int]]) -> tuple:
+    """The rows and labels of a split's pictures that were decoded, in the cache's order."""
+    kept = sorted((position[rel], label) for rel, label in members if rel in position)
+    index = torch.tensor([i for i, _ in kept], dtype=torch.long)
+    labels = torch.tensor([label for _, label in kept], dtype=torch.long)
+    return take_rows(rows, index), labels
+
+
+def _split(x, y) -> tuple:
+    """A seeded, stratified test split of the rows (indices only: a memory-mapped cache is never copied)."""
+    counts = torch.bincount(y)
+    stratify = bool((counts[counts > 0] >= 2).all())
+    (train_index, y_train), (test_index, y_test) = split_test(torch.arange(len(y)), y, stratify=stratify)
+    return (take_rows(x, train_index), y_train), (take_rows(x, test_index), y_test)
+
+
+def describe(pictures: Pictures, dataset: Dataset) -> str:
+    """The first line: 'folder photos: 2 classes (cat 1,204, dog 1,187), RGB, sizes 240-4032 px -> 64x64;
+    3 files ignored, 1 unreadable (photos/dog/x.jpg)'."""
+    found, (channels, side, _) = pictures.found, pictures.cache.shape
+    counts = Counter(label for split in found.splits.values() for rel, label in split
+                     if rel not in pictures.unreadable)
+    shown = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(found.classes[:6]))
+    shown += ", ..." if len(found.classes) > 6 else ""
+    sides = [v for rel in pictures.cache.rows for v in pictures.headers[rel][:2]]
+    sizes = f"{min(sides)}-{max(sides)} px" if min(sides) != max(sides) else f"{min(sides)} px"
+    colour = "RGB" if channels == 3 else "grayscale"
+    line = f"folder {found.root.name}: {len(found.classes)} classes ({shown}), {colour}, sizes {sizes} -> {side}x{side}"
+    tail = [f"{found.ignored:,} files ignored"] if found.ignored else []
+    if pictures.unreadable:
+        more = ", ..." if len(pictures.unreadable) > 1 else ""
+        tail.append(f"{len(pictures.unreadable):,} unreadable ({found.root / sorted(pictures.unreadable)[0]}{more})")
+    if "valid" in found.splits:
+        tail.append("validation from " + str(found.root / next(n for n in SPLIT_FOLDERS["valid"]
+                                                                if (found.root / n).is_dir())))
+    return line + ("; " + ", ".join(tail) if tail else "")
+
+
+def _notes(pictures: Pictures) -> list[str]:
+    """One line per file or folder skipped."""
+    skipped = [f"skipped {pictures.found.root / rel}: {why}" for rel, why in sorted(pictures.unreadable.items())]
+    return [*pictures.found.notes, *skipped]
