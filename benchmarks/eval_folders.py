@@ -1,8 +1,8 @@
 """Folders of pictures against the built-in set and against the loop people write for them.
 
     python benchmarks/eval_folders.py --work /tmp/folders               # everything (about 40 min on 2 cores)
-    python benchmarks/eval_folders.py --work /tmp/folders --only speed  # one part: speed, colour, decode, scale,
-                                                                        # large (the 4 GB cache; needs root)
+    python benchmarks/eval_folders.py --work /tmp/folders --only speed  # one part: speed, seeds, decode, colour,
+                                                        # defaults, scale, large (the 4 GB cache; needs root)
 
 Fashion-MNIST is written out as 70,000 PNG files (``train/`` and ``test/``, a folder per class), and
 as a colour variant: each picture tinted, laid on a random coloured background, a fifth of them at
@@ -180,6 +180,37 @@ def part_speed(work: Path, epochs: int, cnn_epochs: int) -> list[dict]:
     return rows
 
 
+def part_seeds(work: Path, seeds: list[int]) -> list[dict]:
+    """Default flags, built-in set against the folder (warm cache), over several seeds: how far apart
+    the two are beyond seed-to-seed noise."""
+    folder = make_fashion_folder(work / "fashion-png")
+    rows = []
+    for seed in seeds:
+        for name, flags in (("--dataset fashion-mnist", ["--dataset", "fashion-mnist"]),
+                            ("folder", ["--dataset", f"folder:{folder}", "--data_dir", str(work / "data")])):
+            result = train([*flags, "--seed", str(seed)], work / f"seed{seed}-{name[-6:].strip('-')}.log")
+            rows.append({"part": "seeds", "model": "mlp", "run": f"{name}, seed {seed}", **result})
+    for name in ("--dataset fashion-mnist", "folder"):
+        accuracies = [r["accuracy"] for r in rows if r["run"].startswith(name + ",")]
+        rows.append({"part": "seeds", "model": "mlp", "run": f"{name}, mean of {len(seeds)}",
+                     "accuracy": sum(accuracies) / len(accuracies)})
+    return rows
+
+
+def part_defaults(work: Path, colour: bool) -> list[dict]:
+    """The CNN's folder default, chosen on validation loss: a global average pool, or the flattened map."""
+    folder = make_fashion_folder(work / ("fashion-colour" if colour else "fashion-png"), colour=colour)
+    rows = []
+    for name, flags in (("global pool (folder default)", []), ("flattened map", ["--no-global_pool"])):
+        log = work / f"defaults-{'colour' if colour else 'png'}-{name.split()[0]}.log"
+        result = train(["--dataset", f"folder:{folder}", "--data_dir", str(work / "data"), "--model", "cnn", *flags],
+                       log)
+        best = min(float(v) for v in re.findall(r"valid_loss=([\d.e+-]+)", log.read_text()))
+        rows.append({"part": "defaults", "model": "cnn", "run": f"{'colour' if colour else 'png'}: {name}",
+                     **result, "valid_loss": best})
+    return rows
+
+
 def part_colour(work: Path, cnn_epochs: int) -> list[dict]:
     """The colour variant: default flags, then the CNN with each resize policy, against the loop."""
     folder = make_fashion_folder(work / "fashion-colour", colour=True)
@@ -274,8 +305,10 @@ def part_large(work: Path, limit_gib: float) -> list[dict]:
                "--model_fn", str(work / "large.pth"), "--seed", "0", *flags]
     result = timed(command, work / "large.log")
     cache = sum(p.stat().st_size for p in data.rglob("*.u8"))
+    peak = next(group / name for name in ("memory.peak", "memory.max_usage_in_bytes") if (group / name).exists())
     return [{"part": "large", "run": f"{n:,} pictures at {side}x{side}, cache {cache / 2**30:.2f} GiB, limit "
-             f"{limit_gib} GiB", **result, "cache_gib": cache / 2**30}]
+             f"{limit_gib} GiB", **result, "cache_gib": cache / 2**30,
+             "cgroup_peak_mib": int(peak.read_text()) / 2**20}]
 
 
 def _cgroup(limit: int) -> Path:
@@ -288,8 +321,9 @@ def _cgroup(limit: int) -> Path:
 
 
 def print_table(rows: list[dict]) -> None:
-    keys = [k for k in ("part", "model", "epochs", "run", "seconds", "vs_builtin", "accuracy", "peak_mib",
-                        "images_per_s", "vs_ideal", "cache_mib", "cache_gib") if any(k in r for r in rows)]
+    columns = ("part", "model", "epochs", "run", "seconds", "vs_builtin", "accuracy", "valid_loss", "peak_mib",
+               "images_per_s", "vs_ideal", "cache_mib", "cache_gib", "cgroup_peak_mib")
+    keys = [k for k in columns if any(k in r for r in rows)]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
     for row in rows:
@@ -300,16 +334,20 @@ def print_table(rows: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="where the folders and caches are written")
-    parser.add_argument("--only", nargs="+", default=["speed", "colour", "decode", "scale", "large"])
+    parser.add_argument("--only", nargs="+", default=["speed", "seeds", "decode", "colour", "defaults", "scale",
+                                                      "large"])
     parser.add_argument("--epochs", type=int, default=20, help="the MLP's epochs (the default flags')")
     parser.add_argument("--cnn_epochs", type=int, default=3)
     parser.add_argument("--scale", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--limit_gib", type=float, default=1.3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="for the seeds part (seed 0: speed)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     parts = {"speed": lambda: part_speed(args.work, args.epochs, args.cnn_epochs),
              "colour": lambda: part_colour(args.work, args.cnn_epochs), "decode": lambda: part_decode(args.work),
-             "scale": lambda: part_scale(args.work, args.scale), "large": lambda: part_large(args.work, args.limit_gib)}
+             "scale": lambda: part_scale(args.work, args.scale), "large": lambda: part_large(args.work, args.limit_gib),
+             "seeds": lambda: part_seeds(args.work, args.seeds),
+             "defaults": lambda: part_defaults(args.work, False) + part_defaults(args.work, True)}
     rows = []
     for name in args.only:
         rows += parts[name]()

@@ -16,6 +16,7 @@ from mnist_classifier.cli import export as export_cli
 from mnist_classifier.cli import predict as predict_cli
 from mnist_classifier.cli import train as train_module
 from mnist_classifier.data import folders
+from mnist_classifier.errors import UserError
 from mnist_classifier.estimators import Classifier
 from mnist_classifier.inference import server
 from mnist_classifier.inference.model_file import load_model
@@ -166,3 +167,15 @@ def test_the_folder_flags_are_refused_for_other_data(capsys):
         train_module.main(["--model_fn", "x.pth", "--dataset", "digits", "--image_size", "32"])
     assert "--image_size applies only to --dataset folder:PATH, not to digits" in capsys.readouterr().err
 
+
+
+def test_mnist_evaluate_judges_a_folder_model_on_another_folder(colour_model, tmp_path):
+    _, model_fn = colour_model
+    other = make_folder(tmp_path / "more", per_class=5, classes=("owl", "cat"), seed=3, gray=True)
+    metrics = evaluate_cli.evaluate_model_file(str(model_fn), tmp_path / "report", dataset=f"folder:{other}")
+    assert metrics["n_test"] == 10 and set(metrics["per_class"]) == {"cat", "dog", "owl"}
+    assert metrics["per_class"]["dog"]["support"] == 0 and metrics["per_class"]["owl"]["support"] == 5
+    (other / "bird").mkdir()
+    picture(COLOURS["cat"], (20, 20), np.random.default_rng(0)).save(other / "bird" / "1.png")
+    with pytest.raises(UserError, match="the class folder 'bird' is not one of the model's classes"):
+        evaluate_cli.evaluate_model_file(str(model_fn), tmp_path / "report", dataset=f"folder:{other}")

@@ -18,7 +18,7 @@ from sklearn.metrics import classification_report, confusion_matrix
 from ..data.dataset import CLASSIFICATION, Dataset, model_input, take_rows
 from ..errors import UserError
 from ..evaluation import plots
-from ..evaluation.test_data import prepared_dataset
+from ..evaluation.test_data import other_folder, prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
 from ..training.trainer import device_of
@@ -30,17 +30,21 @@ def build_parser() -> OneLineParser:
     p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
     p.add_argument("--out_dir", default="evaluation", help="where the plots and metrics.json go (default: %(default)s)")
     p.add_argument("--data_dir", help="where the dataset is kept (default: the one used for training)")
+    p.add_argument("--dataset", metavar="folder:PATH", help="judge a folder model on another folder of pictures "
+                   "(its test/ split, or every picture; class folders named as the model's classes)")
     p.add_argument("--worst", type=int, default=24, help="how many mistakes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
     return p
 
 
-def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24) -> dict:
-    """Compute the test metrics of a model file and write the plots and metrics.json into ``out_dir``."""
+def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24,
+                        dataset: str | None = None) -> dict:
+    """Compute the test metrics of a model file (on its own test rows, or ``dataset``'s pictures) and
+    write the plots and metrics.json into ``out_dir``."""
     model, saved = load_model(model_fn)
     if saved["dataset"].get("task", CLASSIFICATION) != CLASSIFICATION:
         raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
-    dataset = prepared_dataset(saved, data_dir)
+    dataset = other_folder(saved, dataset, data_dir) if dataset else prepared_dataset(saved, data_dir)
     x, y = dataset.test
     with torch.inference_mode():
         probabilities = torch.cat([model(model_input(chunk, device_of(model))).exp() for chunk in x.split(4096)])
@@ -101,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
         if args.worst < 0:
             raise UserError(f"--worst must not be negative, got {args.worst}")
-        metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst)
+        metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst, args.dataset)
         text = metrics.pop("report_text")
         if args.json:
             print(json.dumps(metrics, indent=2))

@@ -22,6 +22,7 @@ import mmap
 import multiprocessing
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +33,10 @@ from tqdm import tqdm
 
 from ..errors import UserError, first_line
 from ..files import atomic_write
-from .images import open_image
+from .images import shrunk
 from .pictures import fit_picture, is_colour
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CHUNK = 256  # files per task sent to a decoding process: large enough to hide the messaging
 # A memory-mapped cache is read in blocks of this many bytes, their order shuffled every epoch.
 BLOCK_BYTES = 64 * 2**20
@@ -49,54 +50,111 @@ class Stamp:
     mtime_ns: int
 
 
-def stamp(path: Path) -> Stamp:
-    status = path.stat()
-    return Stamp(status.st_size, status.st_mtime_ns)
-
-
 # ---- headers: what each picture is, without decoding it ----------------------------------------------
 
 def read_header(path: str) -> list:
     """[width, height, colour] of a picture, or [None, why] when it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as image:
             return [image.width, image.height, is_colour(image)]
-    except UnidentifiedImageError:
-        return [None, "not a picture Pillow can read"]
     except Exception as e:  # noqa: BLE001 - any failure to read a file makes it unreadable, named
-        return [None, first_line(e)[:200]]
+        return [None, _why(e)]
 
 
-def headers(root: Path, files: dict[str, Stamp], cache: Path) -> dict[str, list]:
-    """Each file's header, from ``headers.json`` where its stamp still matches, else read (in parallel)."""
-    saved = _read_json(cache / "headers.json") or {}
-    known = {rel: entry[2:] for rel, entry in saved.get("files", {}).items()
-             if rel in files and entry[:2] == [files[rel].size, files[rel].mtime_ns]}
-    missing = [rel for rel in files if rel not in known]
-    if missing:
-        paths = [str(root / rel) for rel in missing]
-        for rel, header in zip(missing, _parallel(_header_chunk, paths, "reading"), strict=True):
-            known[rel] = header
-        entries = {rel: [files[rel].size, files[rel].mtime_ns, *known[rel]] for rel in files}
-        _write_json(cache / "headers.json", {"version": CACHE_VERSION, "files": entries})
+def _why(error: Exception) -> str:
+    from PIL import UnidentifiedImageError
+
+    return "not a picture Pillow can read" if isinstance(error, UnidentifiedImageError) else first_line(error)[:200]
+
+
+HEADER_COLUMNS = ("size", "mtime", "width", "height", "colour")
+
+
+def known_headers(files: dict[str, Stamp], cache: Path) -> dict[str, list]:
+    """The headers ``headers.json`` holds for files whose stamp still matches: [width, height, colour], or
+    [None, why] for a file that could not be read."""
+    saved = _read_json(cache / "headers.json")
+    if not saved:
+        return {}
+    known = {}
+    for name, size, mtime, width, height, colour in zip(saved["names"], *(saved[c] for c in HEADER_COLUMNS),
+                                                         strict=True):
+        stamp = files.get(name)
+        if stamp is not None and stamp.size == size and stamp.mtime_ns == mtime:
+            known[name] = [width, height, colour]  # colour holds the reason when width is None
     return known
+
+
+def save_headers(files: dict[str, Stamp], headers: dict[str, list], cache: Path) -> None:
+    names = list(files)
+    columns = {"size": [files[n].size for n in names], "mtime": [files[n].mtime_ns for n in names],
+               **{c: [headers[n][i] if i < len(headers[n]) else None for n in names]
+                  for i, c in enumerate(HEADER_COLUMNS[2:])}}
+    _write_json(cache / "headers.json", {"version": CACHE_VERSION, "names": names, **columns})
 
 
 # ---- pixels: each picture decoded and resized once ---------------------------------------------------
 
-def decode_one(path: str, side: int, channels: int, resize: str) -> np.ndarray | str:
-    """A picture as uint8 (C, side, side), or why it could not be decoded."""
+def decode_one(path: str, side: int, channels: int, resize: str) -> tuple[list, np.ndarray | str | None]:
+    """A picture's header ([width, height, colour] or [None, why]) and its pixels as uint8 (C, side,
+    side), or why they could not be decoded: one opening of the file for both."""
+    from PIL import Image
+
+    working_side = max(4 * side, 256)
     try:
-        with open_image(path, working_side=max(4 * side, 256)) as image:
-            return fit_picture(image, side, channels, resize, name=path)
-    except Exception as e:  # noqa: BLE001 - a file that cannot be decoded is skipped and named
-        return first_line(e)[:200]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # shrunk as soon as decoded
+            with Image.open(path) as image:
+                header = [image.width, image.height, is_colour(image)]
+                try:
+                    image.draft(image.mode, (working_side, working_side))  # JPEG: decode at a fraction of the size
+                    image.load()
+                    return header, fit_picture(shrunk(image, working_side), side, channels, resize, name=path)
+                except Exception as e:  # noqa: BLE001 - a file that cannot be decoded is skipped and named
+                    return header, _why(e)
+    except Exception as e:  # noqa: BLE001 - nor can one that cannot be opened
+        return [None, _why(e)], None
 
 
 def _decode_chunk(paths: list[str], side: int, channels: int, resize: str) -> list:
     return [decode_one(path, side, channels, resize) for path in paths]
+
+
+@dataclass
+class Rows:
+    """Decoded rows in a file: where each named picture is, and what could not be decoded."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    index: dict[str, int]
+    failed: dict[str, str]
+
+    def array(self) -> np.ndarray | None:
+        return np.memmap(self.path, dtype=np.uint8, mode="r") if self.index else None
+
+
+def decode_new(root: Path, names: list[str], shape: tuple[int, int, int], resize: str, cache: Path
+               ) -> tuple[dict[str, list], Rows]:
+    """Read and decode ``names`` (files the cache does not know) in one pass, at ``shape``: their headers,
+    and their pixels in a staging file, rows in the order of ``names``."""
+    decode = functools.partial(_decode_chunk, side=shape[1], channels=shape[0], resize=resize)
+    staging = cache / (pixels_name(shape, resize) + ".new.u8")
+    headers, index, failed = {}, {}, {}
+
+    def write(f) -> None:
+        for name, (header, pixels) in zip(names, _parallel(decode, [str(root / n) for n in names], "reading"),
+                                          strict=True):
+            headers[name] = header
+            if isinstance(pixels, np.ndarray):
+                index[name] = len(index)
+                f.write(pixels.tobytes())
+            elif pixels is not None:
+                failed[name] = pixels
+
+    atomic_write(staging, write)
+    return headers, Rows(staging, shape, index, failed)
 
 
 @dataclass
@@ -124,69 +182,77 @@ def pixels_name(shape: tuple[int, int, int], resize: str) -> str:
 
 
 def build_pixels(root: Path, files: dict[str, Stamp], order: list[str], shape: tuple[int, int, int],
-                 resize: str, cache: Path) -> Pixels:
+                 resize: str, cache: Path, staged: Rows | None = None) -> Pixels:
     """The cache of ``order``'s files at ``shape``: rows whose file is unchanged are copied from the
-    last build, the rest decoded."""
+    last build or from ``staged`` (just decoded at this shape), the rest decoded."""
     base = cache / pixels_name(shape, resize)
     index, data = base.with_suffix(".json"), base.with_suffix(".u8")
-    old = _old_rows(index, data, shape, files)
-    failed = {rel: why for rel, why in ((_read_json(index) or {}).get("failed") or {}).items()
-              if rel in files and rel not in old and _same_stamp(why, files[rel])}
-    failed = {rel: why[2] for rel, why in failed.items()}
-    wanted = [rel for rel in order if rel not in failed]
-    todo = [rel for rel in wanted if rel not in old]
-    if not todo and (_read_json(index) or {}).get("rows") == [_entry(rel, files) for rel in wanted]:
+    saved = _read_json(index) or {}
+    old = _old_rows(saved, data, shape, files)
+    try:
+        return _build(root, files, order, shape, resize, data, index, saved, old,
+                      staged if staged is not None and staged.shape == shape else Rows(data, shape, {}, {}))
+    finally:
+        if staged is not None:
+            staged.path.unlink(missing_ok=True)
+
+
+def _build(root: Path, files: dict[str, Stamp], order: list[str], shape: tuple[int, int, int], resize: str,
+           data: Path, index: Path, saved: dict, old: Rows, staged: Rows) -> Pixels:
+    failed = {name: why for name, (size, mtime, why) in (saved.get("failed") or {}).items()
+              if name in files and [size, mtime] == [files[name].size, files[name].mtime_ns]}
+    failed |= staged.failed
+    wanted = [name for name in order if name not in failed]
+    todo = [name for name in wanted if name not in old.index and name not in staged.index]
+    if not todo and not staged.index and saved.get("names") == wanted:
         return Pixels(data, shape, wanted, failed, 0)
-    rows, newly_failed = _write_pixels(root, data, wanted, old, todo, shape, resize)
+    if not todo and list(staged.index) == wanted:  # all new, decoded in this order: the staging file is the cache
+        os.replace(staged.path, data)
+        rows, newly_failed = wanted, {}
+    else:
+        rows, newly_failed = _write_pixels(root, data, wanted, (old, staged), todo, shape, resize)
     failed.update(newly_failed)
-    entries = {rel: [files[rel].size, files[rel].mtime_ns, why] for rel, why in failed.items()}
-    _write_json(index, {"version": CACHE_VERSION, "shape": list(shape), "rows": [_entry(r, files) for r in rows],
-                        "failed": entries})
-    return Pixels(data, shape, rows, failed, len(todo))
+    _write_json(index, {"version": CACHE_VERSION, "shape": list(shape), "names": rows,
+                        "size": [files[n].size for n in rows], "mtime": [files[n].mtime_ns for n in rows],
+                        "failed": {n: [files[n].size, files[n].mtime_ns, why] for n, why in failed.items()}})
+    return Pixels(data, shape, rows, failed, len(todo) + len(staged.index) + len(staged.failed))
 
 
-def _entry(rel: str, files: dict[str, Stamp]) -> list:
-    return [rel, files[rel].size, files[rel].mtime_ns]
-
-
-def _same_stamp(entry, now: Stamp) -> bool:
-    return isinstance(entry, list) and len(entry) == 3 and entry[:2] == [now.size, now.mtime_ns]
-
-
-def _old_rows(index: Path, data: Path, shape: tuple[int, ...], files: dict[str, Stamp]) -> dict[str, int]:
-    """Row number in the last build of each file whose stamp is unchanged."""
-    saved = _read_json(index)
+def _old_rows(saved: dict, data: Path, shape: tuple[int, ...], files: dict[str, Stamp]) -> Rows:
+    """Where the last build holds each file whose stamp is unchanged."""
     row_bytes = int(np.prod(shape))
-    if not saved or saved.get("shape") != list(shape) or not data.exists():
-        return {}
-    rows = saved.get("rows") or []
-    if data.stat().st_size != len(rows) * row_bytes:
-        return {}  # a torn or foreign file: decode everything again
-    return {entry[0]: i for i, entry in enumerate(rows)
-            if entry[0] in files and entry[1:] == [files[entry[0]].size, files[entry[0]].mtime_ns]}
+    names = saved.get("names") or []
+    if saved.get("shape") != list(shape) or not data.exists() or data.stat().st_size != len(names) * row_bytes:
+        return Rows(data, tuple(shape), {}, {})  # none, or a torn or foreign file: decode everything again
+    index = {name: i for i, (name, size, mtime) in enumerate(zip(names, saved["size"], saved["mtime"], strict=True))
+             if name in files and files[name].size == size and files[name].mtime_ns == mtime}
+    return Rows(data, tuple(shape), index, {})
 
 
-def _write_pixels(root: Path, data: Path, wanted: list[str], old: dict[str, int], todo: list[str],
+def _write_pixels(root: Path, data: Path, wanted: list[str], sources: tuple[Rows, ...], todo: list[str],
                   shape: tuple[int, ...], resize: str) -> tuple[list[str], dict[str, str]]:
-    """Stream the rows of ``wanted`` into a new cache file: old rows copied, ``todo`` decoded in order."""
-    previous = np.memmap(data, dtype=np.uint8, mode="r") if old else None
+    """Stream the rows of ``wanted`` into a new cache file: rows the ``sources`` hold are copied, ``todo``
+    decoded in order."""
+    arrays = [source.array() for source in sources]
     row_bytes = int(np.prod(shape))
     decode = functools.partial(_decode_chunk, side=shape[1], channels=shape[0], resize=resize)
-    decoded = _parallel(decode, [str(root / rel) for rel in todo], "decoding")
+    decoded = _parallel(decode, [str(root / name) for name in todo], "decoding")
     rows, failed = [], {}
 
     def write(f) -> None:
-        for rel in wanted:
-            if rel in old:
-                f.write(previous[old[rel] * row_bytes:(old[rel] + 1) * row_bytes].tobytes())
-                rows.append(rel)
+        for name in wanted:
+            source = next((i for i, s in enumerate(sources) if name in s.index), None)
+            if source is not None:
+                row = sources[source].index[name]
+                f.write(arrays[source][row * row_bytes:(row + 1) * row_bytes].tobytes())
+                rows.append(name)
                 continue
-            result = next(decoded)
-            if isinstance(result, str):
-                failed[rel] = result
-            else:
+            _, result = next(decoded)
+            if isinstance(result, np.ndarray):
                 f.write(result.tobytes())
-                rows.append(rel)
+                rows.append(name)
+            else:
+                failed[name] = result or "cannot be read"
 
     try:
         atomic_write(data, write)
@@ -207,10 +273,6 @@ def _parallel(chunk_function, items: list, what: str) -> Iterator:
     # fork, as DataLoader workers do: the children run only Pillow and numpy, nothing of torch.
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         yield from _counted(pool.imap(chunk_function, chunks), bar)
-
-
-def _header_chunk(paths: list[str]) -> list:
-    return [read_header(path) for path in paths]
 
 
 def _counted(results: Iterator[list], bar) -> Iterator:

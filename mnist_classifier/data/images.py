@@ -38,7 +38,7 @@ def _decoded(source, working_side: int = WORKING_SIDE) -> Image.Image:
         if image is not None:
             image.close()  # else the error keeps the file open: a folder of bad files would run out of them
         raise
-    return _shrunk(image, working_side)
+    return shrunk(image, working_side)
 
 
 def open_image(source, working_side: int = WORKING_SIDE) -> Image.Image:
@@ -74,7 +74,7 @@ def _check_regular_file(path: Path) -> None:
 REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
 
 
-def _shrunk(image: Image.Image, working_side: int = WORKING_SIDE) -> Image.Image:
+def shrunk(image: Image.Image, working_side: int = WORKING_SIDE) -> Image.Image:
     factor = max(image.size) // working_side
     if factor < 2:
         return image
@@ -120,7 +120,7 @@ def fill_frame(image: Image.Image, side: int = 28, name: str = "image") -> np.nd
 
 def _cropped_ink(image: Image.Image, name: str) -> np.ndarray:
     """Grayscale in [0, 1], light on a black background, cropped to what stands out."""
-    gray = grayscale(_shrunk(ImageOps.exif_transpose(image)), name)
+    gray = grayscale(shrunk(ImageOps.exif_transpose(image)), name)
     if _border_mean(gray) > 0.5:
         gray = 1.0 - gray  # dark ink on light paper: invert to MNIST's light-on-dark
     gray = np.clip(gray - _border_mean(gray), 0, 1)  # a grey background becomes black

@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from ..data.dataset import Dataset, data_change, fingerprint
+from dataclasses import replace
+
+import torch
+
+from ..data.dataset import Dataset, data_change, fingerprint, user_data
 from ..data.datasets import load_dataset
+from ..data.preprocessing import PHOTO
 from ..errors import UserError
 from ..training.config import TrainConfig, source_options
+
+
+def other_folder(saved: dict, name: str, data_dir: str | None = None) -> Dataset:
+    """Another folder's pictures, to judge a folder model on: its ``test/`` split, or every picture;
+    prepared by the model's own record, its class folders matched to the model's classes by name."""
+    record, classes = saved["preprocessing"], saved["dataset"].get("classes")
+    if (user_data(name) or ("",))[0] != "folder" or record.get("kind") != PHOTO:
+        raise UserError(f"--dataset {name}: another dataset can be given only as folder:PATH, for a model trained "
+                        "on a folder of pictures")
+    config = TrainConfig.from_dict(saved.get("config") or {})
+    channels, side, _ = record["shape"]
+    raw = load_dataset(name, data_dir or config.data_dir, image_size=side, resize=record["resize"], channels=channels,
+                       holdout=True)
+    unknown = [c for c in raw.classes if c not in classes]
+    if unknown:
+        raise UserError(f"--dataset {name}: the class folder {unknown[0]!r} is not one of the model's classes "
+                        f"({', '.join(classes)})")
+    to_model = torch.tensor([classes.index(c) for c in raw.classes], dtype=torch.long)
+    x, y = raw.test
+    return replace(raw.prepared(record), test=(x, to_model[y]), classes=classes)
 
 
 def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
