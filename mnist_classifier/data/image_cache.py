@@ -118,8 +118,13 @@ def decode_one(path: str, side: int, channels: int, resize: str) -> tuple[list, 
         return [None, _why(e)], None
 
 
-def _decode_chunk(paths: list[str], side: int, channels: int, resize: str) -> list:
-    return [decode_one(path, side, channels, resize) for path in paths]
+def _decode_chunk(paths: list[str], side: int, channels: int, resize: str) -> tuple[list, bytes]:
+    """Each picture's header and status (True: decoded; or why not), and the decoded rows as one block of
+    bytes: one message per chunk, not an array per picture, so the decoding processes are not held up
+    by the messaging."""
+    results = [decode_one(path, side, channels, resize) for path in paths]
+    statuses = [(header, True if isinstance(pixels, np.ndarray) else pixels) for header, pixels in results]
+    return statuses, b"".join(pixels.tobytes() for _, pixels in results if isinstance(pixels, np.ndarray))
 
 
 @dataclass
@@ -147,9 +152,9 @@ def decode_new(root: Path, names: list[str], shape: tuple[int, int, int], resize
         for name, (header, pixels) in zip(names, _parallel(decode, [str(root / n) for n in names], "reading"),
                                           strict=True):
             headers[name] = header
-            if isinstance(pixels, np.ndarray):
+            if isinstance(pixels, memoryview):
                 index[name] = len(index)
-                f.write(pixels.tobytes())
+                f.write(pixels)
             elif pixels is not None:
                 failed[name] = pixels
 
@@ -248,8 +253,8 @@ def _write_pixels(root: Path, data: Path, wanted: list[str], sources: tuple[Rows
                 rows.append(name)
                 continue
             _, result = next(decoded)
-            if isinstance(result, np.ndarray):
-                f.write(result.tobytes())
+            if isinstance(result, memoryview):
+                f.write(result)
                 rows.append(name)
             else:
                 failed[name] = result or "cannot be read"
@@ -262,8 +267,8 @@ def _write_pixels(root: Path, data: Path, wanted: list[str], sources: tuple[Rows
 
 
 def _parallel(chunk_function, items: list, what: str) -> Iterator:
-    """``chunk_function`` over ``items`` in chunks, results in order, in a process per core when there is
-    enough work, with a progress bar on a terminal."""
+    """``chunk_function`` (``_decode_chunk``) over ``items`` in chunks, results in order, in a process per
+    core when there is enough work, with a progress bar on a terminal."""
     bar = tqdm(total=len(items), desc=f"{what} pictures", unit="img", leave=False, disable=not sys.stderr.isatty())
     workers = min(os.cpu_count() or 1, max(len(items) // CHUNK, 1))
     chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
@@ -275,11 +280,19 @@ def _parallel(chunk_function, items: list, what: str) -> Iterator:
         yield from _counted(pool.imap(chunk_function, chunks), bar)
 
 
-def _counted(results: Iterator[list], bar) -> Iterator:
+def _counted(results: Iterator[tuple[list, bytes]], bar) -> Iterator:
+    """Each picture's (header, its row's bytes or why it has none), chunk by chunk."""
     try:
-        for chunk in results:
-            bar.update(len(chunk))
-            yield from chunk
+        for statuses, block in results:
+            bar.update(len(statuses))
+            rows = memoryview(block)
+            row_bytes = len(block) // max(sum(status is True for _, status in statuses), 1)
+            for header, status in statuses:
+                if status is True:
+                    row, rows = rows[:row_bytes], rows[row_bytes:]
+                    yield header, row
+                else:
+                    yield header, status
     finally:
         bar.close()
 

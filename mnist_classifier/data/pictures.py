@@ -22,6 +22,7 @@ RESIZE_POLICIES = (CROP, PAD)
 BACKGROUND = (255, 255, 255)
 # Modes that hold only brightness (with or without transparency); everything else counts as colour.
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+ORIENTATION = 0x0112  # the EXIF tag
 # Pillow's filter for every resize: antialiased when shrinking, and several times faster than Lanczos.
 RESAMPLE = Image.Resampling.BILINEAR
 
@@ -45,7 +46,8 @@ def flattened(image: Image.Image, channels: int) -> Image.Image:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         image = Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba)
-    return image.convert("RGB" if channels == 3 else "L")
+    mode = "RGB" if channels == 3 else "L"
+    return image if image.mode == mode else image.convert(mode)
 
 
 def fit_picture(image: Image.Image, side: int, channels: int, resize: str = CROP, name: str = "image"
@@ -53,8 +55,12 @@ def fit_picture(image: Image.Image, side: int, channels: int, resize: str = CROP
     """A picture as uint8 (channels, side, side): flattened, turned upright (EXIF), resized by ``resize``."""
     if 0 in image.size:
         raise UserError(f"{name}: the image has no pixels ({image.width}x{image.height})")
-    image = flattened(ImageOps.exif_transpose(image), channels)
-    if resize == PAD:
+    if image.getexif().get(ORIENTATION, 1) != 1:  # a camera's "turned" flag: turn the pixels instead
+        image = ImageOps.exif_transpose(image)
+    image = flattened(image, channels)
+    if image.size == (side, side):
+        fitted = image  # already the model's size: both policies leave it as it is
+    elif resize == PAD:
         fitted = ImageOps.pad(image, (side, side), method=RESAMPLE, color=BACKGROUND if channels == 3 else 255)
     else:
         fitted = ImageOps.fit(image, (side, side), method=RESAMPLE)
