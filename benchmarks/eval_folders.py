@@ -162,12 +162,12 @@ def clear_cache(data_dir: Path) -> None:
     shutil.rmtree(data_dir / "folder-cache", ignore_errors=True)
 
 
-def part_speed(work: Path, epochs: int, cnn_epochs: int) -> list[dict]:
+def part_speed(work: Path, epochs: int, cnn_epochs: int, models: list[str]) -> list[dict]:
     """Default flags (the MLP) and the CNN: built-in set, folder cold, folder warm, tutorial loop."""
     folder = make_fashion_folder(work / "fashion-png")
     data = work / "data"
     rows = []
-    for model, n in (("mlp", epochs), ("cnn", cnn_epochs)):
+    for model, n in [(m, n) for m, n in (("mlp", epochs), ("cnn", cnn_epochs)) if m in models]:
         flags = ["--n_epochs", str(n)] + (["--model", "cnn"] if model == "cnn" else [])
         builtin = train(["--dataset", "fashion-mnist", *flags], work / f"builtin-{model}.log")
         clear_cache(data)
@@ -361,13 +361,14 @@ def main() -> None:
     every = ["speed", "seeds", "decode", "colour", "defaults", "scale", "large"]
     parser.add_argument("--only", nargs="+", default=every, choices=[*every, "folders"])
     parser.add_argument("--epochs", type=int, default=20, help="the MLP's epochs (the default flags')")
-    parser.add_argument("--cnn_epochs", type=int, default=3)
+    parser.add_argument("--cnn_epochs", type=int, default=20)
+    parser.add_argument("--speed_models", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     parser.add_argument("--scale", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--limit_gib", type=float, default=1.3)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="for the seeds part (seed 0: speed)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for the seeds part")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = {"speed": lambda: part_speed(args.work, args.epochs, args.cnn_epochs),
+    parts = {"speed": lambda: part_speed(args.work, args.epochs, args.cnn_epochs, args.speed_models),
              "colour": lambda: part_colour(args.work, args.cnn_epochs), "decode": lambda: part_decode(args.work),
              "scale": lambda: part_scale(args.work, args.scale), "large": lambda: part_large(args.work, args.limit_gib),
              "seeds": lambda: part_seeds(args.work, args.seeds),

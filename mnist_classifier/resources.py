@@ -24,11 +24,11 @@ def _machine_available() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _cgroup_room() -> int | None:
+def _cgroup_room(membership: Path = Path("/proc/self/cgroup")) -> int | None:
     """The tightest cgroup limit over this process's cgroup and its parents, less what it uses now
     (cgroup v2 ``memory.max``, v1 ``memory.limit_in_bytes``); None without one."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = membership.read_text().splitlines()
     except OSError:
         return None
     rooms = []

@@ -43,7 +43,7 @@ def colour_model(tmp_path_factory):
     root = make_folder(folder / "photos", per_class=20)
     model_fn = folder / "m.pth"
     train_module.main(["--model_fn", str(model_fn), *folder_flags(root, folder / "data"), *CNN,
-                       "--image_size", "16", "--n_epochs", "8"])
+                       "--image_size", "16", "--n_epochs", "8", "--batch_size", "4"])
     return root, model_fn
 
 
@@ -53,7 +53,7 @@ def test_a_folder_model_learns_and_records_what_it_was_given(colour_model, capsy
     assert saved["preprocessing"] == {"kind": "photo", "shape": [3, 16, 16], "resize": "crop",
                                       "background": [255, 255, 255]}
     assert saved["dataset"]["classes"] == ["cat", "dog", "owl"] and saved["dataset"]["skipped_files"] == 0
-    assert saved["config"]["image_size"] == 16 and saved["config"]["model_options"]["global_pool"] is True
+    assert saved["config"]["image_size"] == 16 and saved["config"]["model_options"]["global_pool"] is False
     assert isinstance(model, ConvClassifier)
     metrics = evaluate_cli.evaluate_model_file(str(model_fn), model_fn.parent / "evaluation")
     assert metrics["accuracy"] >= 0.8 and metrics["n_test"] == 12
@@ -70,6 +70,18 @@ def test_predictor_answers_alike_for_a_path_a_pil_image_and_an_hwc_uint8_array(c
     assert by_path.label == by_image.label == by_array.label == "dog"
     assert abs(by_path.probability - by_array.probability) < 1e-5
     assert by_path.model_input.shape == (16, 16, 3)
+
+
+def test_a_photo_is_prepared_for_prediction_exactly_as_the_cache_prepared_it(colour_model, tmp_path):
+    _, model_fn = colour_model
+    root = make_folder(tmp_path / "photos", per_class=6)
+    picture(COLOURS["owl"], (2100, 1500), np.random.default_rng(8)).save(root / "owl" / "large.jpg")  # reduced
+    pictures = folders.decode_folder(folders.find_pictures(root), str(tmp_path / "data"), 16, "crop", False, 3)
+    rows = np.fromfile(pictures.cache.path, dtype=np.uint8).reshape(-1, 3, 16, 16)
+    predictor = Predictor(model_fn)  # a 16x16 RGB crop model, as decoded here
+    for name in ("owl/large.jpg", "cat/1.jpg", "dog/4.gif", "owl/5.tiff", "cat/2.webp"):
+        prepared = np.round(predictor.image_input(root / name) * 255).astype(np.uint8)
+        assert np.array_equal(prepared, rows[pictures.cache.rows.index(name)]), name
 
 
 def test_mnist_predict_reads_new_photos_and_a_folder(colour_model, tmp_path, capsys):
@@ -113,10 +125,15 @@ def test_the_server_takes_uploads_without_the_drawing_pad(colour_model):
     assert client.post("/predict", json={"pixels": pixels}).status_code == 200
 
 
-def test_a_global_pool_cnn_reads_pictures_of_any_size():
-    model = ConvClassifier((3, 16, 16), 3, channels=(4, 8), hidden_sizes=(8,), global_pool=True).eval()
+@pytest.mark.parametrize("global_pool", [False, True])
+def test_a_cnn_reads_pictures_of_any_size(global_pool):
+    model = ConvClassifier((3, 16, 16), 3, channels=(4, 8), hidden_sizes=(8,), global_pool=global_pool).eval()
     with torch.inference_mode():
         assert model(torch.rand(2, 3, 16, 16)).shape == model(torch.rand(2, 3, 40, 24)).shape == (2, 3)
+    if not global_pool:  # at the trained size the average is an identity: the same as flattening the map
+        x = torch.rand(2, 3, 16, 16)
+        with torch.inference_mode():
+            assert torch.equal(model.features(x), model.features[:-1](x))
 
 
 def test_a_resumed_folder_run_ends_bit_identical(tmp_path, monkeypatch, capsys):

@@ -138,7 +138,7 @@ def test_a_link_loop_and_an_unreadable_folder_are_one_line_each_never_a_hang(tmp
         locked.chmod(0o755)
     assert time.monotonic() - started < 10
     assert sum(len(v) for v in found.splits.values()) == 12 + (1 if os.geteuid() == 0 else 0)
-    assert any("cat/again: skipped, a link back to a folder already read" in note for note in found.notes)
+    assert any("cat/again: skipped, a link to a folder already read" in note for note in found.notes)
     if os.geteuid() != 0:  # root reads any folder
         assert any("dog/locked: skipped, cannot be read" in note for note in found.notes)
 
@@ -203,3 +203,77 @@ def test_a_cache_larger_than_the_memory_allowed_is_memory_mapped_and_read_in_blo
         block = next(b for b in blocks if int(order[i]) in b)
         assert set(order[i:i + len(block)].tolist()) == block
         i += len(block)
+
+
+def test_train_and_val_without_test_takes_the_test_rows_from_train(tmp_path):
+    make_folder(tmp_path / "photos" / "train", per_class=10, formats=("png",))
+    make_folder(tmp_path / "photos" / "val", per_class=2, formats=("png",), seed=1)
+    dataset = load(tmp_path / "photos", tmp_path)
+    assert len(dataset.valid[1]) == 6 and len(dataset.train[1]) + len(dataset.test[1]) == 30
+    assert len(dataset.test[1]) == 6  # 20% of train/
+    make_folder(tmp_path / "only_val" / "val", per_class=2, formats=("png",))
+    with pytest.raises(UserError, match=r"has val/ but no train/"):
+        load(tmp_path / "only_val", tmp_path)
+
+
+def test_an_empty_test_split_is_one_line(tmp_path):
+    make_folder(tmp_path / "photos" / "train", per_class=3, formats=("png",))
+    for name in ("cat", "dog", "owl"):
+        (tmp_path / "photos" / "test" / name).mkdir(parents=True)
+    with pytest.raises(UserError, match=r"photos/test: no pictures in this split"):
+        load(tmp_path / "photos", tmp_path)
+
+
+def test_a_class_whose_pictures_all_fail_to_decode_is_one_line(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=4, formats=("png",))
+    for path in (root / "owl").iterdir():
+        path.write_bytes(path.read_bytes()[:60])  # the header reads, the pixels do not
+    with pytest.raises(UserError, match=r"none of the training pictures of class 'owl' can be read \(4 unreadable"):
+        load(root, tmp_path)
+
+
+def test_a_fifo_named_like_a_picture_and_a_broken_link_are_skipped_and_strict_refuses_them(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=4, formats=("png",))
+    os.mkfifo(root / "cat" / "pipe.jpg")
+    os.symlink(tmp_path / "nowhere.png", root / "dog" / "gone.png")
+    dataset = load(root, tmp_path)
+    assert len(dataset.train[1]) + len(dataset.test[1]) == 12
+    assert any("pipe.jpg: skipped, not a regular file" in note for note in dataset.notes)
+    assert any("gone.png: skipped, cannot be read" in note for note in dataset.notes)
+    with pytest.raises(UserError, match="--strict refuses"):
+        load(root, tmp_path, strict=True)
+
+
+def test_a_data_dir_inside_the_folder_is_not_read_as_a_class(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=4, formats=("png",))
+    for _ in range(2):  # the second run finds the first run's cache inside the folder
+        dataset = load_dataset(f"folder:{root}", str(root))
+        assert dataset.classes == ["cat", "dog", "owl"]
+
+
+def test_a_cache_file_replaced_behind_its_index_is_never_read_with_the_wrong_names(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=4, formats=("png",))
+    first = folders.decode_folder(folders.find_pictures(root), str(tmp_path / "data"), 8, "crop", False)
+    first.cache.path.write_bytes(bytes(first.cache.path.stat().st_size))  # same size, other content
+    again = folders.decode_folder(folders.find_pictures(root), str(tmp_path / "data"), 8, "crop", False)
+    assert again.cache.decoded == 12
+    rows = np.fromfile(again.cache.path, dtype=np.uint8).reshape(-1, 3, 8, 8)
+    assert rows.any(axis=(1, 2, 3)).all()
+
+
+def test_the_fingerprint_is_the_same_in_memory_and_memory_mapped(tmp_path, monkeypatch):
+    from mnist_classifier.data.dataset import fingerprint
+
+    root = make_folder(tmp_path / "photos", per_class=10, formats=("png",))
+    in_memory = fingerprint(load(root, tmp_path, image_size=12))
+    monkeypatch.setattr(folders, "available_memory", lambda: 1000)
+    mapped = load(root, tmp_path, image_size=12)
+    assert isinstance(mapped.train[0], image_cache.MappedRows) and fingerprint(mapped) == in_memory
+
+
+def test_a_grey_palette_is_grayscale_and_a_coloured_one_is_colour():
+    from mnist_classifier.data.pictures import is_colour
+
+    grey = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), mode="L").convert("P")
+    assert not is_colour(grey)
+    assert is_colour(picture(COLOURS["cat"], (8, 8), np.random.default_rng(0)).convert("P"))

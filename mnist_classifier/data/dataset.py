@@ -111,8 +111,8 @@ def fingerprint(dataset: Dataset) -> dict:
     x, y = dataset.train
     digest = hashlib.blake2b(digest_size=16)
     for tensor in (x, y):
-        if hasattr(tensor, "digest"):  # a memory-mapped cache: its file's identity, not 4 GB of hashing
-            digest.update(tensor.digest().encode())
+        if hasattr(tensor, "update_digest"):  # a memory-mapped cache: read block by block, same digest
+            tensor.update_digest(digest)
         else:
             digest.update(tensor.detach().cpu().contiguous().numpy())
     return {"rows": len(x), "shape": list(x.shape[1:]), "classes": dataset.classes, "digest": digest.hexdigest()}

@@ -17,6 +17,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 import torch
 
@@ -34,7 +35,7 @@ SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test"
 AUTO_SIDE = (8, 64)
 SAMPLE = 500  # new pictures whose headers are read first, to predict the shape they are decoded at
 # A cache may be held in memory when it takes at most this share of the memory the run may use.
-MEMORY_SHARE = 0.5
+MEMORY_SHARE = 0.25  # the training and validation rows are copies of the cache's: up to twice it, at once
 
 
 @dataclass
@@ -47,21 +48,22 @@ class Found:
     ignored: int = 0
     notes: list[str] = field(default_factory=list)  # folders skipped: link loops, unreadable
     stamps: dict[str, image_cache.Stamp] = field(default_factory=dict)  # each picture's size and mtime
+    valid_folder: Path | None = None
+    seen: set = field(default_factory=set)  # folders read, across classes and splits: a link read twice is one
+    skip: set = field(default_factory=set)  # folders never read (the cache, when --data_dir is inside)
 
 
-def find_pictures(root: Path, one_class_ok: bool = False) -> Found:
-    """The folder's classes and pictures, each split's; a one-line error when there is nothing to train on."""
+def find_pictures(root: Path, one_class_ok: bool = False, skip: tuple[Path, ...] = ()) -> Found:
+    """The folder's classes and pictures, each split's; a one-line error when there is nothing to train on.
+    Folders in ``skip`` are never read."""
     if not root.is_dir():
         raise UserError(f"folder:{root}: no such folder" if not root.exists() else f"folder:{root}: not a folder")
-    has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    parts = {"train": root / "train", "test": root / "test"} if has_splits else {"all": root}
-    if has_splits:
-        valid = next((root / n for n in SPLIT_FOLDERS["valid"] if (root / n).is_dir()), None)
-        parts.update({"valid": valid} if valid else {})
-    classes = _class_folders(parts.get("train", root))
-    found = Found(root, classes, {})
+    parts = _split_folders(root)
+    skipped = {(s.stat().st_dev, s.stat().st_ino) for s in skip if s.is_dir()}
+    classes = _class_folders(parts.get("train", root), skipped)
+    found = Found(root, classes, {}, valid_folder=parts.get("valid"), skip=skipped)
     for split, folder in parts.items():
-        extra = sorted(set(_class_folders(folder, required=False)) - set(classes))
+        extra = sorted(set(_class_folders(folder, skipped, required=False)) - set(classes))
         if extra:
             raise UserError(f"{folder / extra[0]}: a class folder that {parts['train']} does not have; each "
                             "split must use the training split's classes")
@@ -71,9 +73,24 @@ def find_pictures(root: Path, one_class_ok: bool = False) -> Found:
     return found
 
 
-def _class_folders(folder: Path, required: bool = True) -> list[str]:
+def _split_folders(root: Path) -> dict[str, Path]:
+    """``train/`` (required once any split folder exists), ``test/`` and ``valid/`` or ``val/`` where they
+    exist; else the whole folder, split later."""
+    present = {split: next((root / n for n in names if (root / n).is_dir()), None)
+               for split, names in SPLIT_FOLDERS.items()}
+    if not any(present.values()):
+        return {"all": root}
+    if present["train"] is None:
+        named = next(folder for folder in present.values() if folder is not None)
+        raise UserError(f"folder:{root}: has {named.name}/ but no train/; with split folders, the training "
+                        "pictures go in train/ (a folder per class inside)")
+    return {split: folder for split, folder in present.items() if folder is not None}
+
+
+def _class_folders(folder: Path, skip: set, required: bool = True) -> list[str]:
     try:
-        names = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+        names = sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith(".")
+                       and (e.stat().st_dev, e.stat().st_ino) not in skip)
     except OSError as e:
         raise UserError(f"{folder}: cannot be read ({e.strerror})") from None
     if required and not names:
@@ -85,7 +102,7 @@ def _class_folders(folder: Path, required: bool = True) -> list[str]:
 def _pictures(found: Found, folder: Path) -> list[str]:
     """The pictures under a class folder (its subfolders too, following links), relative to the root, each
     file's stamp noted. Plain ``os`` calls: a folder of 100,000 pictures is listed in well under a second."""
-    pictures, seen, stack = [], set(), [(str(folder), os.path.relpath(folder, found.root))]
+    pictures, stack = [], [(str(folder), os.path.relpath(folder, found.root))]
     while stack:
         current, relative = stack.pop()
         try:
@@ -94,10 +111,12 @@ def _pictures(found: Found, folder: Path) -> list[str]:
         except OSError as e:  # a link loop (ELOOP) or a folder that cannot be opened
             found.notes.append(f"{current}: skipped, cannot be read ({e.strerror or e})")
             continue
-        if (status.st_dev, status.st_ino) in seen:
-            found.notes.append(f"{current}: skipped, a link back to a folder already read")
+        if (status.st_dev, status.st_ino) in found.skip:
             continue
-        seen.add((status.st_dev, status.st_ino))
+        if (status.st_dev, status.st_ino) in found.seen:
+            found.notes.append(f"{current}: skipped, a link to a folder already read")
+            continue
+        found.seen.add((status.st_dev, status.st_ino))
         for entry in entries:
             name = f"{relative}/{entry.name}"
             if _is_dir(entry):
@@ -108,6 +127,9 @@ def _pictures(found: Found, folder: Path) -> list[str]:
                     stat = entry.stat()
                 except OSError as e:  # a link to nowhere
                     found.notes.append(f"{entry.path}: skipped, cannot be read ({e.strerror or e})")
+                    continue
+                if not S_ISREG(stat.st_mode):  # a FIFO named x.jpg would block the reader forever
+                    found.notes.append(f"{entry.path}: skipped, not a regular file")
                     continue
                 found.stamps[name] = image_cache.Stamp(stat.st_size, stat.st_mtime_ns)
                 pictures.append(name)
@@ -124,6 +146,10 @@ def _is_dir(entry: os.DirEntry) -> bool:
 
 
 def _check_classes(found: Found, one_class_ok: bool = False) -> None:
+    for split in ("test", "valid"):
+        if split in found.splits and not found.splits[split]:
+            raise UserError(f"{found.root / split if split == 'test' else found.valid_folder}: no pictures in this "
+                            "split; add some or remove the folder")
     pictures = found.splits.get("train", found.splits.get("all"))
     counts = Counter(index for _, index in pictures)
     if not pictures and not any(found.splits.values()):
@@ -149,7 +175,7 @@ class Pictures:
 
 def hashed_order(names: list[str]) -> list[str]:
     """A fixed order that mixes the classes: a block of neighbouring rows holds a sample of all."""
-    return sorted(names, key=lambda n: hashlib.blake2b(n.encode(), digest_size=8).digest())
+    return sorted(names, key=lambda n: hashlib.blake2b(os.fsencode(n), digest_size=8).digest())
 
 
 def decode_folder(found: Found, data_dir: str, image_size: int | None, resize: str, strict: bool,
@@ -165,7 +191,10 @@ def decode_folder(found: Found, data_dir: str, image_size: int | None, resize: s
     if new:
         sample = {rel: image_cache.read_header(str(found.root / rel))
                   for rel in random.Random(0).sample(new, min(len(new), SAMPLE))}
-        guess = choose_shape({**headers, **sample}, image_size, channels)
+        readable = {rel: h for rel, h in {**headers, **sample}.items() if h[0] is not None}
+        # With no readable header to go by, a guess: the final shape decides whether it is decoded again.
+        guess = choose_shape(readable, image_size, channels) if readable else (channels or 3, image_size or 32,
+                                                                                  image_size or 32)
         fresh, staged = image_cache.decode_new(found.root, new, guess, resize, cache)
         headers.update(fresh)
         image_cache.save_headers(files, headers, cache)
@@ -198,6 +227,8 @@ def choose_shape(headers: dict[str, list], image_size: int | None, channels: int
 
 
 def _refuse_if_strict(found: Found, unreadable: dict[str, str], strict: bool) -> None:
+    if strict and found.notes:
+        raise UserError(f"{found.notes[0]}; --strict refuses a folder with anything unreadable")
     if strict and unreadable:
         rel, why = next(iter(sorted(unreadable.items())))
         raise UserError(f"{found.root / rel}: cannot be read ({why}); --strict refuses a folder with "
@@ -209,8 +240,9 @@ def load_folder(root: Path, data_dir: str = "data", image_size: int | None = Non
     """The folder's pictures as a ``Dataset`` of uint8 (N, C, S, S) rows (memory-mapped when large).
     ``channels`` None: from the pictures. ``holdout``: a folder without splits is all test rows (to
     judge a model on), not split."""
-    found = find_pictures(root, one_class_ok=holdout)
+    found = find_pictures(root, one_class_ok=holdout, skip=(Path(data_dir) / "folder-cache",))
     pictures = decode_folder(found, data_dir, image_size, resize, strict, channels)
+    _check_decoded(pictures, one_class_ok=holdout)
     rows = pictures.cache.load(int(available_memory() * MEMORY_SHARE))
     position = {rel: i for i, rel in enumerate(pictures.cache.rows)}
     parts = {split: _take(rows, position, members) for split, members in found.splits.items()}
@@ -218,12 +250,26 @@ def load_folder(root: Path, data_dir: str = "data", image_size: int | None = Non
         whole = parts.pop("all")
         none = (take_rows(whole[0], torch.zeros(0, dtype=torch.long)), whole[1][:0])
         parts["train"], parts["test"] = (none, whole) if holdout else _split(*whole)
+    elif "test" not in parts:  # train/ (and valid/) only: the test rows come from train/, as for a plain folder
+        parts["train"], parts["test"] = _split(*parts["train"])
     shape = pictures.cache.shape
     dataset = Dataset(f"folder {root.name}", parts["train"], parts["test"], CLASSIFICATION, shape, found.classes,
                       fixed_record=photo_record(shape, resize), valid=parts.get("valid"))
     dataset.found, dataset.notes = describe(pictures, dataset), _notes(pictures)
     dataset.skipped = len(pictures.unreadable)
     return dataset
+
+
+def _check_decoded(pictures: Pictures, one_class_ok: bool) -> None:
+    """Every class still has pictures once the unreadable ones are gone."""
+    found = pictures.found
+    decoded = set(pictures.cache.rows)
+    training = found.splits.get("train", found.splits.get("all"))
+    counts = Counter(label for rel, label in training if rel in decoded)
+    lost = [name for index, name in enumerate(found.classes) if not counts[index]]
+    if lost and not one_class_ok:
+        raise UserError(f"folder:{found.root}: none of the training pictures of class {lost[0]!r} can be read "
+                        f"({len(pictures.unreadable)} unreadable in all)")
 
 
 def _take(rows, position: dict[str, int], members: list[tuple[str, int]]) -> tuple:
@@ -258,9 +304,8 @@ def describe(pictures: Pictures, dataset: Dataset) -> str:
     if pictures.unreadable:
         more = ", ..." if len(pictures.unreadable) > 1 else ""
         tail.append(f"{len(pictures.unreadable):,} unreadable ({found.root / sorted(pictures.unreadable)[0]}{more})")
-    if "valid" in found.splits:
-        tail.append("validation from " + str(found.root / next(n for n in SPLIT_FOLDERS["valid"]
-                                                                if (found.root / n).is_dir())))
+    if found.valid_folder is not None:
+        tail.append(f"validation from {found.valid_folder}")
     return line + ("; " + ", ".join(tail) if tail else "")
 
 

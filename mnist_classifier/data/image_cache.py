@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from ..errors import UserError, first_line
 from ..files import atomic_write
+from . import pictures
 from .images import shrunk
 from .pictures import fit_picture, is_colour
 
@@ -73,8 +74,9 @@ HEADER_COLUMNS = ("size", "mtime", "width", "height", "colour")
 
 
 def known_headers(files: dict[str, Stamp], cache: Path) -> dict[str, list]:
-    """The headers ``headers.json`` holds for files whose stamp still matches: [width, height, colour], or
-    [None, why] for a file that could not be read."""
+    """The headers ``headers.json`` holds for files whose stamp still matches: [width, height, colour].
+    Files that could not be read are not kept: they are tried again on every run (a permission fixed,
+    a plugin installed), and there are few."""
     saved = _read_json(cache / "headers.json")
     if not saved:
         return {}
@@ -83,12 +85,12 @@ def known_headers(files: dict[str, Stamp], cache: Path) -> dict[str, list]:
                                                          strict=True):
         stamp = files.get(name)
         if stamp is not None and stamp.size == size and stamp.mtime_ns == mtime:
-            known[name] = [width, height, colour]  # colour holds the reason when width is None
+            known[name] = [width, height, colour]
     return known
 
 
 def save_headers(files: dict[str, Stamp], headers: dict[str, list], cache: Path) -> None:
-    names = list(files)
+    names = [name for name in files if headers[name][0] is not None]
     columns = {"size": [files[n].size for n in names], "mtime": [files[n].mtime_ns for n in names],
                **{c: [headers[n][i] if i < len(headers[n]) else None for n in names]
                   for i, c in enumerate(HEADER_COLUMNS[2:])}}
@@ -102,7 +104,7 @@ def decode_one(path: str, side: int, channels: int, resize: str) -> tuple[list, 
     side), or why they could not be decoded: one opening of the file for both."""
     from PIL import Image
 
-    working_side = max(4 * side, 256)
+    working_side = pictures.working_side(side)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # shrunk as soon as decoded
@@ -145,7 +147,7 @@ def decode_new(root: Path, names: list[str], shape: tuple[int, int, int], resize
     """Read and decode ``names`` (files the cache does not know) in one pass, at ``shape``: their headers,
     and their pixels in a staging file, rows in the order of ``names``."""
     decode = functools.partial(_decode_chunk, side=shape[1], channels=shape[0], resize=resize)
-    staging = cache / (pixels_name(shape, resize) + ".new.u8")
+    staging = cache / f"{pixels_name(shape, resize)}.new-{os.getpid()}.u8"  # a run of its own: never another's
     headers, index, failed = {}, {}, {}
 
     def write(f) -> None:
@@ -172,8 +174,13 @@ class Pixels:
     failed: dict[str, str]
     decoded: int  # how many pictures this build decoded (0 when the cache was warm)
 
+    stamp: list[int]  # the data file's size and mtime when its index was written
+
     def load(self, memory_budget: int) -> torch.Tensor | MappedRows:
         """All rows: a uint8 tensor in memory when it fits ``memory_budget`` bytes, else a memory map."""
+        if _file_stamp(self.path) != self.stamp:
+            raise UserError(f"{self.path}: the picture cache was rebuilt by another run while this one read it; "
+                            "run again")
         n_bytes = len(self.rows) * int(np.prod(self.shape))
         if n_bytes <= memory_budget:
             array = np.fromfile(self.path, dtype=np.uint8).reshape(len(self.rows), *self.shape)
@@ -204,30 +211,40 @@ def build_pixels(root: Path, files: dict[str, Stamp], order: list[str], shape: t
 
 def _build(root: Path, files: dict[str, Stamp], order: list[str], shape: tuple[int, int, int], resize: str,
            data: Path, index: Path, saved: dict, old: Rows, staged: Rows) -> Pixels:
-    failed = {name: why for name, (size, mtime, why) in (saved.get("failed") or {}).items()
-              if name in files and [size, mtime] == [files[name].size, files[name].mtime_ns]}
-    failed |= staged.failed
+    failed = dict(staged.failed)
     wanted = [name for name in order if name not in failed]
     todo = [name for name in wanted if name not in old.index and name not in staged.index]
     if not todo and not staged.index and saved.get("names") == wanted:
-        return Pixels(data, shape, wanted, failed, 0)
+        return Pixels(data, shape, wanted, failed, 0, saved["data"])
     if not todo and list(staged.index) == wanted:  # all new, decoded in this order: the staging file is the cache
         os.replace(staged.path, data)
         rows, newly_failed = wanted, {}
     else:
         rows, newly_failed = _write_pixels(root, data, wanted, (old, staged), todo, shape, resize)
     failed.update(newly_failed)
-    _write_json(index, {"version": CACHE_VERSION, "shape": list(shape), "names": rows,
-                        "size": [files[n].size for n in rows], "mtime": [files[n].mtime_ns for n in rows],
-                        "failed": {n: [files[n].size, files[n].mtime_ns, why] for n, why in failed.items()}})
-    return Pixels(data, shape, rows, failed, len(todo) + len(staged.index) + len(staged.failed))
+    # The index names the data file it describes (size, mtime): a data file replaced without its index
+    # (a run killed between the two writes, or another run's) is never read with the wrong names.
+    stamp = _file_stamp(data)
+    _write_json(index, {"version": CACHE_VERSION, "shape": list(shape), "data": stamp, "names": rows,
+                        "size": [files[n].size for n in rows], "mtime": [files[n].mtime_ns for n in rows]})
+    return Pixels(data, shape, rows, failed, len(todo) + len(staged.index) + len(staged.failed), stamp)
+
+
+def _file_stamp(path: Path) -> list[int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return [status.st_size, status.st_mtime_ns]
 
 
 def _old_rows(saved: dict, data: Path, shape: tuple[int, ...], files: dict[str, Stamp]) -> Rows:
     """Where the last build holds each file whose stamp is unchanged."""
     row_bytes = int(np.prod(shape))
     names = saved.get("names") or []
-    if saved.get("shape") != list(shape) or not data.exists() or data.stat().st_size != len(names) * row_bytes:
+    stamp = _file_stamp(data)
+    if saved.get("shape") != list(shape) or stamp is None or stamp != saved.get("data") or stamp[0] != len(
+            names) * row_bytes:
         return Rows(data, tuple(shape), {}, {})  # none, or a torn or foreign file: decode everything again
     index = {name: i for i, (name, size, mtime) in enumerate(zip(names, saved["size"], saved["mtime"], strict=True))
              if name in files and files[name].size == size and files[name].mtime_ns == mtime}
@@ -311,7 +328,7 @@ def _write_json(path: Path, value: dict) -> None:
 
 def cache_folder(data_dir: str, root: Path) -> Path:
     """Where the cache of the folder ``root`` lives: under ``data_dir``, named after the folder."""
-    key = hashlib.blake2b(str(root).encode(), digest_size=6).hexdigest()
+    key = hashlib.blake2b(os.fsencode(root), digest_size=6).hexdigest()
     folder = Path(data_dir) / "folder-cache" / f"{root.name or 'root'}-{key}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -333,8 +350,8 @@ class MappedRows:
     one block however large the file.
     """
 
-    def __init__(self, buffer: mmap.mmap, n_rows: int, shape: tuple[int, ...], rows: torch.Tensor, key: str):
-        self._mmap, self.shape_of_row, self.rows, self.key = buffer, tuple(shape), rows, key
+    def __init__(self, buffer: mmap.mmap, n_rows: int, shape: tuple[int, ...], rows: torch.Tensor):
+        self._mmap, self.shape_of_row, self.rows = buffer, tuple(shape), rows
         self._array = np.frombuffer(buffer, dtype=np.uint8).reshape(n_rows, *shape)
         self._read_since_release = 0
 
@@ -342,8 +359,7 @@ class MappedRows:
     def open(cls, path: Path, n_rows: int, shape: tuple[int, ...]) -> MappedRows:
         with open(path, "rb") as f:
             buffer = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        key = f"{path}:{path.stat().st_size}:{path.stat().st_mtime_ns}"
-        return cls(buffer, n_rows, shape, torch.arange(n_rows), key)
+        return cls(buffer, n_rows, shape, torch.arange(n_rows))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -391,6 +407,7 @@ class MappedRows:
         order = torch.randperm(len(blocks), generator=generator)
         return torch.cat([blocks[i][torch.randperm(len(blocks[i]), generator=generator)] for i in order.tolist()])
 
-    def digest(self) -> str:
-        """What the rows are, cheaply: the cache file's identity and this view's rows."""
-        return hashlib.blake2b(f"{self.key}:{self.rows.numpy().tobytes().hex()}".encode(), digest_size=16).hexdigest()
+    def update_digest(self, digest) -> None:
+        """Feed these rows' bytes, in order, to a hashlib ``digest``: the same as the in-memory rows'."""
+        for batch in self.split(max(BLOCK_BYTES // int(np.prod(self.shape_of_row)), 1)):
+            digest.update(batch.numpy())

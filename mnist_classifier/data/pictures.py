@@ -27,8 +27,17 @@ ORIENTATION = 0x0112  # the EXIF tag
 RESAMPLE = Image.Resampling.BILINEAR
 
 
+def working_side(side: int) -> int:
+    """How large a photo is decoded before it is resized to ``side``: JPEGs decode at a fraction of
+    their size, and huge pictures are reduced at once (the cache and every predictor alike)."""
+    return max(4 * side, 256)
+
+
 def is_colour(image: Image.Image) -> bool:
-    """Whether a picture has colour channels (a palette counts: its entries are colours)."""
+    """Whether a picture has colour channels; a palette counts unless all its entries are greys."""
+    if image.mode in ("P", "PA"):
+        palette = image.getpalette() or []
+        return any(palette[i] != palette[i + 1] or palette[i] != palette[i + 2] for i in range(0, len(palette) - 2, 3))
     return image.mode not in GRAY_MODES
 
 
@@ -37,7 +46,8 @@ def flattened(image: Image.Image, channels: int) -> Image.Image:
     if image.mode.startswith("I;16") or image.mode == "I":
         # 16-bit and 32-bit grayscale: scaled to 8 bits by their own range, not clipped at 255.
         values = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 255.0)
+        # 16-bit data (as "I" too, once Pillow has reduced it) on its 16-bit range; 8-bit values stay 8-bit.
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         image = Image.fromarray(np.clip(values / top * 255, 0, 255).astype(np.uint8), mode="L")
     elif image.mode == "F":
         values = np.nan_to_num(np.asarray(image, dtype=np.float64))

@@ -33,8 +33,8 @@ from PIL import Image
 
 from ..errors import UserError, first_line
 from . import tables
-from .images import fill_frame, mnist_like
-from .pictures import BACKGROUND, RESIZE_POLICIES, fit_picture
+from .images import WORKING_SIDE, fill_frame, mnist_like
+from .pictures import BACKGROUND, RESIZE_POLICIES, fit_picture, working_side
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 IMAGE, TABLE, PHOTO = "image", "table", "photo"
@@ -61,6 +61,8 @@ class Record:
     def prepare_rows(self, x, name: str = "input"):
         """A data set's rows as the trainer takes them: by default, model input."""
         return self.apply(x, name)
+
+    working_side = WORKING_SIDE  # how large a person's picture is decoded before it is prepared
 
 
 class ImageRecord(Record):
@@ -244,6 +246,10 @@ class PhotoRecord(ImageRecord):
             axes = (2, 0, 1) if len(shape) == 3 else (0, 3, 1, 2)
             return x.permute(*axes) if isinstance(x, torch.Tensor) else np.transpose(np.asarray(x), axes)
         return x
+
+    @property
+    def working_side(self) -> int:
+        return working_side(self.input_shape[1])  # as the folder's cache decoded its pictures
 
     def prepare_image(self, image: Image.Image, name: str = "image") -> np.ndarray:
         channels, side, _ = self.input_shape

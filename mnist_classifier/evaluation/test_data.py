@@ -43,8 +43,11 @@ def prepared_dataset(saved: dict, data_dir: str | None = None) -> Dataset:
     if config.dataset == "estimator":
         raise UserError("this model was trained from Python (Classifier or Regressor .fit): there is no dataset "
                         "to reload; judge it with its .score() on your test rows")
-    raw = load_dataset(config.dataset, data_dir or config.data_dir, **source_options(config))
-    dataset = raw.prepared(saved["preprocessing"])
+    record = saved["preprocessing"]
+    # A folder is read at the model's own shape: a colour picture added since cannot change its channels.
+    pinned = {"image_size": record["shape"][1], "channels": record["shape"][0]} if record.get("kind") == PHOTO else {}
+    raw = load_dataset(config.dataset, data_dir or config.data_dir, **{**source_options(config), **pinned})
+    dataset = raw.prepared(record)
     then = saved.get("data")  # the training rows' fingerprint, in files from this release on
     change = data_change(then, fingerprint(dataset)) if isinstance(then, dict) else None
     if change is None and saved.get("dataset", {}).get("classes") not in (None, dataset.classes):

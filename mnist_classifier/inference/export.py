@@ -77,9 +77,20 @@ def describe(saved: dict) -> dict:
         "output": {"name": OUTPUT, "meaning": "log-probabilities per class" if task == "classification"
                    else "the prediction in standardised units: multiply by y_std, add y_mean"},
         "preprocessing": saved["preprocessing"],
-        "preparation": PREPARATION.get(saved["preprocessing"].get("style"), TABLE_PREPARATION)
-        if takes_images(saved["preprocessing"]) else TABLE_PREPARATION,
+        "preparation": preparation(saved["preprocessing"]),
     }
+
+
+def preparation(record: dict) -> str:
+    """How a picture (or a row) becomes this model's input, in words."""
+    if record.get("kind") == "photo":
+        channels, side, _ = record["shape"]
+        how = ("the short side scaled to {s} and the centre {s}x{s} kept" if record["resize"] == "crop"
+               else "the long side scaled to {s} and the rest padded with the background").format(s=side)
+        return (f"pixels as float32 in [0, 1], channels first ({'RGB' if channels == 3 else 'greyscale'}); a "
+                f"photo: transparency laid on the background {record['background']}, turned upright by its EXIF "
+                f"orientation, {how} (bilinear)")
+    return PREPARATION.get(record.get("style"), TABLE_PREPARATION) if takes_images(record) else TABLE_PREPARATION
 
 
 PREPARATION = {  # how images.py prepares people's pictures, in words for consumers in other languages

@@ -118,7 +118,8 @@ class Predictor:
         if not isinstance(source, IMAGE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:
-            image = source if isinstance(source, Image.Image) else open_image(source)
+            side = preprocessing.as_record(self.record).working_side  # as training decoded its pictures
+            image = source if isinstance(source, Image.Image) else open_image(source, working_side=side)
             return preprocessing.prepare_image(self.record, image, name=source_name(source))
         except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
             raise UserError(f"{source_name(source)}: cannot be read as an image ({first_line(e)})") from e

@@ -28,8 +28,9 @@ class Options:
     hidden_sizes: list[int] = option([256], "comma-separated sizes of the head's linear blocks", low=1, high=65536)
     use_dropout: bool = option(False, "Dropout instead of batch norm in each block")
     dropout_p: float = option(0.3, "dropout probability", low=0.0, high=0.99)
-    global_pool: bool = option(False, "average each channel over the picture before the head, so the head's size "
-                               "does not depend on the picture's (the default for folder:PATH)")
+    global_pool: bool = option(False, "average each channel to one value before the head (without it, the last "
+                               "feature map is averaged to its size at the trained resolution; either way the model "
+                               "reads pictures of any size)")
 
 
 class ConvBlock(nn.Module):
@@ -77,12 +78,14 @@ class ConvClassifier(nn.Module):
             if min(height, width) >= 2:  # small images (8x8 digits) stop shrinking at 1x1
                 stages.append(nn.MaxPool2d(2))
                 height, width = height // 2, width // 2
+        # The feature map is averaged to the size it has at the trained resolution (at that resolution an
+        # identity), so a picture of another size still gives the head the inputs it was built for; a
+        # global pool averages it to one value per channel instead. Neither holds weights.
+        stages.append(nn.AdaptiveAvgPool2d(1 if global_pool else (height, width)))
         self.features = nn.Sequential(*stages)
-        # A global average pool leaves one value per channel whatever the picture's size.
-        pool, n_features = ([nn.AdaptiveAvgPool2d(1)], in_channels) if global_pool else ([], in_channels * height
-                                                                                            * width)
-        self.head = nn.Sequential(*pool, nn.Flatten(), *head(n_features, output_size, self.hidden_sizes,
-                                                             use_batch_norm, dropout_p, classify))
+        n_features = in_channels if global_pool else in_channels * height * width
+        self.head = nn.Sequential(nn.Flatten(), *head(n_features, output_size, self.hidden_sizes, use_batch_norm,
+                                                      dropout_p, classify))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # |x| = (batch_size, channels, height, width) -> (batch_size, output_size) log-probabilities

@@ -9,6 +9,7 @@ from torch import nn
 from ..data.dataset import CLASSIFICATION, REGRESSION
 from ..errors import UserError
 from ..models import MODELS
+from ..resources import available_memory
 from .augment import RandomDistortion
 from .callbacks import Callback, from_config
 from .config import REGRESSION_LOSSES, TrainConfig
@@ -44,14 +45,12 @@ def check_fits(n_parameters: int, device: torch.device) -> None:
     needed = n_parameters * BYTES_PER_PARAMETER
     if device.type == "cuda":
         available = torch.cuda.mem_get_info(device)[0]
-    else:
-        import os
-
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    else:  # free memory, or a container's cgroup limit where that is lower
+        available = available_memory()
     if needed > available:
         raise UserError(f"the model would have {n_parameters:,} parameters and need about {needed / 2**30:,.1f} GiB "
-                        f"to train, more than the {available / 2**30:,.1f} GiB of this {device.type}; choose smaller "
-                        "sizes")
+                        f"to train, more than the {available / 2**30:,.1f} GiB free on this {device.type}; choose "
+                        "smaller sizes")
 
 
 def make_scheduler(optimizer, config: TrainConfig, n_train: int):

@@ -65,9 +65,11 @@ class DataParallel:
     def shard_size(self, n_rows: int) -> int:
         return n_rows // self.world_size
 
-    def epoch_shard(self, n_rows: int, epoch: int, device: torch.device) -> torch.Tensor:
-        """This rank's row indices for ``epoch``: its share of one shuffle every rank draws alike."""
-        order = torch.randperm(n_rows, generator=self._generator(device, self.seed, epoch), device=device)
+    def epoch_shard(self, n_rows: int, epoch: int, device: torch.device, shuffle=None) -> torch.Tensor:
+        """This rank's row indices for ``epoch``: its share of one shuffle every rank draws alike.
+        ``shuffle(generator)``, when given, draws that order (a memory-mapped cache's, block by block)."""
+        generator = self._generator(device, self.seed, epoch)
+        order = shuffle(generator) if shuffle else torch.randperm(n_rows, generator=generator, device=device)
         used = n_rows - n_rows % self.world_size
         return order[self.rank:used:self.world_size]
 

@@ -314,7 +314,7 @@ class Trainer:
         if self.parallel is None:
             order = x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
         else:  # this rank's share of the shuffle all ranks draw alike
-            order = self.parallel.epoch_shard(len(x), epoch, x.device)
+            order = self.parallel.epoch_shard(len(x), epoch, x.device, getattr(x, "epoch_order", None))
             self.parallel.seed_epoch(epoch)
         device = y.device
         total_loss = torch.zeros((), device=device)
