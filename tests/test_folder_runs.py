@@ -1,5 +1,5 @@
 """A colour model from a folder of pictures, through the whole tool: train, evaluate, predict, export,
-serve, resume, two ranks, a memory-mapped cache, and the estimators on (N, H, W, 3) arrays."""
+serve, resume, two ranks, a cache read from disk, and the estimators on (N, H, W, 3) arrays."""
 
 import io
 import signal
@@ -148,7 +148,7 @@ def test_a_resumed_folder_run_ends_bit_identical(tmp_path, monkeypatch, capsys):
     assert_same_weights(weights(tmp_path / "whole.pth"), weights(tmp_path / "split.pth"))
 
 
-def test_a_memory_mapped_cache_trains_to_the_end(tmp_path, monkeypatch, capsys):
+def test_a_cache_larger_than_memory_trains_to_the_end(tmp_path, monkeypatch, capsys):
     root = make_folder(tmp_path / "photos", per_class=20, formats=("png",))
     monkeypatch.setattr(folders, "available_memory", lambda: 1000)  # the cache cannot be held in memory
     train_module.main(["--model_fn", str(tmp_path / "m.pth"), *folder_flags(root, tmp_path / "data"), *CNN,

@@ -185,14 +185,14 @@ def test_a_warm_cache_decodes_nothing_and_a_changed_file_only_itself(tmp_path):
     assert decode().cache.decoded == 0
 
 
-def test_a_cache_larger_than_the_memory_allowed_is_memory_mapped_and_read_in_blocks(tmp_path, monkeypatch):
+def test_a_cache_larger_than_the_memory_allowed_is_read_in_blocks(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "photos", per_class=20, formats=("png",))
     in_memory = load(root, tmp_path, image_size=12)
     monkeypatch.setattr(folders, "available_memory", lambda: 1000)  # far less than the cache
     monkeypatch.setattr(image_cache, "BLOCK_BYTES", 5 * 3 * 12 * 12)  # blocks of 5 rows
     dataset = load(root, tmp_path, image_size=12)
     x = dataset.train[0]
-    assert isinstance(x, image_cache.MappedRows) and len(x) == 48
+    assert isinstance(x, image_cache.FileRows) and len(x) == 48
     assert torch.equal(x[torch.arange(len(x))], in_memory.train[0])  # the same rows, read from the map
     order = x.epoch_order(torch.Generator().manual_seed(0))
     assert sorted(order.tolist()) == list(range(48))
@@ -261,14 +261,14 @@ def test_a_cache_file_replaced_behind_its_index_is_never_read_with_the_wrong_nam
     assert rows.any(axis=(1, 2, 3)).all()
 
 
-def test_the_fingerprint_is_the_same_in_memory_and_memory_mapped(tmp_path, monkeypatch):
+def test_the_fingerprint_is_the_same_in_memory_and_read_from_disk(tmp_path, monkeypatch):
     from mnist_classifier.data.dataset import fingerprint
 
     root = make_folder(tmp_path / "photos", per_class=10, formats=("png",))
     in_memory = fingerprint(load(root, tmp_path, image_size=12))
     monkeypatch.setattr(folders, "available_memory", lambda: 1000)
     mapped = load(root, tmp_path, image_size=12)
-    assert isinstance(mapped.train[0], image_cache.MappedRows) and fingerprint(mapped) == in_memory
+    assert isinstance(mapped.train[0], image_cache.FileRows) and fingerprint(mapped) == in_memory
 
 
 def test_a_grey_palette_is_grayscale_and_a_coloured_one_is_colour():

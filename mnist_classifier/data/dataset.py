@@ -38,7 +38,7 @@ class Dataset:
 
     ``x`` is images as float32 (N, C, H, W) in [0, 1], or table rows as a pandas DataFrame of raw
     columns (numbers as float64, text as stripped strings). A folder's pictures stay uint8 (N, C, H,
-    W), in memory or memory-mapped (``image_cache.MappedRows``): the trainer makes floats of one
+    W), in memory or read from disk (``image_cache.FileRows``): the trainer makes floats of one
     batch at a time. ``y`` is int64 class indices for classification, float32 (N, 1) for
     regression. Once ``prepared``, both are model input.
     """
@@ -111,7 +111,7 @@ def fingerprint(dataset: Dataset) -> dict:
     x, y = dataset.train
     digest = hashlib.blake2b(digest_size=16)
     for tensor in (x, y):
-        if hasattr(tensor, "update_digest"):  # a memory-mapped cache: read block by block, same digest
+        if hasattr(tensor, "update_digest"):  # a cache read from disk: block by block, same digest
             tensor.update_digest(digest)
         else:
             digest.update(tensor.detach().cpu().contiguous().numpy())
@@ -138,7 +138,7 @@ def model_input(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def take_rows(x, rows: torch.Tensor):
-    """Some rows of ``x``: a copy for tensors, a view for a memory-mapped cache (never read whole)."""
+    """Some rows of ``x``: a copy for tensors, a view for a cache read from disk (never read whole)."""
     return x.subset(rows) if hasattr(x, "subset") else x[rows]
 
 

@@ -237,7 +237,7 @@ def _refuse_if_strict(found: Found, unreadable: dict[str, str], strict: bool) ->
 
 def load_folder(root: Path, data_dir: str = "data", image_size: int | None = None, resize: str = CROP,
                 strict: bool = False, channels: int | None = None, holdout: bool = False, **_) -> Dataset:
-    """The folder's pictures as a ``Dataset`` of uint8 (N, C, S, S) rows (memory-mapped when large).
+    """The folder's pictures as a ``Dataset`` of uint8 (N, C, S, S) rows (read from disk when large).
     ``channels`` None: from the pictures. ``holdout``: a folder without splits is all test rows (to
     judge a model on), not split."""
     found = find_pictures(root, one_class_ok=holdout, skip=(Path(data_dir) / "folder-cache",))
@@ -281,7 +281,7 @@ def _take(rows, position: dict[str, int], members: list[tuple[str, int]]) -> tup
 
 
 def _split(x, y) -> tuple:
-    """A seeded, stratified test split of the rows (indices only: a memory-mapped cache is never copied)."""
+    """A seeded, stratified test split of the rows (indices only: a cache read from disk is never copied)."""
     counts = torch.bincount(y)
     stratify = bool((counts[counts > 0] >= 2).all())
     (train_index, y_train), (test_index, y_test) = split_test(torch.arange(len(y)), y, stratify=stratify)

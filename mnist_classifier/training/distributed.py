@@ -67,7 +67,7 @@ class DataParallel:
 
     def epoch_shard(self, n_rows: int, epoch: int, device: torch.device, shuffle=None) -> torch.Tensor:
         """This rank's row indices for ``epoch``: its share of one shuffle every rank draws alike.
-        ``shuffle(generator)``, when given, draws that order (a memory-mapped cache's, block by block)."""
+        ``shuffle(generator)``, when given, draws that order (a cache read from disk, block by block)."""
         generator = self._generator(device, self.seed, epoch)
         order = shuffle(generator) if shuffle else torch.randperm(n_rows, generator=generator, device=device)
         used = n_rows - n_rows % self.world_size

@@ -309,8 +309,8 @@ class Trainer:
     def _train_epoch(self, data: Data, batch_size: int, epoch: int) -> float:
         self.model.train()
         x, y = data
-        # A fresh order every epoch; drawn on the data's device so indexing needs no copy. A memory-mapped
-        # cache has its own order, block by block (image_cache.MappedRows).
+        # A fresh order every epoch; drawn on the data's device so indexing needs no copy. A cache read from
+        # disk has its own order, block by block (image_cache.FileRows).
         if self.parallel is None:
             order = x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
         else:  # this rank's share of the shuffle all ranks draw alike
