@@ -344,9 +344,11 @@ def make_folders(work: Path) -> list[dict]:
     return []
 
 
-def print_table(rows: list[dict]) -> None:
-    columns = ("part", "model", "epochs", "run", "seconds", "vs_builtin", "accuracy", "valid_loss", "peak_mib",
-               "images_per_s", "vs_ideal", "cache_mib", "cache_gib", "cgroup_peak_mib")
+COLUMNS = ("part", "model", "epochs", "run", "seconds", "vs_builtin", "accuracy", "valid_loss", "peak_mib",
+           "images_per_s", "vs_ideal", "cache_mib", "cache_gib", "cgroup_peak_mib")
+
+
+def print_table(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
     keys = [k for k in columns if any(k in r for r in rows)]
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))

@@ -110,7 +110,9 @@ class _Estimator(BaseEstimator):
             run = Path(config.tensorboard) / time.strftime(f"fit-%Y%m%d-%H%M%S-{time.time_ns() % 10**6:06d}")
             callbacks.append(TensorBoardLog(run, config))
         trainer = build_trainer(config, input_shape, self._output_size(), len(train_rows), torch.device("cpu"),
-                                self._task, callbacks=callbacks, announce=bool(config.verbose))
+                                self._task, callbacks=callbacks, announce=bool(config.verbose),
+                                train_targets=y[train_rows] if self._task == CLASSIFICATION else None,
+                                class_weights=self._class_weights())
         trainer.train((x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows]), config.n_epochs,
                       config.batch_size)
         trainer.model.load_state_dict(trainer.best_state)
@@ -120,6 +122,18 @@ class _Estimator(BaseEstimator):
         self.config_ = config.to_dict()
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch
+
+    def _class_weights(self) -> torch.Tensor | None:
+        """``class_weight`` given as scikit-learn's ``{class: weight}`` (1 for a class it leaves out), in
+        ``classes_``' order; None for "balanced" or none."""
+        if not isinstance(self.class_weight, dict):
+            return None
+        if self._task != CLASSIFICATION:
+            raise ValueError("class_weight weighs classes: it is a Classifier's parameter, not a Regressor's")
+        weights = [self.class_weight.get(c, 1.0) for c in self.classes_]
+        if not all(isinstance(w, (int, float, np.number)) and not isinstance(w, bool) and w >= 0 for w in weights):
+            raise ValueError(f"class_weight must map classes to non-negative numbers, got {self.class_weight!r}")
+        return torch.tensor([float(w) for w in weights])
 
     def _fit_record(self, X, targets: torch.Tensor, train_rows: torch.Tensor) -> dict:
         if isinstance(X, torch.Tensor):  # images; square colour ones as photos (what a folder gives)
@@ -137,6 +151,8 @@ class _Estimator(BaseEstimator):
         model = _plain(self.model)
         defaults = defaults_for(model, is_table) if model in MODELS else {}
         given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
+        if isinstance(given.get("class_weight"), dict):  # scikit-learn's {class: weight}: see _class_weights
+            given["class_weight"] = None
         values = {name: value for name, value in defaults.items() if name in TRAIN_OPTIONS}
         values |= {name: value for name, value in given.items() if value is not None}
         values.setdefault("n_epochs", TRAIN_OPTIONS["n_epochs"].default)

@@ -90,8 +90,8 @@ def test_a_nan_loss_stops_with_epoch_and_batch_and_keeps_good_weights():
 def test_divergence_from_the_command_line_exits_1_and_keeps_the_last_good_model(tmp_path, monkeypatch, capsys):
     make_loss = build_module.make_loss
 
-    def loss_that_turns_nan_in_epoch_2(config, task):
-        crit, steps = make_loss(config, task), {"n": 0}
+    def loss_that_turns_nan_in_epoch_2(config, task, *weights):
+        crit, steps = make_loss(config, task, *weights), {"n": 0}
 
         def loss(y_hat, y):
             steps["n"] += torch.is_grad_enabled()

@@ -21,6 +21,7 @@ MODELS = {
     "cnn": ["--dataset", "digits", "--model", "cnn", "--channels", "8,16", "--hidden_sizes", "32"],
     "rnn": ["--dataset", "digits", "--model", "rnn", "--hidden_size", "16"],
     "regression": ["--dataset", "diabetes", "--hidden_sizes", "16"],
+    "resnet": ["--dataset", "digits", "--model", "resnet18"],  # torchvision's, scaled up to 32 pixels inside
 }
 
 

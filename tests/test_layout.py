@@ -77,10 +77,23 @@ def test_the_graph_sees_the_real_imports():
     assert "torchvision" in reachable("mnist_classifier.data.datasets")
 
 
+# torchvision's architectures need torchvision to be built: that module imports it inside the
+# constructor, so that inference with any other family never loads it (checked below and at run time).
+TORCHVISION_FAMILIES = "mnist_classifier.models.torchvision_models"
+
+
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("mnist_classifier.inference")))
-def test_inference_reaches_no_training_download_or_plotting_code(module):
+def test_inference_reaches_no_training_download_or_plotting_code(module, monkeypatch):
+    monkeypatch.setitem(GRAPH, TORCHVISION_FAMILIES, GRAPH[TORCHVISION_FAMILIES] - {"torchvision"})
     forbidden = {m for m in reachable(module) if m.startswith(INFERENCE_MUST_NOT_REACH)}
     assert not forbidden, f"{module} imports {sorted(forbidden)}"
+
+
+def test_torchvision_families_import_torchvision_only_when_one_is_built():
+    tree = ast.parse((PACKAGE / "models" / "torchvision_models.py").read_text())
+    at_top = {alias.name for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+              for alias in node.names} | {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert "torchvision" in GRAPH[TORCHVISION_FAMILIES] and not any(str(m).startswith("torchvision") for m in at_top)
 
 
 @pytest.mark.parametrize("module", sorted(m for m in GRAPH if m.startswith("mnist_classifier.models")))

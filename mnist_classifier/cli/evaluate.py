@@ -9,11 +9,12 @@ confusion_matrix.png, worst_mistakes.png, learning_curves.png and metrics.json.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import classification_report, confusion_matrix
+from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
 
 from ..data.dataset import CLASSIFICATION, Dataset, model_input, take_rows
 from ..errors import UserError
@@ -21,6 +22,7 @@ from ..evaluation import plots
 from ..evaluation.test_data import other_folder, prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
+from ..inference.tta import averaged_log_probs, views
 from ..training.trainer import device_of
 from . import OneLineParser, run_cli
 
@@ -32,22 +34,32 @@ def build_parser() -> OneLineParser:
     p.add_argument("--data_dir", help="where the dataset is kept (default: the one used for training)")
     p.add_argument("--dataset", metavar="folder:PATH", help="judge a folder model on another folder of pictures "
                    "(its test/ split, or every picture; class folders named as the model's classes)")
+    p.add_argument("--tta", action="store_true", help="average each picture's probabilities over the mirror and "
+                   "shifts the model trained with")
     p.add_argument("--worst", type=int, default=24, help="how many mistakes to show (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
     return p
 
 
 def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24,
-                        dataset: str | None = None) -> dict:
+                        dataset: str | None = None, tta: bool = False) -> dict:
     """Compute the test metrics of a model file (on its own test rows, or ``dataset``'s pictures) and
-    write the plots and metrics.json into ``out_dir``."""
+    write the plots and metrics.json into ``out_dir``. ``tta``: test-time augmentation (``inference.tta``)."""
     model, saved = load_model(model_fn)
     if saved["dataset"].get("task", CLASSIFICATION) != CLASSIFICATION:
         raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
     dataset = other_folder(saved, dataset, data_dir) if dataset else prepared_dataset(saved, data_dir)
+    if tta and not dataset.is_image:
+        raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
+    chosen = views(saved.get("config") or {}) if tta else None
     x, y = dataset.test
+
+    def answer(chunk: torch.Tensor) -> torch.Tensor:
+        chunk = model_input(chunk, device_of(model))
+        return averaged_log_probs(model, chunk, chosen) if chosen else model(chunk)
+
     with torch.inference_mode():
-        probabilities = torch.cat([model(model_input(chunk, device_of(model))).exp() for chunk in x.split(4096)])
+        probabilities = torch.cat([answer(chunk).exp() for chunk in x.split(4096)])
     confidence, predicted = probabilities.max(dim=-1)
     y_true, y_pred = y.numpy(), predicted.numpy()
     classes = dataset.classes
@@ -62,6 +74,10 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
         "n_test": len(y_true),
         "unit": "images" if dataset.is_image else "rows",
         "accuracy": float((y_true == y_pred).mean()),
+        # Beside accuracy, what a rare class's mistakes cost: each class counts the same.
+        "balanced_accuracy": balanced_accuracy(y_true, y_pred),
+        "macro_f1": float(report["macro avg"]["f1-score"]),
+        "tta": [vars(view) for view in chosen] if chosen else None,
         "per_class": {name: report[name] for name in classes},
         "macro_avg": report["macro avg"],
         "confusion_matrix": matrix.tolist(),
@@ -72,6 +88,14 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
     metrics["report_text"] = classification_report(y_true, y_pred, labels=labels, target_names=classes, digits=4,
                                                    zero_division=0)
     return metrics
+
+
+def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The mean recall of the classes the test rows have (scikit-learn's, without its warning when a
+    prediction names a class the test rows lack: that is a mistake like any other)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list[dict], y_true: np.ndarray,
@@ -105,13 +129,16 @@ def main(argv: list[str] | None = None) -> None:
         args = build_parser().parse_args(argv)
         if args.worst < 0:
             raise UserError(f"--worst must not be negative, got {args.worst}")
-        metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst, args.dataset)
+        metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst, args.dataset,
+                                      args.tta)
         text = metrics.pop("report_text")
+        tta_words = f", averaged over {len(metrics['tta'])} views" if metrics["tta"] else ""
         if args.json:
             print(json.dumps(metrics, indent=2))
         else:
             print(text)
-            print(f"Test accuracy: {metrics['accuracy']:.2%} ({metrics['n_test']} {metrics['unit']})")
+            print(f"Test accuracy: {metrics['accuracy']:.2%} ({metrics['n_test']} {metrics['unit']}{tta_words}); "
+                  f"balanced accuracy {metrics['balanced_accuracy']:.2%}, macro-F1 {metrics['macro_f1']:.4f}")
             print("Wrote " + ", ".join(metrics["files"].values()))
 
     run_cli("mnist-evaluate", action)

@@ -34,6 +34,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
     p.add_argument("--top_k", type=int, default=3, help="how many classes to list per image (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    p.add_argument("--tta", action="store_true", help="pictures: average the probabilities over the mirror and "
+                   "shifts the model trained with")
     p.add_argument("--show", metavar="DIR", help="write what the model saw (the prepared input) as PNGs into DIR")
     p.add_argument("--out", metavar="CSV", help="also write the predictions to CSV: a table's rows with theirs, or a "
                    "file, prediction and probability per picture")
@@ -49,7 +51,7 @@ def predict(argv: list[str] | None = None) -> list[dict]:
         raise UserError(f"--top_k must be at least 1, got {args.top_k}")
     if args.images.count("-") > 1:
         raise UserError("- (standard input) can be given only once")
-    predictor = Predictor(args.model_fn)
+    predictor = Predictor(args.model_fn, tta=args.tta)
     if not predictor.takes_images:
         return predict_rows(args, predictor)
     if args.delimiter:

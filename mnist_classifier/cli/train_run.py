@@ -60,7 +60,7 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
 def input_paths(config: TrainConfig) -> dict[str, str]:
     """The files this run reads, which it must never write."""
     paths = {"--dataset": (user_data(config.dataset) or (None, None))[1],
-             "--test_csv": config.test_csv, "--resume": config.resume}
+             "--test_csv": config.test_csv, "--resume": config.resume, "--init_from": config.init_from}
     return {flag: path for flag, path in paths.items() if path}
 
 
@@ -74,7 +74,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
     if dataset.found:
         say(dataset.found)
-    for note in dataset.notes if main_rank else ():
+    for note in [*dataset.notes, *imbalance_note(dataset, train_data[1], config)] if main_rank else ():
         print(f"mnist-train: {note}", file=sys.stderr)
 
     def checkpoint(trainer: Trainer) -> None:
@@ -82,8 +82,8 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
             save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
-                            dataset.task, callbacks=make_callbacks(config, checkpoint, main_rank), parallel=parallel,
-                            verbose=config.verbose >= 1 and main_rank)
+                            dataset.task, make_callbacks(config, checkpoint, main_rank), parallel,
+                            config.verbose >= 1 and main_rank, train_targets=train_data[1], classes=dataset.classes)
     where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
                                                   f"{config.batch_size * config.world_size}")
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
@@ -113,6 +113,24 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
+
+
+# Where the largest class has this many times the rows of the smallest, the run says so.
+IMBALANCE_RATIO = 10
+
+
+def imbalance_note(dataset: Dataset, targets: torch.Tensor, config: TrainConfig) -> list[str]:
+    """A warning when the training classes are far from balanced and nothing corrects for it."""
+    if dataset.task != CLASSIFICATION or config.class_weight or config.sampler != "shuffle":
+        return []
+    counts = torch.bincount(targets.cpu(), minlength=dataset.output_size)
+    largest, smallest = int(counts.argmax()), int(counts.argmin())
+    if counts[smallest] * IMBALANCE_RATIO > counts[largest]:
+        return []
+    names = dataset.classes
+    return [f"warning: imbalanced classes: {names[largest]!r} has {int(counts[largest])} training rows, "
+            f"{names[smallest]!r} {int(counts[smallest])}; --class_weight balanced or --sampler balanced "
+            "weighs them evenly"]
 
 
 def _seed(config: TrainConfig, parallel: DataParallel | None) -> None:

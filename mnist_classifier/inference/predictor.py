@@ -23,6 +23,7 @@ from ..data.images import open_image
 from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
 from .model_file import load_model
+from .tta import averaged_log_probs, views
 
 
 @dataclass
@@ -44,7 +45,9 @@ class Predictor:
     Every input goes through the model file's preprocessing record, the one training used.
     """
 
-    def __init__(self, model_fn: str | Path):
+    def __init__(self, model_fn: str | Path, tta: bool = False):
+        """``tta``: average each image's probabilities over the mirror and shifts its run trained with
+        (``inference.tta``)."""
         self.model, saved = load_model(model_fn)
         self.model_name = saved["model_name"]
         self.record = saved["preprocessing"]
@@ -53,6 +56,11 @@ class Predictor:
         self.classes = self.metadata.get("classes")
         self.input_shape = preprocessing.input_shape(self.record)
         self.history = saved.get("history", [])
+        self.views = None
+        if tta:
+            if not self.takes_images:
+                raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
+            self.views = views(saved.get("config") or {})
 
     @property
     def takes_images(self) -> bool:
@@ -126,8 +134,11 @@ class Predictor:
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The model's raw output for prepared input (N, *input_shape): log-probabilities for classes."""
+        def answer(chunk: torch.Tensor) -> torch.Tensor:
+            return averaged_log_probs(self.model, chunk, self.views) if self.views else self.model(chunk)
+
         with torch.inference_mode():
-            return torch.cat([self.model(chunk) for chunk in x.split(4096)]) if len(x) else self.model(x)
+            return torch.cat([answer(chunk) for chunk in x.split(4096)]) if len(x) else self.model(x)
 
     def _predict_batch(self, x: torch.Tensor, top_k: int, sources: list[str]) -> list[Prediction]:
         return self.predictions(self.log_probs(x), sources, top_k)

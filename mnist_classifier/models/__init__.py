@@ -5,22 +5,25 @@ Each model module declares ``Options`` (a dataclass of its options, each field m
 why it cannot read such input), ``build(input_shape, output_size, classify, **options)`` and
 ``MODEL_CLASS``, whose ``architecture()`` gives the constructor's values back; optionally
 ``CHANNELS_LAST = True`` for convolutional models. A new model is one new file and one line below.
+torchvision's architectures (``torchvision_models``) are one ``Family`` object each, with the same interface.
 """
 
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from torch import nn
 
 from ..options import Option, options_of
-from . import cnn, linear, mlp, rnn
+from . import cnn, linear, mlp, rnn, torchvision_models
 
-MODELS: dict[str, ModuleType] = {
+MODELS: dict[str, ModuleType | Any] = {
     "mlp": mlp,
     "cnn": cnn,
     "rnn": rnn,
     "linear": linear,
+    **{arch: torchvision_models.Family(arch) for arch in torchvision_models.ARCHITECTURES},
 }
 
 
@@ -45,6 +48,8 @@ def rebuild(name: str, architecture: dict) -> nn.Module:
 
 def name_of(model: nn.Module) -> str:
     """The registry name of a model built from this registry."""
+    if isinstance(getattr(model, "registry_name", None), str):  # one class serves every torchvision family
+        return model.registry_name
     for name, module in MODELS.items():
         if type(model) is module.MODEL_CLASS:
             return name

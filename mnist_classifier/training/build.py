@@ -14,6 +14,7 @@ from .augment import RandomDistortion
 from .callbacks import Callback, from_config
 from .config import REGRESSION_LOSSES, TrainConfig
 from .distributed import DataParallel, convert_sync_batchnorm
+from .fine_tune import Freeze, Start, head_names, initial_weights, parameter_groups
 from .precision import BFLOAT16, bf16_ruled_out, choose_precision
 from .trainer import Trainer, device_of, steps_per_epoch
 
@@ -59,24 +60,41 @@ def make_scheduler(optimizer, config: TrainConfig, n_train: int):
         return None
     steps = config.n_epochs * steps_per_epoch(n_train, config.batch_size, config.compile)
     if config.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=steps)
+        # Each parameter group peaks at its own rate (a frozen body's is lower).
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                                   total_steps=steps)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
 
 
-def make_loss(config: TrainConfig, task: str = CLASSIFICATION) -> nn.Module:
-    """NLLLoss on the model's log-probabilities, as the seed (label smoothing when asked);
-    for regression, ``--loss`` or MSE."""
+def make_loss(config: TrainConfig, task: str = CLASSIFICATION, class_counts: torch.Tensor | None = None,
+              class_weights: torch.Tensor | None = None) -> nn.Module:
+    """NLLLoss on the model's log-probabilities, as the seed (label smoothing, class weights when
+    asked); for regression, ``--loss`` or MSE. ``class_counts``: the training rows of each class;
+    ``class_weights``: weights given as they are (an estimator's ``{class: weight}``)."""
     if task == REGRESSION:
         if config.loss == "nll":
             raise UserError("--loss nll needs class targets; use mse, l1 or huber for regression")
+        if config.class_weight or config.sampler != "shuffle":
+            raise UserError("--class_weight and --sampler balanced need classes; this is a regression run")
         return REGRESSION_LOSSES[config.loss or "mse"]()
     if config.loss not in (None, "nll"):
         raise UserError(f"--loss {config.loss} is a regression loss; use it with --task regression")
+    weight = balanced_weights(class_counts) if config.class_weight == "balanced" else class_weights
     if not config.label_smoothing:
-        return nn.NLLLoss()
+        return nn.NLLLoss(weight=weight)
     # log_softmax leaves log-probabilities unchanged, so CrossEntropyLoss on them is NLLLoss
     # with label smoothing, computed by torch itself.
-    return nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+
+
+def balanced_weights(class_counts: torch.Tensor | None) -> torch.Tensor:
+    """scikit-learn's "balanced" class weights: rows / (classes x the class's rows), over the classes
+    the training rows have. A class with none gets weight 0 (no row of it can be weighed anyway)."""
+    if class_counts is None:
+        raise ValueError("balanced class weights need the training rows' class counts")
+    counts = class_counts.double()
+    weights = counts.sum() / ((counts > 0).sum() * counts.clamp(min=1))
+    return torch.where(counts > 0, weights, 0.0).float()
 
 
 def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDistortion | None:
@@ -115,33 +133,56 @@ def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
                   device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
-                  parallel: DataParallel | None = None, verbose: bool = False, announce: bool | None = None
-                  ) -> Trainer:
+                  parallel: DataParallel | None = None, verbose: bool = False, announce: bool | None = None,
+                  train_targets: torch.Tensor | None = None, classes: list[str] | None = None,
+                  class_weights: torch.Tensor | None = None) -> Trainer:
     """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
     ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
     ``announce``: the configured callbacks say what they do (an early stop); by default, as ``verbose``.
 
     ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
+    ``train_targets``: their classes, for ``--class_weight balanced``; ``classes``: their names, for
+    ``--init_from`` (a model file for other classes starts everything but the head); ``class_weights``:
+    the loss's weight per class, given.
     """
     model = build_model(config, input_shape, output_size, task, device)
+    start = initial_weights(config, model, classes)
+    if start is not None and verbose:
+        print(start.describe())
     resolve_precision(config, model, input_shape, parallel)
     if parallel is not None:
         n_train = parallel.shard_size(n_train)  # each rank's steps per epoch set the schedule's length
         if config.sync_bn:  # before the optimizer: the synchronised layers hold new parameters
             convert_sync_batchnorm(model, device)
+        if config.freeze or config.sampler != "shuffle":
+            raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
+    parameters, freeze = trainable_parameters(config, model, start, verbose)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
     fused = device.type in ("cpu", "cuda")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+    counts = None
+    if task == CLASSIFICATION and train_targets is not None:
+        counts = torch.bincount(train_targets.cpu(), minlength=output_size).to(device)
     return Trainer(
         model,
         optimizer,
-        make_loss(config, task),
+        make_loss(config, task, counts, None if class_weights is None else class_weights.to(device)),
         make_scheduler(optimizer, config, n_train),
         compile=config.compile,
         amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
-        callbacks=[*from_config(config, verbose if announce is None else announce), *(callbacks or ())],
+        callbacks=[*from_config(config, verbose if announce is None else announce), *freeze, *(callbacks or ())],
         parallel=parallel,
         verbose=verbose,
+        balanced_sampling=config.sampler == "balanced",
     )
+
+
+def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | None, verbose: bool
+                         ) -> tuple[list, list[Callback]]:
+    """The optimizer's parameters, and the callback that freezes the body first with ``--freeze``."""
+    if not (config.freeze and start is not None):
+        return list(model.parameters()), []
+    groups = parameter_groups(model, config.lr, head_names(model, start))
+    return groups, [Freeze(groups[1]["params"], config.freeze_epochs, verbose)]

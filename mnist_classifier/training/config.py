@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import torchvision
 from torch import nn
 
 from ..data.dataset import user_data, with_path
@@ -14,12 +15,14 @@ from ..data.preprocessing import CLASSIFICATION, REGRESSION
 from ..data.tables import delimiter_word
 from ..errors import UserError
 from ..models import MODELS
+from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
 from ..utils import default_gpu_id
 from .distributed import DEFAULT_TIMEOUT_S
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
+SAMPLERS = ("shuffle", "balanced")
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 # Named sets of defaults for each model; flags given with a preset still win. Model options
@@ -196,7 +199,20 @@ class TrainConfig:
     dist_timeout: float = option(DEFAULT_TIMEOUT_S, "under torchrun: seconds to wait for a silent process before "
                                  "the run stops", low=0, high=1e6, low_open=True, resumable=True)
     world_size: int = 1
-    model: str = option("mlp", "the model family: " + ", ".join(MODELS), choices=tuple(MODELS))
+    model: str = option("mlp", "the model family: " + ", ".join(MODELS) + " (the names after linear are "
+                        "torchvision's architectures)", choices=tuple(MODELS))
+    pretrained: bool = option(False, "start --model (a torchvision architecture) from torchvision's published "
+                              "ImageNet weights, kept in TORCH_HOME's cache (offline: a file placed there)")
+    init_from: str | None = option(None, "start from another run's model file: tensors whose names and shapes "
+                                   "match are loaded, a head for other classes is new", cli={"metavar": "MODEL_FN"})
+    freeze: bool = option(False, "with --pretrained or --init_from: train only the head for the first "
+                          "--freeze_epochs, then everything, the rest of the model at a tenth of --lr")
+    freeze_epochs: int = option(1, "with --freeze: how many epochs only the head trains", low=1)
+    class_weight: str | None = option(None, "balanced: weigh each class in the loss by rows / (classes x its rows), "
+                                      "scikit-learn's rule, so that rare classes count as much as common ones",
+                                      choices=("balanced",), estimator=True)
+    sampler: str = option("shuffle", "shuffle: every training row once an epoch; balanced: draw rows with "
+                          "replacement so that each class is drawn equally often", choices=SAMPLERS)
     # The model's own options (the family's Options dataclass); ``validate`` fills in the rest.
     model_options: dict = field(default_factory=dict)
 
@@ -225,7 +241,26 @@ class TrainConfig:
                  if opt.spec.applies not in (None, kind) and getattr(self, name) != opt.default]
         if given:
             raise UserError(f"--{given[0][0]} applies only to --dataset {given[0][1]}:PATH, not to {self.dataset}")
+        self._check_starting_weights()
         self.resolve_input_paths()
+
+    def _check_starting_weights(self) -> None:
+        """--pretrained, --init_from and --freeze, and the two ways of balancing classes."""
+        if self.pretrained and not isinstance(MODELS[self.model], Family):
+            raise UserError(f"--pretrained needs a torchvision architecture (--model {ARCHITECTURES[0]}, ...), not "
+                            f"--model {self.model}; to start from one of your own runs, use --init_from MODEL_FN")
+        if self.pretrained and self.init_from:
+            raise UserError("--pretrained and --init_from both give the starting weights; choose one")
+        if self.freeze and not (self.pretrained or self.init_from):
+            raise UserError("--freeze trains only a new head on weights that exist: add --pretrained or --init_from")
+        if self.freeze_epochs != 1 and not self.freeze:
+            raise UserError("--freeze_epochs applies only with --freeze")
+        if self.class_weight and self.sampler != "shuffle":
+            raise UserError("--class_weight balanced and --sampler balanced both correct for rare classes; choose one")
+        if self.pretrained and is_folder(self.dataset) and self.image_size is None:
+            # The size the published weights were trained at (224 for most): their features are of that scale.
+            weights = torchvision.models.get_model_weights(self.model).DEFAULT
+            self.image_size = weights.transforms().crop_size[0]
 
     def _check_model_options(self) -> None:
         """The family's options: what was given, its defaults for the rest, each checked."""
@@ -258,6 +293,8 @@ class TrainConfig:
         source = user_data(self.dataset)
         if source is not None and source[1]:
             self.dataset = with_path(self.dataset, str(Path(source[1]).resolve()))
+        if self.init_from:
+            self.init_from = str(Path(self.init_from).resolve())
         if self.test_csv:
             self.test_csv = str(Path(self.test_csv).resolve())
             if _is_csv(self.dataset) and user_data(self.dataset)[1] == self.test_csv:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import model_input
+from ..errors import UserError
 from .callbacks import Callback, EpochPrinter, ProgressBar
 from .distributed import DataParallel
 
@@ -131,6 +132,7 @@ class Trainer:
         callbacks: Sequence[Callback] | None = None,
         parallel: DataParallel | None = None,
         verbose: bool = True,
+        balanced_sampling: bool = False,
     ):
         """``scheduler``, if given, is stepped after every optimizer step (not every epoch).
         ``compile`` runs the training step through ``torch.compile``; validation stays eager (a
@@ -141,14 +143,10 @@ class Trainer:
         defaults: with ``verbose``, a progress bar and a line per epoch, as the seed prints.
         ``parallel`` (``distributed.data_parallel``) trains this rank's share of a torchrun job through
         ``DistributedDataParallel``; ``model`` keeps its own parameters, so saving it is unchanged.
+        ``balanced_sampling``: each epoch's rows drawn with replacement, each class as often (``--sampler``).
         """
-        self.model = model
-        self.optimizer = optimizer
-        self.crit = crit
-        self.scheduler = scheduler
-        self.compile = compile
-        self.amp = amp
-        self.augment = augment
+        self.model, self.optimizer, self.crit, self.scheduler = model, optimizer, crit, scheduler
+        self.compile, self.amp, self.augment, self.balanced_sampling = compile, amp, augment, balanced_sampling
         self.callbacks = [*([ProgressBar(), EpochPrinter()] if verbose else []), *(callbacks or ())]
         # Static shapes compile once; a smaller last batch would compile a second graph, so it is
         # dropped instead (the order changes every epoch, so no sample is left out for good).
@@ -196,6 +194,9 @@ class Trainer:
             valid_data = self.parallel.validation_shard(valid_data)
         if self.best_state is None:
             self.best_state = _copy_state(self.model)
+        if self.balanced_sampling and (hasattr(train_data[0], "epoch_order") or not is_classification(train_data[1])):
+            raise UserError("--sampler balanced draws rows of classes at random: it needs class targets and rows in "
+                            "memory (this cache is read from disk block by block); use --class_weight balanced")
         self._emit("on_train_start")
         try:
             self._run_epochs(n_epochs, train_data, valid_data, batch_size)
@@ -309,13 +310,7 @@ class Trainer:
     def _train_epoch(self, data: Data, batch_size: int, epoch: int) -> float:
         self.model.train()
         x, y = data
-        # A fresh order every epoch; drawn on the data's device so indexing needs no copy. A cache read from
-        # disk has its own order, block by block (image_cache.FileRows).
-        if self.parallel is None:
-            order = x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
-        else:  # this rank's share of the shuffle all ranks draw alike
-            order = self.parallel.epoch_shard(len(x), epoch, x.device, getattr(x, "epoch_order", None))
-            self.parallel.seed_epoch(epoch)
+        order = self._epoch_order(x, y, epoch)
         device = y.device
         total_loss = torch.zeros((), device=device)
         # The first batch with a non-finite loss, tracked on the device: checking each loss on
@@ -356,6 +351,16 @@ class Trainer:
             raise TrainingDiverged(epoch, first_bad.item())
         return total_loss.item() / max(seen, 1)
 
+    def _epoch_order(self, x, y: torch.Tensor, epoch: int) -> torch.Tensor:
+        """A fresh order every epoch; drawn on the data's device so indexing needs no copy. A cache read
+        from disk has its own order, block by block (image_cache.FileRows)."""
+        if self.balanced_sampling:
+            return balanced_order(y)
+        if self.parallel is None:
+            return x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
+        self.parallel.seed_epoch(epoch)  # this rank's share of the shuffle all ranks draw alike
+        return self.parallel.epoch_shard(len(x), epoch, x.device, getattr(x, "epoch_order", None))
+
     def _check_stop(self, epoch: int, step: int) -> None:
         """Raise ``TrainingInterrupted`` once a stop was requested; in a distributed run, on every rank
         at the same batch (at each epoch's first and every ``STOP_CHECK_STEPS``-th): a rank that left
@@ -371,6 +376,13 @@ class Trainer:
         if asked:
             reason = self._stop_reason or (signal.Signals(asked).name if asked > 1 else "a stop on another rank")
             raise TrainingInterrupted(reason, epoch)
+
+
+def balanced_order(y: torch.Tensor) -> torch.Tensor:
+    """As many row indices as rows, drawn with replacement so that each class present is as likely."""
+    counts = torch.bincount(y)
+    weights = 1.0 / counts[y].double()
+    return torch.multinomial(weights, len(y), replacement=True)
 
 
 def device_of(model: nn.Module) -> torch.device:
