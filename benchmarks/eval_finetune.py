@@ -5,15 +5,19 @@
 
 Parts (each run a fresh ``train.py`` process, timed from start to exit, one at a time):
 
-- ``small``: a colour folder of 250 pictures per class. With no internet, the "pretrained" weights
+- ``small``: colour folders of 250 pictures per class. With no internet, the "pretrained" weights
   are a ``resnet18`` this project trains first on the colour Fashion-MNIST folder of
-  ``eval_folders.py``, on its other five classes; the small folder holds the five it never saw.
-  The fine-tuned ``resnet18`` (``--init_from``, ``--freeze``) is compared with the ``cnn`` trained
-  from nothing, at its defaults and for as long as the fine-tuning took.
+  ``eval_folders.py``: on five of its classes, for a small folder of the five others ("other
+  classes"); and on its whole training split, for a small folder of 250 test pictures per class,
+  tested on the other 750 ("same classes"). The fine-tuned ``resnet18`` (``--init_from``,
+  ``--freeze``) is compared with the ``cnn`` trained from nothing, at its defaults and for as long as
+  the fine-tuning took, and with ``resnet18`` from nothing.
 - ``digits``: an MNIST ``cnn`` fine-tuned on 10% of scikit-learn's digits (8x8, scaled up to 20x20
   and centred in 28x28 as MNIST's are), against the same ``cnn`` trained on that 10% alone.
 - ``imbalance``: the Fashion-MNIST PNG folder with three classes cut to 5% of their pictures; the
-  default loss, ``--class_weight balanced`` and ``--sampler balanced``, judged on the balanced test split.
+  default loss, ``--class_weight balanced`` and ``--sampler balanced`` with the MLP and the CNN at
+  their defaults, judged on the balanced test split.
+- ``tta``: ``mnist-evaluate`` with and without ``--tta`` on the models the parts above trained.
 - ``speed``: ``resnet18`` at 64x64 on random pictures, images per second of our ``Trainer`` against the
   plain loop of torchvision's tutorials (same model, AdamW, float32), side by side in one process.
 """
@@ -62,10 +66,26 @@ def linked_folder(out: Path, source: Path, classes, per_class: dict[str, int | N
     return out
 
 
-def evaluate(model_fn: Path, out_dir: Path) -> dict:
+def new_pictures_folder(out: Path, source: Path, per_class: int) -> Path:
+    """``out/train`` the first ``per_class`` pictures of each class of ``source/test``, ``out/test`` the
+    rest: pictures a model trained on ``source/train`` never saw (hard links)."""
+    if (out / "done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    for folder in sorted((source / "test").iterdir()):
+        files = sorted(folder.iterdir())
+        for split, chosen in (("train", files[:per_class]), ("test", files[per_class:])):
+            (out / split / folder.name).mkdir(parents=True)
+            for file in chosen:
+                os.link(file, out / split / folder.name / file.name)
+    (out / "done").write_text("")
+    return out
+
+
+def evaluate(model_fn: Path, out_dir: Path, flags: tuple | list = ()) -> dict:
     result = subprocess.run([PYTHON, "-m", "mnist_classifier.cli.evaluate", "--model_fn", str(model_fn), "--out_dir",
-                             str(out_dir), "--json", "--worst", "0"], capture_output=True, text=True, check=True,
-                            cwd=ROOT)
+                             str(out_dir), "--json", "--worst", "0", *flags], capture_output=True, text=True,
+                            check=True, cwd=ROOT)
     metrics = json.loads(result.stdout)
     return {"accuracy": 100 * metrics["accuracy"], "balanced_accuracy": 100 * metrics["balanced_accuracy"],
             "macro_f1": metrics["macro_f1"]}
@@ -84,29 +104,39 @@ def epoch_seconds(log: Path) -> float:
 
 
 def part_small(work: Path, folders: Path, pretrain_epochs: int, finetune_epochs: int) -> list[dict]:
+    """Two small sets: five classes the base model never saw, and new pictures of the ten it knows."""
     colour = make_fashion_folder(folders / "fashion-colour", colour=True)
-    pretrain = linked_folder(work / "pretrain-5", colour, SEEN)
-    small = linked_folder(work / "small-250", colour, UNSEEN, dict.fromkeys(UNSEEN, 250))
-    data = ["--data_dir", str(work / "data")]
-    base = work / "pretrained-resnet18.pth"
+    sets = {"other classes": (linked_folder(work / "pretrain-5", colour, SEEN),
+                              linked_folder(work / "small-250", colour, UNSEEN, dict.fromkeys(UNSEEN, 250))),
+            "same classes": (colour, new_pictures_folder(work / "small-new-250", colour, 250))}
     rows = []
-    if not base.exists():
-        result = train(["--dataset", f"folder:{pretrain}", *data, "--model", "resnet18", "--n_epochs",
-                        str(pretrain_epochs), "--lr", "2e-3", "--lr_schedule", "onecycle"], base.with_suffix(".log"))
-        rows.append({"part": "small", "run": f"pretraining resnet18 on {len(SEEN)} other classes", "seed": 0,
-                     "epochs": pretrain_epochs, "seconds": result["seconds"], "accuracy": result["accuracy"]})
-    on_small = ["--dataset", f"folder:{small}", *data, "--batch_size", "64"]
-    cnn = run(work, "small-cnn-default", [*on_small, "--model", "cnn"])
-    resnet = ["--model", "resnet18", "--n_epochs", str(finetune_epochs), "--lr", "2e-3", "--lr_schedule", "onecycle"]
-    tuned = run(work, "small-resnet18-init_from", [*on_small, *resnet, "--init_from", str(base), "--freeze"])
-    scratch = run(work, "small-resnet18-scratch", [*on_small, *resnet])
-    # The CNN again, for as long as the fine-tuning took: its epochs from its own epoch time.
-    startup = cnn["seconds"] - 12 * epoch_seconds(work / "small-cnn-default-seed0.log")
-    epochs = max(12, round((tuned["seconds"] - startup) / epoch_seconds(work / "small-cnn-default-seed0.log")))
-    equal = run(work, "small-cnn-equal-time", [*on_small, "--model", "cnn", "--n_epochs", str(epochs)])
-    for row, n in ((cnn, 12), (tuned, finetune_epochs), (scratch, finetune_epochs), (equal, epochs)):
-        rows.append({"part": "small", **row, "epochs": n})
+    for variant, (pretrain, small) in sets.items():
+        tag = variant.replace(" ", "-")
+        base = work / f"pretrained-resnet18-{tag}.pth"
+        if not base.exists():
+            result = train(["--dataset", f"folder:{pretrain}", "--data_dir", str(work / "data"), "--model", "resnet18",
+                            "--n_epochs", str(pretrain_epochs), "--lr", "2e-3", "--lr_schedule", "onecycle"],
+                           base.with_suffix(".log"))
+            rows.append({"part": f"small, {variant}", "run": "pretraining resnet18", "seed": 0,
+                         "epochs": pretrain_epochs, "seconds": result["seconds"], "accuracy": result["accuracy"]})
+        rows += small_runs(work, small, base, tag, finetune_epochs, f"small, {variant}")
     return rows
+
+
+def small_runs(work: Path, small: Path, base: Path, tag: str, finetune_epochs: int, part: str) -> list[dict]:
+    """On ``small``: the CNN from nothing (its defaults, and for as long as the fine-tuning took), resnet18
+    from ``base`` and from nothing."""
+    on_small = ["--dataset", f"folder:{small}", "--data_dir", str(work / "data"), "--batch_size", "64"]
+    cnn = run(work, f"{tag}-cnn-default", [*on_small, "--model", "cnn"])
+    resnet = ["--model", "resnet18", "--n_epochs", str(finetune_epochs), "--lr", "2e-3", "--lr_schedule", "onecycle"]
+    tuned = run(work, f"{tag}-resnet18-init_from", [*on_small, *resnet, "--init_from", str(base), "--freeze"])
+    scratch = run(work, f"{tag}-resnet18-scratch", [*on_small, *resnet])
+    # The CNN again, for as long as the fine-tuning took: its epochs from its own epoch time.
+    per_epoch = epoch_seconds(work / f"{tag}-cnn-default-seed0.log")
+    epochs = max(12, round((tuned["seconds"] - (cnn["seconds"] - 12 * per_epoch)) / per_epoch))
+    equal = run(work, f"{tag}-cnn-equal-time", [*on_small, "--model", "cnn", "--n_epochs", str(epochs)])
+    return [{"part": part, **row, "epochs": n}
+            for row, n in ((cnn, 12), (tuned, finetune_epochs), (scratch, finetune_epochs), (equal, epochs))]
 
 
 def write_digits_folder(out: Path, share: float = 0.1, seed: int = 0) -> Path:
@@ -149,20 +179,38 @@ def part_digits(work: Path, seeds: list[int]) -> list[dict]:
     return rows
 
 
-def part_imbalance(work: Path, folders: Path, seeds: list[int]) -> list[dict]:
+def part_imbalance(work: Path, folders: Path, seeds: list[int], models: list[str]) -> list[dict]:
     from mnist_classifier.data.datasets import FASHION_CLASSES
 
     png = make_fashion_folder(folders / "fashion-png")
     names = [name.replace("/", "-") for name in FASHION_CLASSES]
     cut = linked_folder(work / "fashion-imbalanced", png, names, dict.fromkeys(CUT, 300))  # 5% of 6,000
-    flags = ["--dataset", f"folder:{cut}", "--data_dir", str(work / "data")]
     rows = []
-    for seed in seeds:
-        for name, extra in (("default loss", []), ("--class_weight balanced", ["--class_weight", "balanced"]),
-                            ("--sampler balanced", ["--sampler", "balanced"])):
-            row = run(work, "imbalance-" + name.replace(" ", "_").strip("-"), [*flags, *extra], seed)
-            model_fn = work / f"imbalance-{name.replace(' ', '_').strip('-')}-seed{seed}.pth"
-            rows.append({"part": "imbalance", **row, **evaluate(model_fn, work / "evaluation"), "run": name})
+    for model in models:
+        flags = ["--dataset", f"folder:{cut}", "--data_dir", str(work / "data"), "--model", model]
+        for seed in seeds:
+            for name, extra in (("default loss", []), ("--class_weight balanced", ["--class_weight", "balanced"]),
+                                ("--sampler balanced", ["--sampler", "balanced"])):
+                stem = f"imbalance-{model}-" + name.replace(" ", "_").strip("-")
+                row = run(work, stem, [*flags, *extra], seed)
+                metrics = evaluate(work / f"{stem}-seed{seed}.pth", work / "evaluation")
+                rows.append({"part": "imbalance", **row, **metrics, "run": f"{model}, {name}"})
+    return rows
+
+
+def part_tta(work: Path) -> list[dict]:
+    """Test-time augmentation on the models the other parts trained (all with the CNN's 2-pixel shifts)."""
+    rows = []
+    for name in ("mnist-cnn", "other-classes-cnn-default-seed0", "same-classes-resnet18-init_from-seed0",
+                 "digits-cnn-init_from-seed0", "imbalance-cnn-class_weight_balanced-seed0"):
+        model_fn = work / f"{name}.pth"
+        if not model_fn.exists():
+            continue
+        for tta in (False, True):
+            started = time.perf_counter()
+            result = evaluate(model_fn, work / "evaluation", ["--tta"] if tta else [])
+            rows.append({"part": "tta", "run": f"{name}{' --tta' if tta else ''}",
+                         "seconds": time.perf_counter() - started, **result})
     return rows
 
 
@@ -232,18 +280,19 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="where folders, models and logs are written")
     parser.add_argument("--folders", type=Path, required=True, help="eval_folders.py's --work (its Fashion folders; "
                         "written there when missing)")
-    every = ["speed", "digits", "imbalance", "small"]
+    every = ["speed", "digits", "imbalance", "small", "tta"]
     parser.add_argument("--only", nargs="+", default=every, choices=every)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--pretrain_epochs", type=int, default=3)
     parser.add_argument("--finetune_epochs", type=int, default=8)
+    parser.add_argument("--imbalance_models", nargs="+", default=["mlp", "cnn"])
     parser.add_argument("--speed_images", type=int, default=1024)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     parts = {"small": lambda: part_small(args.work, args.folders, args.pretrain_epochs, args.finetune_epochs),
              "digits": lambda: part_digits(args.work, args.seeds),
-             "imbalance": lambda: part_imbalance(args.work, args.folders, args.seeds),
-             "speed": lambda: part_speed(args.speed_images, 64)}
+             "imbalance": lambda: part_imbalance(args.work, args.folders, args.seeds, args.imbalance_models),
+             "speed": lambda: part_speed(args.speed_images, 64), "tta": lambda: part_tta(args.work)}
     rows = []
     for name in args.only:
         rows += parts[name]()
