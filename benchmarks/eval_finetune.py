@@ -201,7 +201,7 @@ def part_imbalance(work: Path, folders: Path, seeds: list[int], models: list[str
 def part_tta(work: Path) -> list[dict]:
     """Test-time augmentation on the models the other parts trained (all with the CNN's 2-pixel shifts)."""
     rows = []
-    for name in ("mnist-cnn", "other-classes-cnn-default-seed0", "same-classes-resnet18-init_from-seed0",
+    for name in ("mnist-cnn", "other-classes-cnn-default-seed0", "same-classes-cnn-default-seed0",
                  "digits-cnn-init_from-seed0", "imbalance-cnn-class_weight_balanced-seed0"):
         model_fn = work / f"{name}.pth"
         if not model_fn.exists():

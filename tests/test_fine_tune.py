@@ -207,6 +207,20 @@ def test_freeze_trains_only_the_head_for_its_epochs_then_everything(digits_cnn):
     assert not torch.equal(third["features.0.block.0.weight"], start["features.0.block.0.weight"])
 
 
+def test_a_frozen_run_resumes_with_the_same_head(digits_cnn, tmp_path, capsys):
+    model_fn = tmp_path / "f.pth"
+    train_module.main(["--model_fn", str(model_fn), "--dataset", "digits", "--model", "cnn", "--channels", "8,16",
+                       "--hidden_sizes", "32", "--n_epochs", "1", "--lr_schedule", "constant", "--checkpoint_every",
+                       "1", "--init_from", str(digits_cnn), "--freeze", *QUICK])
+    capsys.readouterr()
+    train_module.main(["--resume", f"{model_fn}.ckpt", "--n_epochs", "3"])
+    out = capsys.readouterr().out
+    assert "Resuming after epoch 1" in out and "Started from" not in out
+    assert "Epoch 2: the whole model trains from here" in out
+    _, saved = load_model(model_fn)
+    assert saved["config"]["freeze_head"] == ["head.2.bias", "head.2.weight"] and len(saved["history"]) == 3
+
+
 def test_balanced_class_weights_are_scikit_learns_and_weigh_the_loss():
     y = torch.tensor([0] * 12 + [1] * 3 + [2] * 1)
     counts = torch.bincount(y, minlength=4)  # class 3 has no training rows

@@ -181,8 +181,14 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
 
 def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | None, verbose: bool
                          ) -> tuple[list, list[Callback]]:
-    """The optimizer's parameters, and the callback that freezes the body first with ``--freeze``."""
-    if not (config.freeze and start is not None):
+    """The optimizer's parameters, and the callback that freezes the body first with ``--freeze`` (the
+    head chosen when the run began; a resumed run reads it from its configuration)."""
+    if not config.freeze:
         return list(model.parameters()), []
-    groups = parameter_groups(model, config.lr, head_names(model, start))
+    if start is not None:
+        config.freeze_head = sorted(head_names(model, start))
+    if not isinstance(config.freeze_head, list) or not set(config.freeze_head) <= dict(model.named_parameters()).keys():
+        raise UserError("the recorded head of this --freeze run does not name the model's parameters; the "
+                        "checkpoint was edited or is damaged")
+    groups = parameter_groups(model, config.lr, set(config.freeze_head))
     return groups, [Freeze(groups[1]["params"], config.freeze_epochs, verbose)]

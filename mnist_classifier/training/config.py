@@ -208,6 +208,8 @@ class TrainConfig:
     freeze: bool = option(False, "with --pretrained or --init_from: train only the head for the first "
                           "--freeze_epochs, then everything, the rest of the model at a tenth of --lr")
     freeze_epochs: int = option(1, "with --freeze: how many epochs only the head trains", low=1)
+    # The parameters --freeze left trainable, once chosen: saved, so a resumed run freezes the same.
+    freeze_head: list[str] | None = None
     class_weight: str | None = option(None, "balanced: weigh each class in the loss by rows / (classes x its rows), "
                                       "scikit-learn's rule, so that rare classes count as much as common ones",
                                       choices=("balanced",), estimator=True)

@@ -18,8 +18,7 @@ import torchvision
 from torch import nn
 
 from ..errors import UserError, first_line
-from ..models import MODELS
-from ..models.torchvision_models import Family
+from ..inference.model_file import load_model
 from .callbacks import Callback
 
 # After the frozen epochs the body trains at this share of --lr: the head is new, the body already useful.
@@ -40,10 +39,6 @@ class Start:
         return f"Started from {self.source}: {len(self.loaded)} of {total} tensors loaded{new}"
 
 
-def is_torchvision(model_name: str) -> bool:
-    return isinstance(MODELS.get(model_name), Family)
-
-
 def initial_weights(config, model: nn.Module, classes: list[str] | None = None) -> Start | None:
     """Load ``--pretrained`` or ``--init_from`` weights into the freshly built ``model`` (None when the
     run starts from nothing, or resumes: the checkpoint has every weight). ``classes``: this data's;
@@ -54,8 +49,6 @@ def initial_weights(config, model: nn.Module, classes: list[str] | None = None) 
         state, source = pretrained_state(model.arch)
         loaded, new = load_matching(model, state, prefix="net.")
     elif config.init_from:
-        from ..inference.model_file import load_model  # the inference side imports training's config
-
         other, saved = load_model(config.init_from)
         source = config.init_from
         if saved["model_name"] != config.model:
