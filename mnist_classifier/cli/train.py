@@ -120,9 +120,9 @@ def read_config_file(path: str) -> dict:
     if not isinstance(options, dict):
         raise UserError(f"--config {path}: model_options must be names and values")
     # What a run recorded about itself or its machine, not what it was asked: a replay chooses its
-    # own outputs and device, and measures its own precision.
+    # own outputs and device, measures its own precision and finds its own head to train first.
     recorded = {"format", "precision", "precision_reason", "world_size", "resume", "model_fn", "checkpoint_fn",
-                "gpu_id", "tensorboard"}
+                "gpu_id", "tensorboard", "freeze_head"}
     values = {k: v for k, v in values.items() if k not in recorded} | options
     every = {**TRAIN_OPTIONS, **{name: opt for name, (opt, _) in MODEL_OPTIONS.items()}}
     return {name: from_text(every[name], value) if name in every else value for name, value in values.items()}
