@@ -130,6 +130,10 @@ class _Estimator(BaseEstimator):
             return None
         if self._task != CLASSIFICATION:
             raise ValueError("class_weight weighs classes: it is a Classifier's parameter, not a Regressor's")
+        unknown = [c for c in self.class_weight if c not in set(self.classes_.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight names {unknown[0]!r}, which is not a class of y "
+                             f"({', '.join(map(str, self.classes_))})")
         weights = [self.class_weight.get(c, 1.0) for c in self.classes_]
         if not all(isinstance(w, (int, float, np.number)) and not isinstance(w, bool) and w >= 0 for w in weights):
             raise ValueError(f"class_weight must map classes to non-negative numbers, got {self.class_weight!r}")

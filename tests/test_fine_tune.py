@@ -197,14 +197,63 @@ def test_freeze_trains_only_the_head_for_its_epochs_then_everything(digits_cnn):
         return {name: p.detach().clone() for name, p in model.named_parameters()}
 
     start = parameters()
+    statistics = {name: t.clone() for name, t in model.state_dict().items() if "running" in name}
     trainer.train((x, y), (x, y), n_epochs=2, batch_size=16)
     after_frozen = {name: p.detach().clone() for name, p in trainer.best_state.items() if name in start}
     for name in start:  # best_state may be epoch 1 or 2: both frozen
         assert torch.equal(after_frozen[name], start[name]) != (name in head), name
+    for name, value in statistics.items():  # the body's batch norms kept their statistics too
+        assert torch.equal(trainer.snapshot["model"][name], value), name
     trainer.train((x, y), (x, y), n_epochs=3, batch_size=16)
     assert trainer.history[-1]["epoch"] == 3
     third = trainer.snapshot["model"]
     assert not torch.equal(third["features.0.block.0.weight"], start["features.0.block.0.weight"])
+
+
+def test_only_the_first_convolution_is_adapted_to_other_channels(digits_cnn):
+    config = TrainConfig(model_fn="m.pth", model="cnn", init_from=str(digits_cnn))
+    config.validate()
+    # The file's convolutions are (8, 1) and (16, 8); these are (4, 1) and (16, 4): the second one's
+    # input channels differ, but it is no first convolution, so it stays as built.
+    model = MODELS["cnn"].build((1, 8, 8), 10, True, channels=[4, 16], hidden_sizes=[32])
+    start = fine_tune.initial_weights(config, model, classes=[str(d) for d in range(10)])
+    assert "features.2.block.0.weight" in start.new and "features.0.block.0.weight" in start.new
+    grey = torch.randn(16, 3, 3, 3)
+    torch.testing.assert_close(fine_tune.adapt_channels(grey, torch.Size([16, 1, 3, 3])), grey.sum(1, keepdim=True))
+
+
+def test_freeze_on_a_model_that_is_all_head_is_refused(tmp_path, capsys):
+    first = tmp_path / "lin.pth"
+    train_module.main(["--model_fn", str(first), "--dataset", "digits", "--model", "linear", "--n_epochs", "1",
+                       *QUICK])
+    with pytest.raises(SystemExit):
+        train_module.main(["--model_fn", str(tmp_path / "b.pth"), "--dataset", "digits", "--model", "linear",
+                           "--init_from", str(first), "--freeze", *QUICK])
+    assert "every parameter of --model linear is its head" in capsys.readouterr().err
+
+
+def test_a_table_model_starts_only_a_run_on_the_same_columns(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, columns in (("a.csv", "x,y,label"), ("b.csv", "x,z,label")):
+        rows = [f"{u:.3f},{v:.3f},{int(u > v)}" for u, v in rng.normal(size=(120, 2))]
+        (tmp_path / name).write_text(columns + "\n" + "\n".join(rows) + "\n")
+    train_module.main(["--model_fn", str(tmp_path / "a.pth"), "--dataset", f"csv:{tmp_path / 'a.csv'}",
+                       "--n_epochs", "1", *QUICK])
+    with pytest.raises(SystemExit):
+        train_module.main(["--model_fn", str(tmp_path / "b.pth"), "--dataset", f"csv:{tmp_path / 'b.csv'}",
+                           "--n_epochs", "1", "--init_from", str(tmp_path / "a.pth"), *QUICK])
+    assert "trained on the columns x, y, not this table's (x, z)" in capsys.readouterr().err
+
+
+def test_a_frozen_run_replays_from_its_configuration_file(digits_cnn, tmp_path, capsys):
+    model_fn = tmp_path / "f.pth"
+    train_module.main(["--model_fn", str(model_fn), "--dataset", "digits", "--model", "cnn", "--channels", "8,16",
+                       "--hidden_sizes", "32", "--n_epochs", "1", "--init_from", str(digits_cnn), "--freeze", *QUICK])
+    capsys.readouterr()
+    train_module.main(["--config", f"{model_fn}.config.json", "--model_fn", str(tmp_path / "g.pth"),
+                       "--print_config"])
+    out = capsys.readouterr().out
+    assert '"freeze": true' in out and '"freeze_head": null' in out  # the replay finds its own head
 
 
 def test_a_frozen_run_resumes_with_the_same_head(digits_cnn, tmp_path, capsys):
@@ -294,6 +343,11 @@ def test_tta_knows_augments_largest_shift():
 
     assert AUGMENT_SHIFT_PX == RandomDistortion().max_shift_px
     assert views({"augment": True})[1:] == [View(dy=1), View(dy=-1), View(dx=1), View(dx=-1)]
+
+
+def test_tta_shifts_by_augments_own_shift_when_the_run_used_augment():
+    assert views({"augment": True, "shift_px": 6.0})[1:] == [View(dy=1), View(dy=-1), View(dx=1), View(dx=-1)]
+    assert views({"shift_px": 6.0})[1:] == [View(dy=3), View(dy=-3), View(dx=3), View(dx=-3)]
 
 
 def test_tta_without_flips_or_shifts_in_training_is_refused(tmp_path):

@@ -22,7 +22,7 @@ from ..evaluation import plots
 from ..evaluation.test_data import other_folder, prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
-from ..inference.tta import averaged_log_probs, views
+from ..inference.tta import averaged_log_probs, views_for
 from ..training.trainer import device_of
 from . import OneLineParser, run_cli
 
@@ -49,17 +49,11 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
     if saved["dataset"].get("task", CLASSIFICATION) != CLASSIFICATION:
         raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
     dataset = other_folder(saved, dataset, data_dir) if dataset else prepared_dataset(saved, data_dir)
-    if tta and not dataset.is_image:
-        raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
-    chosen = views(saved.get("config") or {}) if tta else None
+    chosen = views_for(saved, dataset.is_image) if tta else None
     x, y = dataset.test
-
-    def answer(chunk: torch.Tensor) -> torch.Tensor:
-        chunk = model_input(chunk, device_of(model))
-        return averaged_log_probs(model, chunk, chosen) if chosen else model(chunk)
-
     with torch.inference_mode():
-        probabilities = torch.cat([answer(chunk).exp() for chunk in x.split(4096)])
+        probabilities = torch.cat([averaged_log_probs(model, model_input(chunk, device_of(model)), chosen).exp()
+                                   for chunk in x.split(4096)])
     confidence, predicted = probabilities.max(dim=-1)
     y_true, y_pred = y.numpy(), predicted.numpy()
     classes = dataset.classes

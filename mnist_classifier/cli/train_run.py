@@ -83,7 +83,8 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
                             dataset.task, make_callbacks(config, checkpoint, main_rank), parallel,
-                            config.verbose >= 1 and main_rank, train_targets=train_data[1], classes=dataset.classes)
+                            config.verbose >= 1 and main_rank, train_targets=train_data[1], classes=dataset.classes,
+                            record=dataset.preprocessing)
     where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
                                                   f"{config.batch_size * config.world_size}")
     say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "

@@ -23,7 +23,7 @@ from ..data.images import open_image
 from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
 from .model_file import load_model
-from .tta import averaged_log_probs, views
+from .tta import averaged_log_probs, views_for
 
 
 @dataclass
@@ -56,11 +56,7 @@ class Predictor:
         self.classes = self.metadata.get("classes")
         self.input_shape = preprocessing.input_shape(self.record)
         self.history = saved.get("history", [])
-        self.views = None
-        if tta:
-            if not self.takes_images:
-                raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
-            self.views = views(saved.get("config") or {})
+        self.views = views_for(saved, self.takes_images) if tta else None
 
     @property
     def takes_images(self) -> bool:
@@ -134,11 +130,10 @@ class Predictor:
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
         """The model's raw output for prepared input (N, *input_shape): log-probabilities for classes."""
-        def answer(chunk: torch.Tensor) -> torch.Tensor:
-            return averaged_log_probs(self.model, chunk, self.views) if self.views else self.model(chunk)
-
         with torch.inference_mode():
-            return torch.cat([answer(chunk) for chunk in x.split(4096)]) if len(x) else self.model(x)
+            if not len(x):
+                return self.model(x)
+            return torch.cat([averaged_log_probs(self.model, chunk, self.views) for chunk in x.split(4096)])
 
     def _predict_batch(self, x: torch.Tensor, top_k: int, sources: list[str]) -> list[Prediction]:
         return self.predictions(self.log_probs(x), sources, top_k)

@@ -32,10 +32,18 @@ class View:
         return shifted(x, self.dy, self.dx) if self.dy or self.dx else x
 
 
+def views_for(saved: dict, takes_images: bool) -> list[View]:
+    """The views for a model file's contents (``load_model``'s), refused for a table model."""
+    if not takes_images:
+        raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
+    return views(saved.get("config") or {})
+
+
 def views(config: dict) -> list[View]:
     """The views a model file's training configuration allows; refused when it trained with neither
     mirror nor shifts."""
-    shift = config.get("shift_px") or (AUGMENT_SHIFT_PX if config.get("augment") else 0.0)
+    # --augment's distortion has its own shift, and --shift_px then goes unused (see build.make_augment).
+    shift = AUGMENT_SHIFT_PX if config.get("augment") else config.get("shift_px") or 0.0
     step = round(shift / 2)
     if shift and step == 0:
         step = 1
@@ -58,7 +66,10 @@ def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., top:top + height, left:left + width]
 
 
-def averaged_log_probs(model, x: torch.Tensor, chosen: list[View]) -> torch.Tensor:
-    """log of the mean over ``chosen`` of the model's probabilities for ``x``."""
+def averaged_log_probs(model, x: torch.Tensor, chosen: list[View] | None) -> torch.Tensor:
+    """log of the mean over ``chosen`` of the model's probabilities for ``x``; without views, the model's
+    own answer."""
+    if not chosen:
+        return model(x)
     probabilities = torch.stack([model(view(x)).exp() for view in chosen]).mean(dim=0)
     return probabilities.log()

@@ -82,8 +82,9 @@ def _statistics(channels: int) -> tuple[list[float], list[float]]:
     return [sum(IMAGENET_MEAN) / 3] * channels, [sum(IMAGENET_STD) / 3] * channels
 
 
-def first_conv_name(net: nn.Module) -> str:
-    return next(name for name, module in net.named_modules() if isinstance(module, nn.Conv2d))
+def first_conv_name(net: nn.Module) -> str | None:
+    """The name of ``net``'s first convolution (None without one)."""
+    return next((name for name, module in net.named_modules() if isinstance(module, nn.Conv2d)), None)
 
 
 def _set_in_channels(net: nn.Module, channels: int) -> None:

@@ -135,7 +135,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
                   device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
                   parallel: DataParallel | None = None, verbose: bool = False, announce: bool | None = None,
                   train_targets: torch.Tensor | None = None, classes: list[str] | None = None,
-                  class_weights: torch.Tensor | None = None) -> Trainer:
+                  class_weights: torch.Tensor | None = None, record: dict | None = None) -> Trainer:
     """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
     ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
     ``announce``: the configured callbacks say what they do (an early stop); by default, as ``verbose``.
@@ -143,10 +143,13 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
     ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
     ``train_targets``: their classes, for ``--class_weight balanced``; ``classes``: their names, for
     ``--init_from`` (a model file for other classes starts everything but the head); ``class_weights``:
-    the loss's weight per class, given.
+    the loss's weight per class, given; ``record``: the data's preprocessing record (``--init_from``
+    checks a table's columns against it).
     """
+    if parallel is not None and (config.freeze or config.sampler != "shuffle"):
+        raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     model = build_model(config, input_shape, output_size, task, device)
-    start = initial_weights(config, model, classes)
+    start = initial_weights(config, model, classes, record)
     if start is not None and verbose:
         print(start.describe())
     resolve_precision(config, model, input_shape, parallel)
@@ -154,8 +157,6 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         n_train = parallel.shard_size(n_train)  # each rank's steps per epoch set the schedule's length
         if config.sync_bn:  # before the optimizer: the synchronised layers hold new parameters
             convert_sync_batchnorm(model, device)
-        if config.freeze or config.sampler != "shuffle":
-            raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     parameters, freeze = trainable_parameters(config, model, start, verbose)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
@@ -190,5 +191,8 @@ def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | N
     if not isinstance(config.freeze_head, list) or not set(config.freeze_head) <= dict(model.named_parameters()).keys():
         raise UserError("the recorded head of this --freeze run does not name the model's parameters; the "
                         "checkpoint was edited or is damaged")
-    groups = parameter_groups(model, config.lr, set(config.freeze_head))
-    return groups, [Freeze(groups[1]["params"], config.freeze_epochs, verbose)]
+    head = set(config.freeze_head)
+    if head == {name for name, _ in model.named_parameters()}:
+        raise UserError(f"--freeze: every parameter of --model {config.model} is its head (nothing to keep "
+                        "frozen); leave --freeze out")
+    return parameter_groups(model, config.lr, head), [Freeze(model, head, config.freeze_epochs, verbose)]

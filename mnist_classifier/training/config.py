@@ -6,7 +6,6 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import torchvision
 from torch import nn
 
 from ..data.dataset import user_data, with_path
@@ -19,6 +18,7 @@ from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
 from ..utils import default_gpu_id
 from .distributed import DEFAULT_TIMEOUT_S
+from .fine_tune import pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
@@ -261,8 +261,7 @@ class TrainConfig:
             raise UserError("--class_weight balanced and --sampler balanced both correct for rare classes; choose one")
         if self.pretrained and is_folder(self.dataset) and self.image_size is None:
             # The size the published weights were trained at (224 for most): their features are of that scale.
-            weights = torchvision.models.get_model_weights(self.model).DEFAULT
-            self.image_size = weights.transforms().crop_size[0]
+            self.image_size = pretrained_side(self.model)
 
     def _check_model_options(self) -> None:
         """The family's options: what was given, its defaults for the rest, each checked."""

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import UserError, first_line
 from ..inference.model_file import load_model
+from ..models.torchvision_models import first_conv_name
 from .callbacks import Callback
 
 # After the frozen epochs the body trains at this share of --lr: the head is new, the body already useful.
@@ -39,10 +40,12 @@ class Start:
         return f"Started from {self.source}: {len(self.loaded)} of {total} tensors loaded{new}"
 
 
-def initial_weights(config, model: nn.Module, classes: list[str] | None = None) -> Start | None:
+def initial_weights(config, model: nn.Module, classes: list[str] | None = None, record: dict | None = None
+                    ) -> Start | None:
     """Load ``--pretrained`` or ``--init_from`` weights into the freshly built ``model`` (None when the
     run starts from nothing, or resumes: the checkpoint has every weight). ``classes``: this data's;
-    a model file for other classes gives everything but its head."""
+    a model file for other classes gives everything but its head. ``record``: this data's
+    preprocessing record (a table model starts only a run on the same columns)."""
     if getattr(config, "resume", None):
         return None
     if config.pretrained:
@@ -54,6 +57,10 @@ def initial_weights(config, model: nn.Module, classes: list[str] | None = None) 
         if saved["model_name"] != config.model:
             raise UserError(f"--init_from {source}: a {saved['model_name']} model file; it can start only a --model "
                             f"{saved['model_name']} run, not --model {config.model}")
+        then, now = saved["preprocessing"].get("feature_names"), (record or {}).get("feature_names")
+        if then is not None and record is not None and then != now:
+            raise UserError(f"--init_from {source}: trained on the columns {', '.join(then)}, not this table's "
+                            f"({', '.join(now or ['none'])}); a model file starts only a run on the same columns")
         state = other.state_dict()
         if classes is not None and saved["dataset"].get("classes") != classes:
             state = {name: value for name, value in state.items() if name not in last_linear(model)}
@@ -67,16 +74,26 @@ def initial_weights(config, model: nn.Module, classes: list[str] | None = None) 
     return Start(source, loaded, new)
 
 
+def default_weights(arch: str):
+    """torchvision's default (ImageNet) weights entry for ``arch``."""
+    return torchvision.models.get_model_weights(arch).DEFAULT
+
+
+def pretrained_side(arch: str) -> int:
+    """The picture side ``arch``'s published weights were trained at (224 for most)."""
+    return default_weights(arch).transforms().crop_size[0]
+
+
 def weights_file(arch: str) -> tuple[Path, str]:
     """Where torchvision keeps ``arch``'s default weights (under ``TORCH_HOME``), and their address."""
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url), weights.url
+    url = default_weights(arch).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url), url
 
 
 def pretrained_state(arch: str) -> tuple[dict, str]:
     """``arch``'s published ImageNet weights through torchvision's API: from the cache when a file is
     there (offline too), else downloaded into it; a missing file without a network is one line."""
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
+    weights = default_weights(arch)
     path, url = weights_file(arch)
     try:
         # The file must be a plain state dict: weights_only refuses a pickle that would run code.
@@ -88,22 +105,26 @@ def pretrained_state(arch: str) -> tuple[dict, str]:
         raise UserError(f"--pretrained: {arch}'s weights are not in the cache and cannot be downloaded "
                         f"({first_line(e)}); place {url} at {path} (TORCH_HOME decides the folder)") from e
     except Exception as e:  # torch's reader fails in many ways on a file that is not its archive
-        raise UserError(f"{path}: not readable weights ({first_line(e)}); delete it to download it again") from e
+        # (Its messages suggest weights_only=False, which would run the file's code: not said here.)
+        raise UserError(f"{path}: not readable weights ({type(e).__name__}); delete it to download it again") from e
     if not isinstance(state, dict):
         raise UserError(f"{path}: not a state dict of weights")
     return state, f"{arch}'s {weights.name} weights ({path.name})"
 
 
 def load_matching(model: nn.Module, state: dict, prefix: str = "") -> tuple[list[str], list[str]]:
-    """Copy each tensor of ``state`` (named ``prefix`` + name in ``model``) whose shape matches or can be
-    adapted; return the names loaded and the names of ``model``'s tensors left as built."""
+    """Copy each tensor of ``state`` (named ``prefix`` + name in ``model``) whose shape matches, and the
+    first convolution's kernel adapted to the channels; return the names loaded and the names of
+    ``model``'s tensors left as built."""
     own = model.state_dict()
+    first = f"{first_conv_name(model)}.weight"
     loaded = []
     for name, value in state.items():
         target = own.get(prefix + name)
         if target is None or not isinstance(value, torch.Tensor):
             continue
-        adapted = adapt(value, target.shape)
+        adapted = value if value.shape == target.shape else \
+            adapt_channels(value, target.shape) if prefix + name == first else None
         if adapted is not None:
             own[prefix + name] = adapted.to(target.dtype)
             loaded.append(prefix + name)
@@ -112,16 +133,13 @@ def load_matching(model: nn.Module, state: dict, prefix: str = "") -> tuple[list
     return loaded, [name for name in own if name not in done and not name.endswith("num_batches_tracked")]
 
 
-def adapt(value: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
-    """``value`` for a tensor of ``shape``: itself, a convolution's input channels summed (RGB to grey)
-    or spread (grey to RGB), or None when it cannot fit."""
-    if value.shape == shape:
-        return value
-    if value.dim() != 4 or len(shape) != 4 or value.shape[0] != shape[0] or value.shape[2:] != shape[2:]:
+def adapt_channels(kernel: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """A first convolution's kernel for another number of input channels: summed over them (RGB to
+    grey: a grey picture is the same value in every channel) and spread evenly; None when the
+    kernel differs otherwise."""
+    if kernel.dim() != 4 or len(shape) != 4 or kernel.shape[0] != shape[0] or kernel.shape[2:] != shape[2:]:
         return None
-    channels_then, channels_now = value.shape[1], shape[1]
-    total = value.sum(dim=1, keepdim=True)  # a grey picture is the same value in every channel
-    return total.expand(-1, channels_now, -1, -1) / channels_now if channels_then != channels_now else None
+    return kernel.sum(dim=1, keepdim=True).expand(-1, shape[1], -1, -1) / shape[1]
 
 
 def head_names(model: nn.Module, start: Start) -> set[str]:
@@ -145,16 +163,27 @@ def parameter_groups(model: nn.Module, lr: float, head: set[str]) -> list[dict]:
 
 
 class Freeze(Callback):
-    """Train only the head for the first ``epochs`` epochs, then everything (``--freeze``)."""
+    """Train only the head for the first ``epochs`` epochs, then everything (``--freeze``). While frozen,
+    the body's batch norms keep their statistics too (eval mode), as its weights are kept."""
 
-    def __init__(self, body: list[nn.Parameter], epochs: int, verbose: bool = True):
-        self.body, self.epochs, self.verbose = body, epochs, verbose
+    def __init__(self, model: nn.Module, head: set[str], epochs: int, verbose: bool = True):
+        self.body = [p for name, p in model.named_parameters() if name not in head]
+        self.norms = [m for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                      and not any(f"{name}.{p}" in head for p, _ in m.named_parameters())]
+        self.epochs, self.verbose = epochs, verbose
+
+    def on_train_start(self, trainer) -> None:
+        if self.verbose and trainer.n_epochs <= self.epochs:
+            print(f"--freeze_epochs {self.epochs} covers the whole run: only the head trains")
 
     def on_epoch_start(self, trainer, epoch: int, n_batches: int) -> None:
         frozen = epoch <= self.epochs
         for parameter in self.body:
             parameter.requires_grad_(not frozen)
-        if self.verbose and epoch == self.epochs + 1 and epoch > 1:
+        if frozen:
+            for norm in self.norms:  # the trainer put the model in train mode for this epoch
+                norm.eval()
+        elif self.verbose and epoch == self.epochs + 1:
             print(f"Epoch {epoch}: the whole model trains from here (the body at {BODY_LR_SHARE:g} of --lr)")
 
     def on_train_end(self, trainer) -> None:
