@@ -93,6 +93,21 @@ def test_pretrained_offline_without_the_file_names_it_and_where_it_comes_from(tm
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
 
 
+def test_pretrained_without_the_file_is_refused_before_the_pictures_are_decoded(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+
+    def offline(url, *args, **kwargs):
+        raise URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    root = make_folder(tmp_path / "pics", per_class=4)
+    with pytest.raises(SystemExit):
+        train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", f"folder:{root}", "--data_dir",
+                           str(tmp_path / "data"), "--model", "resnet18", "--pretrained"])
+    assert "resnet18's weights are not in the cache" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()  # no picture was decoded at 224 pixels first
+
+
 def test_a_damaged_weights_file_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     path, _ = fine_tune.weights_file("resnet18")

@@ -23,6 +23,7 @@ from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
 from ..training.config import TrainConfig, source_options, table_schedule
 from ..training.distributed import DataParallel
+from ..training.fine_tune import pretrained_state
 from ..training.outputs import check_outputs, writing
 from ..training.precision import BFLOAT16
 from ..training.run_log import RunLog, TensorBoardLog, companion_paths
@@ -148,6 +149,8 @@ def _prepare_data(config: TrainConfig, parallel: DataParallel | None, resume: di
                   resumed_data: dict | None) -> tuple:
     """The dataset prepared with a record fitted on the training rows alone, the training and
     validation tensors, and the (lazy) fingerprint of the data, checked across ranks and resumes."""
+    if config.pretrained and resume is None:
+        pretrained_state(config.model)  # a missing weights file is refused before any picture is decoded
     # The test set is loaded up front too: a data problem should show before training, not after.
     load = lambda: load_configured_dataset(config)  # noqa: E731
     raw = parallel.leader_first(load) if parallel is not None else load()
