@@ -188,11 +188,12 @@ def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | N
         return list(model.parameters()), []
     if start is not None:
         config.freeze_head = sorted(head_names(model, start))
-    if not isinstance(config.freeze_head, list) or not set(config.freeze_head) <= dict(model.named_parameters()).keys():
+    names = {name for name, _ in model.named_parameters()}
+    if not isinstance(config.freeze_head, list) or not set(config.freeze_head) <= names:
         raise UserError("the recorded head of this --freeze run does not name the model's parameters; the "
                         "checkpoint was edited or is damaged")
     head = set(config.freeze_head)
-    if head == {name for name, _ in model.named_parameters()}:
+    if head == names:
         raise UserError(f"--freeze: every parameter of --model {config.model} is its head (nothing to keep "
                         "frozen); leave --freeze out")
     return parameter_groups(model, config.lr, head), [Freeze(model, head, config.freeze_epochs, verbose)]
