@@ -3,6 +3,7 @@ statistics from the training rows only, and predictions through the record saved
 
 import json
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -40,9 +41,10 @@ def test_text_columns_become_one_hot_slots_with_an_other_slot_and_yes_no_becomes
     numbers, _, _ = tables.as_number_column(frame["n"].str.strip())
     frame["n"] = numbers
     specs = tables.fit_columns(frame)
-    assert specs[0] == {"name": "city", "type": "category", "levels": ["Paris", "Lyon"]}  # Metz: once, so "other"
+    # Metz: once, so "other"
+    assert specs[0] == {"name": "city", "type": "category", "levels": ["Paris", "Lyon"], "gaps": 0}
     assert specs[1]["type"] == "boolean" and {"Yes", "yes"} <= set(specs[1]["true"])
-    assert specs[2] == {"name": "n", "type": "number"}
+    assert specs[2] == {"name": "n", "type": "number", "fill": 5.0, "gaps": 0}
     encoded = tables.encode(specs, pd.DataFrame({"city": ["Lyon", "Rome"], "member": ["YES", "no"], "n": [3, 4.5]}))
     assert encoded.tolist() == [[0, 1, 0, 1, 3.0], [0, 0, 1, 0, 4.5]]  # Rome, never seen: the other slot
 
@@ -155,8 +157,6 @@ def test_booleans_and_numbers_stored_as_text_are_recognised(tmp_path):
     ("a,b,y\n1,2,3,x\n3,4,y\n", "line 2: 4 cells, but the header has 3"),  # not taken as an index
     ('a,b,y\n"two\nlines",2,x\n"x",2,y\n3,4,5,y\n', "line 5: 4 cells, but the header has 3"),
     ("a,b,y\n1,2,x\n   \n3,4\n", "line 4: 2 cells, but the header has 3"),
-    ("a,b,y\n1,2,x\nNaN,3,y\n", "line 3, column 'a': empty or NaN cell"),
-    ("a,b,y\n1,q,x\n2,NaN,y\n", "line 3, column 'b': empty or NaN cell"),
 ])
 def test_rows_that_do_not_fit_the_header_are_refused_by_line(tmp_path, text, message):
     with pytest.raises(UserError, match=message):
@@ -173,12 +173,22 @@ def test_a_test_file_keeps_text_levels_that_look_like_numbers(tmp_path):
     assert (x[:, 1] == 1).all()  # the slot of level "7", not the "other" slot
 
 
-def test_missing_values_at_predict_time_are_refused_like_in_training(tmp_path):
+def test_a_gap_at_predict_time_where_training_had_none_is_filled_and_reported(tmp_path):
     predictor = Predictor(train_on(tmp_path, shop(300)))
-    for row in ({"age": 30, "city": None, "member": "yes"}, {"age": 30, "city": "NA", "member": "yes"},
-                pd.DataFrame({"age": [30], "city": [np.nan], "member": ["no"]})):
-        with pytest.raises(UserError, match="column 'city': no value"):
-            predictor.predict(row)
+    other = predictor.predict({"age": 30, "city": "Atlantis", "member": "yes"})[0].probability
+    for row in ({"age": 30, "city": None, "member": "yes"}, pd.DataFrame({"age": [30], "city": [np.nan],
+                                                                          "member": ["yes"]})):
+        with pytest.warns(UserWarning, match=r'1 empty cells where training had none \(city: 1, read as "other"\)'):
+            assert predictor.predict(row)[0].probability == pytest.approx(other)  # the "other" slot
+    median = float(np.median(load_dataset(f"csv:{tmp_path / 'shop.csv'}").train[0]["age"]))
+    with pytest.warns(UserWarning, match=r"age: 1, filled with"):
+        gap = predictor.predict({"age": None, "city": "Lyon", "member": "yes"})[0].probability
+    # Filled with the median of the training rows (the validation rows excluded: close, not equal).
+    assert abs(gap - predictor.predict({"age": median, "city": "Lyon", "member": "yes"})[0].probability) < 0.05
+    # "NA" in a text column is a word, not a gap: an unseen level, the "other" slot, no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert predictor.predict({"age": 30, "city": "NA", "member": "yes"})[0].probability == pytest.approx(other)
     # A Series is one row read by its names, whatever their order.
     forwards = predictor.predict(pd.Series({"age": 30, "city": "Lyon", "member": "yes"}))[0].probability
     backwards = predictor.predict(pd.Series({"member": "yes", "city": "Lyon", "age": 30}))[0].probability
@@ -231,7 +241,8 @@ def test_table_defaults_size_the_network_and_the_schedule(tmp_path, capsys):
     train_main(["--dataset", f"csv:{tmp_path / 'shop.csv'}", "--model_fn", str(tmp_path / "m.pth"), "--seed", "0",
                 "--n_epochs", "3"])
     out = capsys.readouterr().out
-    assert "Table of 3 columns: 1 numbers, 1 yes/no, 1 text (city) -> 7 model inputs; batch size 16, 3 epochs" in out
+    assert ("shop.csv: 3 columns: 1 numbers, 1 yes/no, 1 text (city: 4 levels (Metz, Nice, Paris, Lyon)) -> 7 model "
+            "inputs; batch size 16, 3 epochs") in out
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
     assert saved["architecture"]["hidden_sizes"] == [256, 256] and saved["config"]["batch_size"] == 16
     assert saved["architecture"]["use_batch_norm"] is False  # dropout: the table default

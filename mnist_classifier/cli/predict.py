@@ -11,14 +11,15 @@ import io
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from ..data.csv_data import read_rows
+from ..data.csv_data import TableOptions, read_rows
 from ..data.images import image_files, save_preview
 from ..data.preprocessing import table_columns
-from ..data.tables import delimiter_word
+from ..data.tables import NUMBER, delimiter_word
 from ..errors import UserError
 from ..files import atomic_write
 from ..inference.predictor import Prediction, Predictor, source_name
@@ -40,6 +41,8 @@ def build_parser() -> OneLineParser:
     p.add_argument("--out", metavar="CSV", help="also write the predictions to CSV: a table's rows with theirs, or a "
                    "file, prediction and probability per picture")
     p.add_argument("--delimiter", type=delimiter_word, help="table models: the CSV files' delimiter (default: sniffed)")
+    p.add_argument("--decimal", choices=(".", ","), help="table models: the CSV files' decimal mark (default: sniffed)")
+    p.add_argument("--encoding", help="table models: the CSV files' encoding (default: detected)")
     return p
 
 
@@ -54,8 +57,9 @@ def predict(argv: list[str] | None = None) -> list[dict]:
     predictor = Predictor(args.model_fn, tta=args.tta)
     if not predictor.takes_images:
         return predict_rows(args, predictor)
-    if args.delimiter:
-        raise UserError(f"--delimiter is for table models; {args.model_fn} takes images")
+    for flag in ("delimiter", "decimal", "encoding"):
+        if getattr(args, flag):
+            raise UserError(f"--{flag} is for table models; {args.model_fn} takes images")
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images if path != "-"} | {"--model_fn": args.model_fn}
         check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
@@ -91,14 +95,20 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     written beside the rows. Any unusable cell stops the command before anything is written."""
     if args.show or "-" in args.images:
         raise UserError(f"{args.model_fn} is a table model: give CSV files of rows (not --show, not -)")
-    names = [spec["name"] for spec in table_columns(predictor.record)]
+    specs = table_columns(predictor.record)
+    names, numbers = [spec["name"] for spec in specs], [spec["name"] for spec in specs if spec["type"] == NUMBER]
+    options = TableOptions(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding)
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images} | {"--model_fn": args.model_fn}
         check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
     frames, predictions = [], []
     for path in args.images:
-        frame = read_rows(Path(path), args.delimiter, names)
-        rows = predictor.rows(frame, top_k=args.top_k, name=path)
+        frame = read_rows(Path(path), options, names, numbers)
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", UserWarning)
+            rows = predictor.rows(frame, top_k=args.top_k, name=path)
+        for note in notes:  # gaps where training had none: answered, and said
+            print(f"mnist-predict: note: {note.message}", file=sys.stderr)
         if len(args.images) > 1:  # which file each written row came from
             frame.insert(0, "file", path)
         frames.append(frame.assign(prediction=[r.label for r in rows]))

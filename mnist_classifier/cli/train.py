@@ -12,6 +12,7 @@ from ..models import MODELS, model_options
 from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
 from ..training.config import (
+    AUTO,
     MODEL_DEFAULTS,
     RESUMABLE,
     TABLE_DEFAULTS,
@@ -91,13 +92,14 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
     for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
         if chosen.get(name) is not None and not isinstance(chosen[name], str):
             raise UserError(f"--{name} must be a word, got {chosen[name]!r}")
-    model, dataset = chosen.get("model") or "mlp", chosen.get("dataset") or "mnist"
+    dataset = chosen.get("dataset") or "mnist"
+    model = chosen.get("model") or (AUTO if is_table(dataset) else "mlp")  # tables: linear or mlp, whichever fits
     defaults = defaults_for(model, is_table(dataset), chosen.get("preset"), pictures=is_folder(dataset))
     if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
         defaults.pop("hidden_sizes", None)
         replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
     values = {name: opt.spec.cli["default"]() for name, opt in TRAIN_OPTIONS.items() if "default" in opt.spec.cli}
-    values |= {**defaults, **replayed, **given}
+    values |= {"model": model, **defaults, **replayed, **given}
     options = {name: values.pop(name) for name in list(values) if name in MODEL_OPTIONS}
     options = {name: value for name, value in options.items() if value is not None}
     unknown = sorted(set(values) - set(TRAIN_OPTIONS))

@@ -4,6 +4,7 @@ data, train, save the best model, test it; and keep what it achieved when it sto
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import random
 import signal
@@ -21,12 +22,12 @@ from ..inference.model_file import save_model_file
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
-from ..training.config import TrainConfig, source_options, table_schedule
+from ..training.config import TrainConfig, family_candidates, source_options, table_schedule
 from ..training.distributed import DataParallel
 from ..training.fine_tune import pretrained_state
 from ..training.outputs import check_outputs, writing
 from ..training.precision import BFLOAT16
-from ..training.run_log import RunLog, TensorBoardLog, companion_paths
+from ..training.run_log import RunLog, TensorBoardLog, companion_paths, write_config, write_history
 from ..training.trainer import PeerLost, Trainer, TrainingInterrupted, TrainingStopped, evaluate
 from ..utils import get_device, split_indices
 
@@ -65,6 +66,23 @@ def input_paths(config: TrainConfig) -> dict[str, str]:
     return {flag: path for flag, path in paths.items() if path}
 
 
+@dataclasses.dataclass
+class _Data:
+    """What every family a run trains shares: the prepared data, where it trains, who prints."""
+
+    dataset: Dataset
+    train: tuple
+    valid: tuple
+    fingerprint: Callable[[], dict]
+    device: torch.device
+    parallel: DataParallel | None
+    say: Callable
+
+    @property
+    def main_rank(self) -> bool:
+        return self.parallel is None or self.parallel.is_main
+
+
 def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, parallel: DataParallel | None
          ) -> dict:
     device = parallel.device if parallel is not None else get_device(config.gpu_id)
@@ -73,27 +91,61 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     dataset, train_data, valid_data, data_now = _prepare_data(config, parallel, resume, resumed_data)
     main_rank = parallel is None or parallel.is_main
     say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
-    if dataset.found:
+    data = _Data(dataset, train_data, valid_data, data_now, device, parallel, say)
+    _describe_data(data, config)
+    candidates = family_candidates(config)
+    if len(candidates) > 1:
+        say(f"--model auto: training {' and '.join(c.model for c in candidates)} on the same rows; the one with "
+            "the lower validation loss is kept")
+    generators = torch.get_rng_state()  # each family starts where a run of it alone would
+    kept: tuple[Trainer, TrainConfig] | None = None
+    losses = {}
+    for candidate in candidates:
+        torch.set_rng_state(generators)
+        trainer = _train_family(candidate, data, resume, beats=kept[0].best_valid_loss if kept else None)
+        losses[candidate.model] = trainer.best_valid_loss
+        if kept is None or trainer.best_valid_loss < kept[0].best_valid_loss:
+            kept = (trainer, candidate)
+    if not main_rank:
+        return {}
+    trainer, config = kept
+    if len(candidates) > 1:
+        _say_choice(candidates, kept, losses, say)
+    test = test_metrics(trainer, dataset, config)
+    print(describe_test(test, dataset))
+    return test
+
+
+def _describe_data(data: _Data, config: TrainConfig) -> None:
+    """What was found in the data, before any training: a folder's classes, a table's columns, notes."""
+    dataset, say = data.dataset, data.say
+    if dataset.found and dataset.is_image:
         say(dataset.found)
-    for note in [*dataset.notes, *imbalance_note(dataset, train_data[1], config)] if main_rank else ():
+    if not dataset.is_image:
+        say(f"{dataset.found or dataset.name}: {describe_columns(dataset.preprocessing, details=True)} -> "
+            f"{dataset.input_size} model inputs; batch size {config.batch_size}, {config.n_epochs} epochs")
+    for note in [*dataset.notes, *imbalance_note(dataset, data.train[1], config)] if data.main_rank else ():
         print(f"mnist-train: {note}", file=sys.stderr)
 
-    def checkpoint(trainer: Trainer) -> None:
-        if main_rank:
-            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data_now())
 
-    trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(train_data[0]), device,
-                            dataset.task, make_callbacks(config, checkpoint, main_rank), parallel,
-                            config.verbose >= 1 and main_rank, train_targets=train_data[1], classes=dataset.classes,
-                            record=dataset.preprocessing)
-    where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
-                                                  f"{config.batch_size * config.world_size}")
-    say(f"{dataset.name}: train {tuple(train_data[0].shape)}, valid {tuple(valid_data[0].shape)}, "
+def _train_family(config: TrainConfig, data: _Data, resume: dict | None, beats: float | None) -> Trainer:
+    """Build and train one family; save its best model unless an earlier family's validation loss
+    (``beats``) was lower, so that the model file always holds the best so far."""
+    dataset, parallel, say = data.dataset, data.parallel, data.say
+
+    def checkpoint(trainer: Trainer) -> None:
+        if data.main_rank:
+            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data.fingerprint())
+
+    trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(data.train[0]), data.device,
+                            dataset.task, make_callbacks(config, checkpoint, data.main_rank), parallel,
+                            config.verbose >= 1 and data.main_rank, train_targets=data.train[1],
+                            classes=dataset.classes, record=dataset.preprocessing)
+    where = f"{data.device}" if parallel is None else (f"{parallel.describe()} on {data.device.type}, global batch "
+                                                       f"{config.batch_size * config.world_size}")
+    say(f"{dataset.name}: train {tuple(data.train[0].shape)}, valid {tuple(data.valid[0].shape)}, "
         f"test {tuple(dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
         f"model {config.model}")
-    if not dataset.is_image:
-        say(f"Table of {describe_columns(dataset.preprocessing)} -> {dataset.input_size} model inputs; batch size "
-            f"{config.batch_size}, {config.n_epochs} epochs")
     if resume is not None:
         _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -101,20 +153,35 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     started = time.perf_counter()
 
     def save_best(**extra) -> None:
+        if beats is not None and not trainer.best_valid_loss < beats:
+            return  # an earlier family did better: its model file stays
         trainer.model.load_state_dict(trainer.best_state)
         # The optimizer's state is the last epoch's, which may come after the best one: say which.
         save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
                         preprocessing=dataset.preprocessing, dataset=dataset.metadata(),
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
-                        train_seconds=time.perf_counter() - started, data=data_now(), **extra)
+                        train_seconds=time.perf_counter() - started, data=data.fingerprint(), **extra)
 
-    if not _train_and_save(trainer, config, (train_data, valid_data), parallel, save_best, checkpoint):
-        return {}
-    say(f"Saved the best model (epoch {trainer.best_epoch}, valid_loss={trainer.best_valid_loss:.4e})"
-        f" to {config.model_fn}; training took {time.perf_counter() - started:.1f}s")
-    test = test_metrics(trainer, dataset, config)
-    print(describe_test(test, dataset))
-    return test
+    if _train_and_save(trainer, config, (data.train, data.valid), parallel, save_best, checkpoint):
+        trainer.model.load_state_dict(trainer.best_state)
+        kept = beats is None or trainer.best_valid_loss < beats
+        say(f"{'Saved' if kept else 'Trained'} the best {config.model} (epoch {trainer.best_epoch}, valid_loss="
+            f"{trainer.best_valid_loss:.4e}){f' to {config.model_fn}' if kept else ''}; training took "
+            f"{time.perf_counter() - started:.1f}s")
+    return trainer
+
+
+def _say_choice(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig], losses: dict[str, float],
+                say: Callable) -> None:
+    """--model auto: each family's best validation loss, which was kept; the companion files become
+    the kept family's (the last one trained wrote them)."""
+    trainer, config = kept
+    if config is not candidates[-1]:
+        paths = companion_paths(config.model_fn)
+        write_config(paths["config"], config.to_dict())
+        write_history(paths["history"], trainer.history)
+    others = ", ".join(f"{family}'s {loss:.4e}" for family, loss in losses.items() if family != config.model)
+    say(f"--model auto kept {config.model}: validation loss {losses[config.model]:.4e}, against {others}")
 
 
 # Where the largest class has this many times the rows of the smallest, the run says so.

@@ -1,18 +1,23 @@
 """Your own data: a CSV file of feature columns (numbers, yes/no, text) and one target column.
 
 pandas reads the file (quoted fields, BOMs, CRLF, any one-character delimiter, a million rows
-in seconds). Every problem is refused with one line that names the file, the line and the column.
-The features stay raw here; ``tables.py`` decides how each column becomes numbers, from the
-training rows only.
+in seconds) in the encoding charset-normalizer finds (or ``--encoding``), with decimal commas
+where a semicolon file's numbers are written so (or ``--decimal``). Every problem is refused with
+one line that names the file, the line and the column. Gaps stay gaps here (NaN in a number
+column, None in a text one): ``tables.py`` decides how each column becomes numbers and how its
+gaps are filled, from the training rows only. Columns can be declared text (``--text_columns``)
+or left out (``--ignore_columns``); a column unique in every row, an ID, is left out by itself.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import re
 import stat
 import warnings
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,97 +27,172 @@ import torch
 
 from ..errors import UserError
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
-from .tables import MISSING, as_number_column, is_text
+from .tables import NUMBER_NA, as_number_column, is_text, text_gaps
 
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")
+DECIMAL_COMMA, DECIMAL_POINT = re.compile(r"[+-]?\d+,\d+"), re.compile(r"[+-]?\d*\.\d+")
 DELIMITERS = ",;\t|"  # what sniffing may choose among
 SNIFF_BYTES = 64 * 1024
+UTF8 = "utf-8-sig"  # UTF-8, with or without a byte-order mark
+# When a file that began as UTF-8 turns out not to be, the whole file is given to the detector up to this size.
+DETECT_WHOLE_BYTES = 256 * 1024 * 1024
+# The fewest rows in which a column unique in every row is taken for an ID and left out.
+ID_MIN_ROWS = 20
+# id, ID, user_id, user id, userId, UserID, key, index, uuid: not paid, valid or GRID.
+ID_NAME = re.compile(r"(?:.*[_ .-])?(?i:id|key|index|uuid)|.*[a-z](?:Id|ID)")
+DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+
+
+@dataclass
+class TableOptions:
+    """How to read a user's table: the file's format where it is not sniffed, and which cells and
+    columns mean what (each a ``csv``-only flag of ``mnist-train``)."""
+
+    delimiter: str | None = None
+    decimal: str | None = None
+    encoding: str | None = None
+    na_values: list[str] = field(default_factory=list)
+    text_columns: list[str] = field(default_factory=list)
+    ignore_columns: list[str] = field(default_factory=list)
+    drop_na: bool = False
+
+
+def column_names(text: str | None) -> list[str]:
+    """'zip, region' -> ['zip', 'region']: a comma-separated flag's names."""
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def load_csv(
     path: Path,
     target: str | None = None,
     test_csv: str | Path | None = None,
-    drop_na: bool = False,
     task: str = CLASSIFICATION,
+    drop_na: bool = False,
     delimiter: str | None = None,
+    decimal: str | None = None,
+    encoding: str | None = None,
+    na_values: str | None = None,
+    text_columns: str | None = None,
+    ignore_columns: str | None = None,
 ) -> Dataset:
     """Features from every column but ``target`` (default: the last); test rows from ``test_csv``
-    or, without one, a fixed 20% of the file. ``delimiter`` None: sniffed from the file's start."""
-    table = CsvTable.read(path, delimiter, text=target or "last")
+    or, without one, a fixed 20% of the file. ``delimiter``, ``decimal``, ``encoding`` None: sniffed
+    from the file. ``na_values``, ``text_columns``, ``ignore_columns``: comma-separated names."""
+    options = TableOptions(delimiter, decimal, encoding, column_names(na_values), column_names(text_columns),
+                           column_names(ignore_columns), drop_na)
+    table = CsvTable.read(path, options, text=[*options.text_columns, target or "last"])
     target = target or table.header[-1]
     if target not in table.header:
         raise UserError(f"{path}: no column {target!r} (columns: {', '.join(table.header)}); choose one with --target")
-    features, labels = table.parse(target, drop_na, task)
+    table.check_declared(target)
+    features, labels = table.parse(target, task)
     if test_csv is None:
         train, test, classes = _split_one_file(path, features, labels, task)
     else:
         # Columns that are text in training are text in the test file too: a level "7" stays "7".
         text = [name for name in features.columns if not pd.api.types.is_float_dtype(features[name])]
-        test_table = CsvTable.read(Path(test_csv), delimiter, text=[*text, target])
+        test_table = CsvTable.read(Path(test_csv), options, text=[*text, target])
         if test_table.header != table.header:
             raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(table.header)})")
-        test_features, test_labels = test_table.parse(target, drop_na, task)
+        test_features, test_labels = test_table.parse(target, task, left_out=table.left_out)
+        table.notes += test_table.notes
         classes = _classes(path, labels) if task == CLASSIFICATION else None
         train = (features, _targets(path, labels, task, classes))
         test = (test_features, _targets(Path(test_csv), test_labels, task, classes))
     names = list(features.columns)
-    return Dataset(f"csv:{path}", train, test, task, (len(names),), classes, feature_names=names)
+    return Dataset(f"csv:{path}", train, test, task, (len(names),), classes, feature_names=names,
+                   found=f"{path.name}{table.format_words()}", notes=table.notes, na_values=options.na_values)
 
 
-def read_rows(path: Path, delimiter: str | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+def read_rows(path: Path, options: TableOptions | None = None, columns: list[str] | None = None,
+              numbers: list[str] = ()) -> pd.DataFrame:
     """Rows to predict on: the file's cells as text, exactly as written (the model's column specs
-    turn them into numbers), with a check that it has ``columns`` (others are ignored)."""
-    table = CsvTable.read(path, delimiter, min_columns=1, all_text=True)
+    turn them into numbers), with a check that it has ``columns`` (others are ignored). The
+    ``numbers`` columns' decimal commas become points, when the file has them."""
+    table = CsvTable.read(path, options or TableOptions(), min_columns=1, all_text=True)
     missing = [name for name in columns or [] if name not in table.header]
     if missing:
         raise UserError(f"{path}: no column {missing[0]!r}; the model needs {', '.join(columns)}")
+    if table.decimal != ".":
+        for name in numbers:
+            table.frame[name] = table.frame[name].str.replace(table.decimal, ".", regex=False)
     return table.frame
 
 
 class CsvTable:
-    """One CSV file, read: its header, its rows as text-or-number columns, and where each row was."""
+    """One CSV file, read: its header, its rows as text-or-number columns, where each row was, and
+    what was decided on the way (``notes``, ``left_out``)."""
 
-    def __init__(self, path: Path, header: list[str], frame: pd.DataFrame | None, delimiter: str):
-        self.path, self.header, self.frame, self.delimiter = path, header, frame, delimiter
+    def __init__(self, path: Path, header: list[str], options: TableOptions, delimiter: str, decimal: str,
+                 encoding: str):
+        self.path, self.header, self.options = path, header, options
+        self.delimiter, self.decimal, self.encoding = delimiter, decimal, encoding
+        self.frame: pd.DataFrame | None = None
         self.text: list[str] = []  # columns read as text that stay text
+        self.notes: list[str] = []  # a line for each thing left out
+        self.left_out: list[str] = []  # columns left out as IDs or empty
 
     @classmethod
-    def read(cls, path: Path, delimiter: str | None = None, min_columns: int = 2, text: list[str] | str = (),
+    def read(cls, path: Path, options: TableOptions, min_columns: int = 2, text: list[str] = (),
              all_text: bool = False) -> CsvTable:
         """The file's rows; numeric columns as numbers, the others (and the columns ``text`` names, the
-        header's last when "last"; every column with ``all_text``) as text."""
-        sample = _sample(path)
-        delimiter = delimiter or _sniff(sample)
+        header's last for "last"; every column with ``all_text``) as text."""
+        raw = _sample(path)
+        encoding = _encoding_named(options.encoding) if options.encoding else detect_encoding(raw)
+        sample = _decoded(raw, encoding, path)
+        delimiter = options.delimiter or _sniff(sample)
+        decimal = options.decimal or _sniff_decimal(sample, delimiter)
         header = _header(path, sample, delimiter, min_columns)
-        text = [header[-1]] if text == "last" else [name for name in ([text] if isinstance(text, str) else text)
-                                                   if name in header]
-        table = cls(path, header, None, delimiter)
-        table.text = text
+        table = cls(path, header, options, delimiter, decimal, encoding)
+        table.text = [header[-1] if name == "last" else name for name in text if name in (*header, "last")]
         try:
-            # No NA filter: "NA" in a text column is the word until parse() decides it is a missing cell.
-            # A row longer than the header must be refused, not taken as an index or cut: warnings are errors.
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                table.frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", header=0, names=header,
-                                          index_col=False, dtype=str if all_text else dict.fromkeys(text, str),
-                                          na_filter=False, skipinitialspace=True, engine="c", quotechar='"')
-        except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
-            raise table.ragged(e) from None
+            table.frame = table.read_frame(all_text)
         except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not a readable CSV text file; save it as UTF-8 ({e})") from e
-        except OSError as e:
-            raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+            if options.encoding or encoding != UTF8:
+                raise UserError(f"{path}: cannot be read as {encoding} ({e}); give its encoding with --encoding") from e
+            table.encoding = table.detect_in_whole_file(e)
+            table.frame = table.read_frame(all_text)
         if table.frame.empty:
             raise UserError(f"{path}: has a header but no data rows")
         table.check_row_lengths()
         return table
 
+    def read_frame(self, all_text: bool) -> pd.DataFrame:
+        try:
+            # No NA filter: "NA" in a text column is a word, a level like any other (tables.py decides).
+            # A row longer than the header must be refused, not taken as an index or cut: warnings are errors.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(self.path, sep=self.delimiter, encoding=self.encoding, header=0, names=self.header,
+                                   index_col=False, dtype=str if all_text else dict.fromkeys(self.text, str),
+                                   na_filter=False, skipinitialspace=True, engine="c", quotechar='"',
+                                   decimal=self.decimal)
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+            raise self.ragged(e) from None
+        except OSError as e:
+            raise UserError(f"{self.path}: cannot be read ({e.strerror})") from e
+
+    def detect_in_whole_file(self, error: UnicodeDecodeError) -> str:
+        """The encoding of a file whose first part was UTF-8 but a later part is not."""
+        if self.path.stat().st_size > DETECT_WHOLE_BYTES:
+            raise UserError(f"{self.path}: not UTF-8 after its first {SNIFF_BYTES // 1024} KB ({error}); give its "
+                            "encoding with --encoding") from error
+        return detect_encoding(self.path.read_bytes())
+
+    def format_words(self) -> str:
+        """' (read as cp1252; semicolons, decimal commas)': how the file was read, where not the usual."""
+        parts = [f"read as {self.encoding}"] if self.encoding != UTF8 else []
+        written = [DELIMITER_NAMES.get(self.delimiter, f"{self.delimiter!r} between cells")] \
+            if self.delimiter != "," else []
+        written += ["decimal commas"] if self.decimal == "," else []
+        parts += [", ".join(written)] if written else []
+        return f" ({'; '.join(parts)})" if parts else ""
+
     def records(self):
         """(line the record starts on, its cells) for every data row as pandas counts them."""
-        with open(self.path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        with open(self.path, newline="", encoding=self.encoding, errors="replace") as f:
             reader = csv.reader(f, delimiter=self.delimiter, skipinitialspace=True)
             next(reader)
             start = reader.line_num + 1
@@ -138,6 +218,16 @@ class CsvTable:
                     raise UserError(f"{self.path}, line {line}: {len(cells)} cells, but the header has "
                                     f"{len(self.header)} columns")
 
+    def check_declared(self, target: str) -> None:
+        """--text_columns and --ignore_columns name feature columns of this file."""
+        for flag in ("text_columns", "ignore_columns"):
+            for name in getattr(self.options, flag):
+                if name not in self.header:
+                    raise UserError(f"{self.path}: --{flag} {name}: no such column (columns: "
+                                    f"{', '.join(self.header)})")
+                if name == target:
+                    raise UserError(f"{self.path}: --{flag} {name}: that is the target column")
+
     def line_of(self, row: int) -> int:
         """The line a data row (0-based, as read) starts on: error path only."""
         for index, (line, _) in enumerate(self.records()):
@@ -148,66 +238,164 @@ class CsvTable:
     def refuse(self, row: int, column: str, problem: str) -> UserError:
         return UserError(f"{self.path}, line {self.line_of(row)}, column {column!r}: {problem}")
 
-    def parse(self, target: str, drop_na: bool, task: str) -> tuple[pd.DataFrame, list]:
-        """Feature columns (numbers as float64, text stripped) and the target's values; rows with
-        missing cells refused or, with ``drop_na``, dropped."""
-        frame = self.frame.apply(lambda column: column.str.strip() if is_text(column) else column)
-        missing = np.column_stack([frame[name].str.lower().isin(MISSING) if is_text(frame[name])
-                                   else frame[name].isna() for name in frame.columns])
-        incomplete = missing.any(axis=1)
-        if incomplete.any() and not drop_na:
-            row = int(np.argmax(incomplete))
-            column = frame.columns[int(np.argmax(missing[row]))]
-            raise self.refuse(row, column, "empty or NaN cell; fill it in or pass --drop_na to drop such rows")
-        frame = frame[~incomplete]
-        if frame.empty:
-            raise UserError(f"{self.path}: no rows left after dropping those with missing cells")
+    def parse(self, target: str, task: str, left_out: list[str] | None = None) -> tuple[pd.DataFrame, list]:
+        """Feature columns (numbers as float64 with NaN for gaps, text stripped with None for gaps) and
+        the target's values. Rows without a target are left out, and with ``drop_na`` rows with gaps.
+        ``left_out``: the columns to leave out (a test file: the training file's); None: found here."""
+        frame = self.frame.drop(columns=self.options.ignore_columns)
+        frame = frame.apply(lambda column: column.str.strip() if is_text(column) else column)
+        frame = self._with_targets(frame, target, task)
         features = frame.drop(columns=[target])
         for name in features.columns:
-            if pd.api.types.is_bool_dtype(features[name]) or name in self.text:
-                continue  # true/false: a yes/no column (tables.py), not the numbers 1 and 0; text: kept text
-            numbers, bad, problem = as_number_column(features[name])
-            if bad is not None:
-                raise self.refuse(int(features.index[bad]), name, problem)
-            if numbers is not None:
-                features[name] = numbers
-        labels = frame[target].astype(str)
+            features[name] = self._feature(features[name], name)
+        features = self._leave_out(features, left_out)
+        if self.options.drop_na:
+            features = features[~features.isna().any(axis=1)]
+            if features.empty:
+                raise UserError(f"{self.path}: no rows left after dropping those with gaps (--drop_na)")
+        labels = frame.loc[features.index, target].astype(str)
         if task == REGRESSION:
-            numbers, bad, problem = as_number_column(labels, rule="a regression target must be numeric")
+            numbers, bad, problem = as_number_column(labels, rule="a regression target must be numeric",
+                                                     decimal=self.decimal)
             if bad is not None:
                 raise self.refuse(int(labels.index[bad]), target, problem)
             return features.reset_index(drop=True), numbers.tolist()
         canonical = {label: _canonical_label(label) for label in labels.unique()}
         return features.reset_index(drop=True), labels.map(canonical).tolist()
 
+    def _with_targets(self, frame: pd.DataFrame, target: str, task: str) -> pd.DataFrame:
+        """The rows that have a target: a row without one cannot train or test, so it is left out with a note."""
+        words = [*self.options.na_values, *(NUMBER_NA if task == REGRESSION else ())]
+        gap = text_gaps(frame[target], words) if is_text(frame[target]) else frame[target].isna().to_numpy()
+        if gap.any():
+            first = self.line_of(int(frame.index[np.argmax(gap)]))
+            self.notes.append(f"{self.path.name}: {int(gap.sum())} rows have no {target!r} (the first on line "
+                              f"{first}); left out")
+            frame = frame[~gap]
+            if frame.empty:
+                raise UserError(f"{self.path}: no row has a value in the target column {target!r}")
+        return frame
 
-def _sample(path: Path) -> str:
+    def _feature(self, column: pd.Series, name: str) -> pd.Series:
+        """One feature column: numbers with NaN gaps; or text, declared or found, with None gaps."""
+        if pd.api.types.is_bool_dtype(column):
+            return column  # true/false: a yes/no column (tables.py), not the numbers 1 and 0
+        if name not in self.text:
+            numbers, bad, problem = as_number_column(column, na_values=self.options.na_values, decimal=self.decimal)
+            if bad is not None:
+                raise self.refuse(int(column.index[bad]), name, problem)
+            if numbers is not None:
+                return numbers
+        return column.where(~text_gaps(column, self.options.na_values), None)
+
+    def _leave_out(self, features: pd.DataFrame, left_out: list[str] | None) -> pd.DataFrame:
+        """Without the columns that cannot help: empty in every row, or an ID (unique in every row)."""
+        if left_out is None:
+            left_out = []
+            for name in features.columns:
+                why = self._useless(features[name], name)
+                if why:
+                    left_out.append(name)
+                    self.notes.append(f"{self.path.name}: column {name!r} left out: {why}")
+            self.left_out = left_out
+        kept = features.drop(columns=[name for name in left_out if name in features.columns])
+        if kept.columns.empty:
+            raise UserError(f"{self.path}: no feature column is left (left out: {', '.join(left_out)})")
+        return kept
+
+    def _useless(self, column: pd.Series, name: str) -> str | None:
+        if column.isna().all():
+            return "it is empty in every row"
+        if (name in self.options.text_columns or len(column) < ID_MIN_ROWS or column.isna().any()
+                or not column.is_unique):
+            return None
+        if is_text(column):
+            return "unique in every row, like an ID (name it in --text_columns to keep it)"
+        # Whole numbers unique in every row can be a real quantity (a year in a yearly table): only
+        # a column named as an ID is one.
+        values = column.to_numpy(dtype=np.float64)
+        if ID_NAME.fullmatch(name) and np.all(values == np.round(values)):
+            return "a different whole number in every row, and named like an ID"
+        return None
+
+
+def _sample(path: Path) -> bytes:
     try:
         if not stat.S_ISREG(path.stat().st_mode):  # a FIFO would block, a folder cannot be read
             raise UserError(f"{path}: not a regular file; give a CSV file")
         with open(path, "rb") as f:
-            sample = f.read(SNIFF_BYTES)
+            return f.read(SNIFF_BYTES)
     except FileNotFoundError:
         raise UserError(f"{path}: no such CSV file") from None
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+
+
+def detect_encoding(raw: bytes) -> str:
+    """The encoding of a file that begins with ``raw``: UTF-8 (``UTF8``) when it decodes as such, a
+    UTF-16 byte-order mark's, or the one charset-normalizer finds."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     try:
-        return sample.decode("utf-8-sig")
+        codecs.getincrementaldecoder(UTF8)().decode(raw, final=False)  # a character cut at the end is fine
+        return UTF8
+    except UnicodeDecodeError:
+        pass
+    import charset_normalizer
+
+    matches = list(charset_normalizer.from_bytes(raw))
+    if not matches:
+        raise UserError("not a text file in any encoding charset-normalizer knows; if it is text, give its "
+                        "encoding with --encoding")
+    # Western European text decodes as well in several code pages (é is 0xE9 in each): among the
+    # detector's equals, take Windows' Western one, the code page spreadsheets save in.
+    best = matches[0]
+    tied = [m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    return _encoding_named("cp1252" if "cp1252" in tied else best.encoding)
+
+
+def _encoding_named(name: str) -> str:
+    """An encoding's usual name (latin_1 -> iso8859-1), refused when Python knows no such codec."""
+    try:
+        found = codecs.lookup(name).name
+    except LookupError:
+        raise UserError(f"--encoding {name}: no such encoding (e.g. utf-8, cp1252, latin-1, utf-16)") from None
+    return UTF8 if found in ("utf-8", UTF8) else found
+
+
+def _decoded(raw: bytes, encoding: str, path: Path) -> str:
+    """The sample as text; a character cut at its end is left out."""
+    try:
+        return codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < SNIFF_BYTES)
     except UnicodeDecodeError as e:
-        if e.start < len(sample) - 4:  # not just a character cut at the sample's end
-            raise UserError(f"{path}: not a readable CSV text file ({e})") from e
-        return sample[:e.start].decode("utf-8-sig")
+        raise UserError(f"{path}: cannot be read as {encoding} ({e}); give its encoding with --encoding") from e
 
 
 def _sniff(sample: str) -> str:
     """The delimiter of the file's first lines; a comma when they do not tell."""
-    lines = sample.splitlines()[:50]
-    if len(sample) == SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut short
+    lines = _first_lines(sample)
     try:
         return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
     except csv.Error:
         return ","
+
+
+def _first_lines(sample: str) -> list[str]:
+    lines = sample.splitlines()[:50]
+    if len(sample.encode("utf-8")) >= SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut short
+    return lines
+
+
+def _sniff_decimal(sample: str, delimiter: str) -> str:
+    """',' when a file not split by commas writes its numbers with decimal commas (0,5) and never
+    with points (0.5); else '.'."""
+    if delimiter == ",":
+        return "."
+    cells = [cell.strip() for row in csv.reader(_first_lines(sample)[1:], delimiter=delimiter) for cell in row]
+    commas = sum(bool(DECIMAL_COMMA.fullmatch(cell)) for cell in cells)
+    points = sum(bool(DECIMAL_POINT.fullmatch(cell)) for cell in cells)
+    return "," if commas and not points else "."
 
 
 def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[str]:

@@ -57,6 +57,7 @@ class Dataset:
     found: str | None = None  # what the source found, in a line (a folder's classes, sizes, skipped files)
     notes: list[str] = field(default_factory=list)  # a line per file or folder skipped
     skipped: int = 0  # files that could not be read, saved in the model file
+    na_values: list[str] = field(default_factory=list)  # a table's words for a gap besides the usual (--na_values)
 
     @property
     def input_size(self) -> int:
@@ -84,7 +85,7 @@ class Dataset:
         x, y = self.train
         if rows is not None:
             x, y = x.iloc[rows.numpy()] if hasattr(x, "iloc") else x[rows], y[rows]
-        return preprocessing.fit_table(x, y if self.task == REGRESSION else None, self.feature_names)
+        return preprocessing.fit_table(x, y if self.task == REGRESSION else None, self.feature_names, self.na_values)
 
     def prepared(self, record: dict | None = None) -> Dataset:
         """The same data as model input: ``record`` (fitted here when None) applied to train and test."""

@@ -128,12 +128,13 @@ class TableRecord(Record):
 
     @classmethod
     def fit(cls, x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
-            feature_names: list[str] | None = None) -> TableRecord:
+            feature_names: list[str] | None = None, na_values=()) -> TableRecord:
         """How the training rows ``x`` (and regression targets ``y``) become model input: column specs
-        and standardisation statistics, from these rows only."""
+        (gap fills included) and standardisation statistics, from these rows only. ``na_values``:
+        the words that also mean a gap (``--na_values``)."""
         if isinstance(x, torch.Tensor):
             x = pd.DataFrame(x.double().numpy(), columns=feature_names or [f"x{i}" for i in range(x.size(1))])
-        specs = tables.fit_columns(x)
+        specs = tables.fit_columns(x, na_values)
         # In float64: squares of values near float32's limit (3.4e38) would overflow in float32.
         encoded = torch.from_numpy(tables.encode(specs, x))
         std = encoded.std(dim=0, correction=1 if len(encoded) > 1 else 0)
@@ -168,18 +169,26 @@ class TableRecord(Record):
                 and tables.check_specs(self.columns, v.get("feature_names") if "columns" in v else None)
                 and sum(map(tables.width, self.columns)) == len(v["x_mean"]))
 
-    def describe(self) -> str:
-        """The columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)"."""
+    def describe(self, details: bool = False) -> str:
+        """The columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)". With
+        ``details``, what was decided: each text column's levels, and how gaps are filled."""
         specs = self.columns
-        kinds = {kind: [s["name"] for s in specs if s["type"] == kind]
+        kinds = {kind: [spec for spec in specs if spec["type"] == kind]
                  for kind in (tables.NUMBER, tables.BOOLEAN, tables.CATEGORY)}
         parts = [f"{len(kinds[tables.NUMBER])} numbers"] if kinds[tables.NUMBER] else []
         if kinds[tables.BOOLEAN]:
             parts.append(f"{len(kinds[tables.BOOLEAN])} yes/no")
         if kinds[tables.CATEGORY]:
-            shown = ", ".join(kinds[tables.CATEGORY][:4]) + (", ..." if len(kinds[tables.CATEGORY]) > 4 else "")
-            parts.append(f"{len(kinds[tables.CATEGORY])} text ({shown})")
-        return f"{len(specs)} columns: {', '.join(parts)}"
+            text = kinds[tables.CATEGORY]
+            named = [_levels_words(spec) if details else spec["name"] for spec in text[:4]]
+            parts.append(f"{len(text)} text ({(', ' if not details else '; ').join(named)}"
+                         f"{', ...' if len(text) > 4 else ''})")
+        described = f"{len(specs)} columns: {', '.join(parts)}"
+        gapped = [spec for spec in specs if tables.had_gaps(spec)]
+        if details and gapped:
+            described += "; gaps filled from the training rows: " + ", ".join(map(_gap_words, gapped[:6])) + (
+                ", ..." if len(gapped) > 6 else "")
+        return described
 
     def apply(self, x, name: str = "input") -> torch.Tensor:
         """Table rows, encoded by the column specs, then standardised: never scaled as pixels."""
@@ -256,6 +265,20 @@ class PhotoRecord(ImageRecord):
         return fit_picture(image, side, channels, self.values["resize"], name).astype(np.float32) / 255.0
 
 
+def _levels_words(spec: dict) -> str:
+    """'education: 4 levels (none, school, college, degree)'."""
+    levels = spec["levels"]
+    shown = ", ".join(levels[:4]) + (", ..." if len(levels) > 4 else "")
+    return f"{spec['name']}: {len(levels)} level{'s' if len(levels) != 1 else ''} ({shown})"
+
+
+def _gap_words(spec: dict) -> str:
+    """'income in 12 rows (median 45.3, and a was-missing input)'."""
+    rule = {tables.NUMBER: f"median {spec.get('fill', 0.0):.4g}, and a was-missing input",
+            tables.BOOLEAN: "a third state", tables.CATEGORY: "a missing slot"}[spec["type"]]
+    return f"{spec['name']} in {spec['gaps']} rows ({rule})"
+
+
 # A model file's "kind" -> the class that reads its record.
 RECORDS = {IMAGE: ImageRecord, TABLE: TableRecord, PHOTO: PhotoRecord}
 
@@ -283,9 +306,9 @@ def prepare_rows(record: dict, x, name: str = "input"):
 
 
 def fit_table(x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
-              feature_names: list[str] | None = None) -> dict:
+              feature_names: list[str] | None = None, na_values=()) -> dict:
     """``TableRecord.fit`` as plain values."""
-    return TableRecord.fit(x, y, feature_names).to_dict()
+    return TableRecord.fit(x, y, feature_names, na_values).to_dict()
 
 
 def input_shape(record: dict) -> tuple[int, ...]:
@@ -406,6 +429,15 @@ def check_record(record, where: str) -> dict:
     return record
 
 
-def describe_columns(record: dict) -> str:
-    """A table model's columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)"."""
-    return TableRecord.from_dict(record).describe()
+def describe_columns(record: dict, details: bool = False) -> str:
+    """A table model's columns in a few words: "8 columns: 5 numbers, 1 yes/no, 2 text (city, job)";
+    with ``details``, each text column's levels and the gaps' fills too."""
+    return TableRecord.from_dict(record).describe(details)
+
+
+def gaps_note(record: dict, x, name: str = "input") -> str | None:
+    """A line on the gaps in table rows ``x`` where the training rows had none (filled by the same
+    rule, but worth saying); None when there are none."""
+    specs = table_columns(record)
+    gaps = tables.unexpected_gaps(specs, table_frame(specs, x, name), name)
+    return f"{name}: {tables.describe_gaps(specs, gaps)}" if gaps else None

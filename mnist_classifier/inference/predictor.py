@@ -11,6 +11,7 @@ array of raw values in the columns' order (text columns as text).
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,6 +110,9 @@ class Predictor:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
         x = preprocessing.to_model_input(self.record, rows, name)
+        note = preprocessing.gaps_note(self.record, rows, name)
+        if note:  # answered by the training rule, but the caller should know
+            warnings.warn(note, UserWarning, stacklevel=2)
         return self._predict_batch(x, top_k, [f"{name}, row {i}" for i in range(1, len(x) + 1)])
 
     def _predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from torch import nn
 
+from ..data.csv_data import column_names
 from ..data.dataset import user_data, with_path
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
@@ -22,6 +24,9 @@ from .fine_tune import pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
+# --model auto (the default for tables): these families train one after the other on the same rows,
+# and the one with the lower validation loss is kept. The MLP's options are auto's.
+AUTO, AUTO_FAMILIES = "auto", ("linear", "mlp")
 SAMPLERS = ("shuffle", "balanced")
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
@@ -170,7 +175,20 @@ class TrainConfig:
     target: str | None = option(None, "for csv:PATH: the target column (default: the last one)", applies="csv")
     test_csv: str | None = option(None, "for csv:PATH: a separate test file (default: 20% of the file)",
                                   applies="csv")
-    drop_na: bool = option(False, "for csv:PATH: drop rows with empty or NaN cells", applies="csv")
+    drop_na: bool = option(False, "for csv:PATH: drop the rows that have gaps (empty or NA cells) instead of "
+                           "filling them", applies="csv")
+    na_values: str | None = option(None, "for csv:PATH: comma-separated words that also mean a gap, in every "
+                                   "column (default: empty cells, and pandas' NA words in number columns)",
+                                   applies="csv", cli={"metavar": "WORDS"})
+    text_columns: str | None = option(None, "for csv:PATH: comma-separated columns read as text even when they "
+                                      "hold digits (zip codes, region codes)", applies="csv",
+                                      cli={"metavar": "NAMES"})
+    ignore_columns: str | None = option(None, "for csv:PATH: comma-separated columns left out (names, notes)",
+                                        applies="csv", cli={"metavar": "NAMES"})
+    decimal: str | None = option(None, "for csv:PATH: the decimal mark, . or , (default: sniffed; a comma where "
+                                 "a file not split by commas writes 0,5)", choices=(".", ","), applies="csv")
+    encoding: str | None = option(None, "for csv:PATH: the file's encoding, e.g. cp1252, latin-1, utf-16 "
+                                  "(default: detected by charset-normalizer)", applies="csv")
     delimiter: str | None = option(None, "for csv:PATH: the character between cells, or tab (default: sniffed "
                                    "from the file: comma, semicolon, tab or |)", applies="csv",
                                    cli={"type": delimiter_word})
@@ -200,7 +218,8 @@ class TrainConfig:
                                  "the run stops", low=0, high=1e6, low_open=True, resumable=True)
     world_size: int = 1
     model: str = option("mlp", "the model family: " + ", ".join(MODELS) + " (the names after linear are "
-                        "torchvision's architectures)", choices=tuple(MODELS))
+                        "torchvision's architectures), or auto for tables: train linear and mlp and keep the one "
+                        "with the lower validation loss", choices=(*MODELS, AUTO))
     pretrained: bool = option(False, "start --model (a torchvision architecture) from torchvision's published "
                               "ImageNet weights, kept in TORCH_HOME's cache (offline: a file placed there)")
     init_from: str | None = option(None, "start from another run's model file: tensors whose names and shapes "
@@ -235,6 +254,7 @@ class TrainConfig:
         if not (isinstance(self.world_size, int) and self.world_size >= 1):
             raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
         self._check_precision()
+        self._check_table_words()
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
@@ -246,9 +266,31 @@ class TrainConfig:
         self._check_starting_weights()
         self.resolve_input_paths()
 
+    def _check_table_words(self) -> None:
+        """--encoding names a codec Python has; the lists of names name something."""
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise UserError(f"--encoding {self.encoding}: no such encoding (e.g. utf-8, cp1252, latin-1, "
+                                "utf-16)") from None
+        for name in ("na_values", "text_columns", "ignore_columns"):
+            value = getattr(self, name)
+            if value is not None and not column_names(value):
+                raise UserError(f"--{name} needs at least one comma-separated name, got {value!r}")
+        both = set(column_names(self.text_columns)) & set(column_names(self.ignore_columns))
+        if both:
+            raise UserError(f"--text_columns and --ignore_columns both name {sorted(both)[0]!r}; choose one")
+
     def _check_starting_weights(self) -> None:
         """--pretrained, --init_from and --freeze, and the two ways of balancing classes."""
-        if self.pretrained and not isinstance(MODELS[self.model], Family):
+        if self.model == AUTO and not is_table(self.dataset):
+            raise UserError(f"--model auto chooses between {' and '.join(AUTO_FAMILIES)} for tables; {self.dataset} "
+                            "is not one: give a family, e.g. --model mlp or cnn")
+        if self.model == AUTO and self.init_from:
+            raise UserError(f"--init_from starts one family, and --model auto trains {' and '.join(AUTO_FAMILIES)}: "
+                            "add --model with the family of the model file")
+        if self.pretrained and not isinstance(MODELS.get(self.model), Family):
             raise UserError(f"--pretrained needs a torchvision architecture (--model {ARCHITECTURES[0]}, ...), not "
                             f"--model {self.model}; to start from one of your own runs, use --init_from MODEL_FN")
         if self.pretrained and self.init_from:
@@ -265,7 +307,7 @@ class TrainConfig:
 
     def _check_model_options(self) -> None:
         """The family's options: what was given, its defaults for the rest, each checked."""
-        options = MODELS[self.model].Options
+        options = MODELS[AUTO_FAMILIES[-1] if self.model == AUTO else self.model].Options
         known = options_of(options)
         unknown = sorted(set(self.model_options) - set(known))
         if unknown:
@@ -329,6 +371,16 @@ RESUMABLE = tuple(name for name, opt in TRAIN_OPTIONS.items() if opt.spec.resuma
 CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), TABLE_DEFAULTS, *PICTURE_DEFAULTS.values())
 
 
+def family_candidates(config: TrainConfig) -> list[TrainConfig]:
+    """The configuration of each family a run trains: ``config`` itself, or for --model auto one per
+    family of ``AUTO_FAMILIES`` (each with its own options: auto's are the MLP's)."""
+    if config.model != AUTO:
+        return [config]
+    return [replace(config, model=family, model_options=config.model_options if family == "mlp" else {},
+                    tensorboard=str(Path(config.tensorboard) / family) if config.tensorboard else None)
+            for family in AUTO_FAMILIES]
+
+
 def source_options(config: TrainConfig) -> dict:
     """The options of ``config`` that its ``--dataset KIND:PATH``'s reader takes (``applies=KIND``, and a
     table's task)."""
@@ -344,8 +396,8 @@ def defaults_for(model: str, table: bool, preset: str | None = None, pictures: b
     defaults = dict(MODEL_DEFAULTS.get(model, {}))
     if pictures:
         defaults.update(PICTURE_DEFAULTS.get(model, {}))
-    if table:  # the tables' training settings for every family; their MLP sizes for the MLP
-        defaults.update({k: v for k, v in TABLE_DEFAULTS.items() if k in TRAIN_OPTIONS or model == "mlp"})
+    if table:  # the tables' training settings for every family; their MLP sizes for the MLP (auto's too)
+        defaults.update({k: v for k, v in TABLE_DEFAULTS.items() if k in TRAIN_OPTIONS or model in ("mlp", AUTO)})
     if preset:
         presets = PRESETS.get(model, {})
         if preset not in presets:
