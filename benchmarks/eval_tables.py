@@ -1,22 +1,29 @@
 """How does ``mnist-train`` with its DEFAULT flags do on small tables, next to scikit-learn's defaults?
 
-    python benchmarks/eval_tables.py [--seeds 0 1 2] [--datasets iris diabetes] [--extra="--n_epochs 50"]
-                                     [--json results.json]
+    python benchmarks/eval_tables.py [--seeds 0 1 2] [--datasets iris diabetes] [--variants complete random]
+                                     [--extra="--n_epochs 50"] [--json results.json]
 
 Seven tables: iris, breast_cancer, digits (its 8x8 images as 64 numeric columns), diabetes (regression),
 make_classification and make_regression (5000 rows each), and text_columns: a generated classification
 table with numeric and text columns (see text_table).
 
-For each table and seed there is ONE train/test split (80/20, stratified for classification), written to
+Each table comes in three variants (``--variants``): complete; ``random``, with 15% of the feature
+cells blanked at random; and ``high``, with the 15% highest cells of each number column blanked (and,
+in text and yes/no columns, the cells of the rows whose first number is among its highest 15%):
+gaps that say something about the value, where a "was missing" input matters.
+
+For each table, variant and seed there is ONE train/test split (80/20, stratified for classification), written to
 CSV files that every model reads, so all of them see the same rows:
 
 * ours: ``python -m mnist_classifier.cli.train --dataset csv:TRAIN --test_csv TEST`` (plus ``--task
   regression``) and no other flags but those of --extra. It holds back its default share of TRAIN for
   validation, as a user's run would. Its time is the whole command's wall clock (start-up included).
 * scikit-learn, with each model's default arguments (and random_state=seed), fitted on all of TRAIN:
-  LogisticRegression / Ridge, MLPClassifier / MLPRegressor, HistGradientBoostingClassifier / Regressor,
-  each after a StandardScaler. On the table with text columns a ColumnTransformer takes the scaler's
-  place: OneHotEncoder(handle_unknown="ignore") on the text columns, StandardScaler on the numeric ones.
+  LogisticRegression / Ridge, MLPClassifier / MLPRegressor, HistGradientBoostingClassifier / Regressor.
+  Number columns go through SimpleImputer(strategy="median", add_indicator=True) and a StandardScaler
+  (for HistGradientBoosting: as they are, NaN included, which it handles itself); text columns through
+  SimpleImputer(strategy="constant") and OneHotEncoder(handle_unknown="ignore"). On complete tables the
+  imputers change nothing.
   Convergence warnings are silenced (the MLP's default max_iter often stops short): the defaults are
   the point.
 
@@ -52,6 +59,7 @@ from sklearn.datasets import (
 )
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -135,6 +143,39 @@ DATASETS = {
 }
 
 
+GAP_SHARE = 0.15
+
+
+def blank_random(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """GAP_SHARE of the feature cells (every column but the last) emptied at random."""
+    rng = np.random.default_rng(1000 + seed)
+    blanked = frame.astype({name: object for name in frame.columns[:-1]})
+    for name in frame.columns[:-1]:
+        blanked.loc[rng.random(len(frame)) < GAP_SHARE, name] = None
+    return blanked
+
+
+def blank_high(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Each number column's GAP_SHARE highest cells emptied (ties in a random order); in text columns
+    the cells of the rows whose first number column is among its highest."""
+    rng = np.random.default_rng(2000 + seed)
+    blanked = frame.astype({name: object for name in frame.columns[:-1]})
+    numbers = [name for name in frame.columns[:-1] if pd.api.types.is_numeric_dtype(frame[name])]
+
+    def highest(name: str) -> np.ndarray:
+        jitter = rng.random(len(frame))  # ties (many zeros in digits) broken at random
+        order = np.lexsort((jitter, frame[name].to_numpy()))
+        return order[-int(round(GAP_SHARE * len(frame))):]
+
+    for name in frame.columns[:-1]:
+        rows = highest(name if name in numbers else numbers[0])
+        blanked.iloc[rows, frame.columns.get_loc(name)] = None
+    return blanked
+
+
+VARIANTS = {"complete": None, "random": blank_random, "high": blank_high}
+
+
 def write_split(frame: pd.DataFrame, task: str, seed: int, folder: Path) -> tuple[Path, Path]:
     """The one train/test split every model of this seed uses, as train.csv and test.csv in folder."""
     stratify = frame.iloc[:, -1] if task == CLASSIFICATION else None
@@ -179,47 +220,52 @@ def sklearn_models(task: str, seed: int) -> dict:
             "HGB": HistGradientBoostingRegressor(random_state=seed)}
 
 
-def scaler_for(x: pd.DataFrame):
-    """StandardScaler, or for a table with text columns: one-hot text, scaled numbers."""
+def preprocessor(x: pd.DataFrame, model_name: str):
+    """Number columns imputed (median, with was-missing indicators) and scaled; text columns imputed
+    and one-hot. HistGradientBoosting gets the numbers as they are, NaN included."""
     text_columns = [column for column in x.columns if not pd.api.types.is_numeric_dtype(x[column])]
-    if not text_columns:
-        return StandardScaler()
     numeric_columns = [column for column in x.columns if column not in text_columns]
+    numbers = "passthrough" if model_name == "HGB" else make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
     # Dense output: HistGradientBoosting does not take sparse matrices.
-    return ColumnTransformer([("text", OneHotEncoder(handle_unknown="ignore", sparse_output=False), text_columns),
-                              ("numeric", StandardScaler(), numeric_columns)])
+    text = make_pipeline(SimpleImputer(strategy="constant", fill_value="(missing)"),
+                         OneHotEncoder(handle_unknown="ignore", sparse_output=False))
+    return ColumnTransformer([("text", text, text_columns), ("numeric", numbers, numeric_columns)])
 
 
 def run_sklearn(train_csv: Path, test_csv: Path, task: str, seed: int) -> dict[str, dict]:
     """Each scikit-learn model's test score and fit+predict seconds, trained on the rows ours got."""
-    train, test = pd.read_csv(train_csv), pd.read_csv(test_csv)
+    # Empty cells only are gaps: a text level "NA" stays a word, as in ours.
+    train, test = (pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in (train_csv, test_csv))
     x, y = train.iloc[:, :-1], train.iloc[:, -1]
     x_test, y_test = test.iloc[:, :-1], test.iloc[:, -1]
     results = {}
     for name, model in sklearn_models(task, seed).items():
         started = time.perf_counter()
-        predicted = make_pipeline(scaler_for(x), model).fit(x, y).predict(x_test)
+        predicted = make_pipeline(preprocessor(x, name), model).fit(x, y).predict(x_test)
         seconds = time.perf_counter() - started
         score = 100 * accuracy_score(y_test, predicted) if task == CLASSIFICATION else r2_score(y_test, predicted)
         results[name] = {"score": float(score), "seconds": seconds, "error": None}
     return results
 
 
-def run_dataset(name: str, seeds: list[int], extra: list[str]) -> list[dict]:
-    """One record per seed and model: dataset, task, seed, model, score, seconds, error."""
+def run_dataset(name: str, variant: str, seeds: list[int], extra: list[str]) -> list[dict]:
+    """One record per seed and model: dataset, variant, task, seed, model, score, seconds, error."""
     task, make_frame = DATASETS[name]
-    frame = make_frame()
+    complete = make_frame()
     records = []
     for seed in seeds:
+        frame = complete if VARIANTS[variant] is None else VARIANTS[variant](complete, seed)
         with tempfile.TemporaryDirectory() as tmp:
             train_csv, test_csv = write_split(frame, task, seed, Path(tmp))
             results = {"ours": run_ours(train_csv, test_csv, task, seed, extra)}
             results.update(run_sklearn(train_csv, test_csv, task, seed))
         for model, result in results.items():
-            records.append({"dataset": name, "task": task, "seed": seed, "model": model, **result})
+            records.append({"dataset": name, "variant": variant, "task": task, "seed": seed, "model": model,
+                            **result})
         scores = ", ".join(f"{model} {format_score(r['score'], task) if r['error'] is None else 'error'}"
                            for model, r in results.items())
-        print(f"{name} seed {seed}: {scores}; ours took {results['ours']['seconds']:.1f} s",
+        print(f"{name} ({variant}) seed {seed}: {scores}; ours took {results['ours']['seconds']:.1f} s",
               file=sys.stderr, flush=True)
     return records
 
@@ -252,49 +298,56 @@ def score_cell(runs: list[dict], task: str) -> str:
     return cell
 
 
-def summarize(name: str, records: list[dict]) -> dict:
-    """One dataset's means, its best scikit-learn model, and our slowest run."""
+def summarize(name: str, variant: str, records: list[dict]) -> dict:
+    """One dataset's (variant's) means, its best scikit-learn model, and our slowest run."""
     task = DATASETS[name][0]
-    runs = {model: [r for r in records if r["dataset"] == name and r["model"] == model]
+    runs = {model: [r for r in records if (r["dataset"], r["variant"], r["model"]) == (name, variant, model)]
             for model in ["ours", *SKLEARN_NAMES]}
     sklearn_means = {model: mean_score(runs[model]) for model in SKLEARN_NAMES}
     best = max(SKLEARN_NAMES, key=lambda model: sklearn_means[model])
-    return {"name": name, "task": task, "runs": runs, "ours": mean_score(runs["ours"]),
+    return {"name": name, "variant": variant, "task": task, "runs": runs, "ours": mean_score(runs["ours"]),
             "sklearn": sklearn_means, "best": best, "ours_max_s": max(r["seconds"] for r in runs["ours"])}
 
 
 def print_table(summaries: list[dict]) -> None:
-    print("| dataset | metric | ours | " + " | ".join(SKLEARN_NAMES) + " | best sklearn | ours - best | ours max s |")
-    print("| --- | --- | --- | " + " | ".join("---" for _ in SKLEARN_NAMES) + " | --- | --- | --- |")
+    print("| dataset | gaps | metric | ours | " + " | ".join(SKLEARN_NAMES) + " | best sklearn | ours - best | "
+          "ours max s |")
+    print("| --- | --- | --- | --- | " + " | ".join("---" for _ in SKLEARN_NAMES) + " | --- | --- | --- |")
     for s in summaries:
         task = s["task"]
         cells = [score_cell(s["runs"][model], task) for model in ["ours", *SKLEARN_NAMES]]
         best_score = s["sklearn"][s["best"]]
         gap = "-" if s["ours"] is None else format_gap(s["ours"] - best_score, task)
         metric = "accuracy %" if task == CLASSIFICATION else "R^2"
-        print(f"| {s['name']} | {metric} | {' | '.join(cells)} | {s['best']} {format_score(best_score, task)} | "
-              f"{gap} | {s['ours_max_s']:.1f} |")
+        print(f"| {s['name']} | {s['variant']} | {metric} | {' | '.join(cells)} | {s['best']} "
+              f"{format_score(best_score, task)} | {gap} | {s['ours_max_s']:.1f} |")
 
 
 def print_summary(summaries: list[dict], records: list[dict]) -> None:
-    """How many sets ours is close to, level with, or ahead of scikit-learn; a failed run counts as behind."""
-    scored = [s for s in summaries if s["ours"] is not None]
-    close = sum(s["ours"] >= s["sklearn"][s["best"]] - CLOSE[s["task"]] for s in scored)
-    beats_mlp = sum(s["ours"] > s["sklearn"]["MLP"] for s in scored)
-    best = sum(s["ours"] >= s["sklearn"][s["best"]] - TIED[s["task"]] for s in scored)
+    """Per variant: how many sets ours is close to, level with, or ahead of scikit-learn; a failed run
+    counts as behind."""
+    print()
+    for variant in dict.fromkeys(s["variant"] for s in summaries):
+        chosen = [s for s in summaries if s["variant"] == variant]
+        scored = [s for s in chosen if s["ours"] is not None]
+        close = sum(s["ours"] >= s["sklearn"][s["best"]] - CLOSE[s["task"]] for s in scored)
+        beats_mlp = sum(s["ours"] > s["sklearn"]["MLP"] for s in scored)
+        best = sum(s["ours"] >= s["sklearn"][s["best"]] - TIED[s["task"]] for s in scored)
+        n, failed = len(chosen), len(chosen) - len(scored)
+        print(f"{variant}: ours is within {CLOSE[CLASSIFICATION]:g} point / {CLOSE[REGRESSION]:g} R^2 of the best "
+              f"scikit-learn model on {close} of {n} sets; beats scikit-learn's MLP on {beats_mlp} of {n}; is best or "
+              f"tied-best (within {TIED[CLASSIFICATION]:g} point / {TIED[REGRESSION]:g} R^2) on {best} of {n}"
+              f"{f' ({failed} failed on every seed)' if failed else ''}.")
     slowest = max((r for r in records if r["model"] == "ours"), key=lambda r: r["seconds"])
-    n, failed = len(summaries), len(summaries) - len(scored)
-    print(f"\nOurs is within {CLOSE[CLASSIFICATION]:g} point / {CLOSE[REGRESSION]:g} R^2 of the best scikit-learn "
-          f"model on {close} of {n} sets; beats scikit-learn's MLP on {beats_mlp} of {n}; is best or tied-best "
-          f"(within {TIED[CLASSIFICATION]:g} point / {TIED[REGRESSION]:g} R^2) on {best} of {n}"
-          f"{f' ({failed} failed on every seed)' if failed else ''}. Slowest training run: "
-          f"{slowest['seconds']:.1f} s ({slowest['dataset']}, seed {slowest['seed']}).")
+    print(f"Slowest training run of ours: {slowest['seconds']:.1f} s ({slowest['dataset']}, {slowest['variant']}, "
+          f"seed {slowest['seed']}).")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--extra", metavar="FLAGS", default="",
                         help='flags added to every run of ours, as one string: --extra "--n_epochs 50 --lr 3e-3"; '
                              "a single flag needs the = form: --extra=--no-amp")
@@ -305,9 +358,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
 
     records = []
-    for name in args.datasets:
-        records += run_dataset(name, args.seeds, extra)
-    summaries = [summarize(name, records) for name in args.datasets]
+    for variant in args.variants:
+        for name in args.datasets:
+            records += run_dataset(name, variant, args.seeds, extra)
+    summaries = [summarize(name, variant, records) for variant in args.variants for name in args.datasets]
 
     print(f"\nscikit-learn {sklearn.__version__}, seeds {' '.join(map(str, args.seeds))}, "
           f"our flags: defaults{' + ' + shlex.join(extra) if extra else ''}")

@@ -13,9 +13,11 @@ from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
 from ..training.config import (
     AUTO,
+    AUTO_FAMILIES,
     MODEL_DEFAULTS,
     RESUMABLE,
     TABLE_DEFAULTS,
+    TABLE_FAMILY_DEFAULTS,
     TRAIN_OPTIONS,
     TrainConfig,
     defaults_for,
@@ -56,6 +58,8 @@ def _help(name: str, opt) -> str:
     others = [f"{model}: {shown(values[name])}" for model, values in MODEL_DEFAULTS.items() if name in values]
     if name in TABLE_DEFAULTS:
         others.append(f"tables: {'from the rows' if TABLE_DEFAULTS[name] is None else shown(TABLE_DEFAULTS[name])}")
+    others += [f"{model} on tables: {shown(values[name])}" for model, values in TABLE_FAMILY_DEFAULTS.items()
+               if name in values]
     return f"{opt.help} (default: {'; '.join([shown(default), *others])})"
 
 
@@ -105,7 +109,10 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
     unknown = sorted(set(values) - set(TRAIN_OPTIONS))
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r} (see --help for the flags)")
-    return TrainConfig(**values, model_options=options)
+    # --model auto: each family's own table defaults, where no flag or file chose the setting.
+    family_settings = {family: {k: v for k, v in TABLE_FAMILY_DEFAULTS.get(family, {}).items()
+                                if k not in {**replayed, **given}} for family in AUTO_FAMILIES} if model == AUTO else {}
+    return TrainConfig(**values, model_options=options, family_settings=family_settings)
 
 
 def read_config_file(path: str) -> dict:
@@ -124,7 +131,7 @@ def read_config_file(path: str) -> dict:
     # What a run recorded about itself or its machine, not what it was asked: a replay chooses its
     # own outputs and device, measures its own precision and finds its own head to train first.
     recorded = {"format", "precision", "precision_reason", "world_size", "resume", "model_fn", "checkpoint_fn",
-                "gpu_id", "tensorboard", "freeze_head"}
+                "gpu_id", "tensorboard", "freeze_head", "family_settings"}
     values = {k: v for k, v in values.items() if k not in recorded} | options
     every = {**TRAIN_OPTIONS, **{name: opt for name, (opt, _) in MODEL_OPTIONS.items()}}
     return {name: from_text(every[name], value) if name in every else value for name, value in values.items()}

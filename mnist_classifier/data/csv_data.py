@@ -350,7 +350,8 @@ def detect_encoding(raw: bytes) -> str:
     # Western European text decodes as well in several code pages (é is 0xE9 in each): among the
     # detector's equals, take Windows' Western one, the code page spreadsheets save in.
     best = matches[0]
-    tied = [m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    tied = [name for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)
+            for name in m.could_be_from_charset]  # each match also names the code pages that decode the same
     return _encoding_named("cp1252" if "cp1252" in tied else best.encoding)
 
 

@@ -40,6 +40,11 @@ class Start:
         return f"Started from {self.source}: {len(self.loaded)} of {total} tensors loaded{new}"
 
 
+def family_of(model_fn: str) -> str:
+    """The model family of a model file (``--init_from``)."""
+    return load_model(model_fn)[1]["model_name"]
+
+
 def initial_weights(config, model: nn.Module, classes: list[str] | None = None, record: dict | None = None
                     ) -> Start | None:
     """Load ``--pretrained`` or ``--init_from`` weights into the freshly built ``model`` (None when the

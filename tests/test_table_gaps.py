@@ -1,0 +1,210 @@
+"""Real tables: gaps filled from the training rows, words that are levels, declared and ID columns,
+decimal commas, other encodings, and --model auto choosing between linear and mlp."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mnist_classifier.cli import predict as predict_cli
+from mnist_classifier.cli.train import main as train_main
+from mnist_classifier.cli.train import parse_config
+from mnist_classifier.data import preprocessing, tables
+from mnist_classifier.data.csv_data import read_rows
+from mnist_classifier.data.datasets import load_dataset
+from mnist_classifier.errors import UserError
+from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.utils import split_indices
+
+
+def loans(rows: int = 400, seed: int = 0, gaps: float = 0.15) -> pd.DataFrame:
+    """Loans whose outcome follows education (with a real level 'none'), region (with a real level
+    'NA', North America), income and ownership; a share ``gaps`` of those cells left empty."""
+    rng = np.random.default_rng(seed)
+    education = rng.choice(["none", "school", "college", "degree"], rows)
+    region = rng.choice(["NA", "EU", "AS"], rows)
+    income = np.round(rng.lognormal(3.5, 0.5, rows), 1)
+    owner = rng.choice(["yes", "no"], rows)
+    score = pd.Series(education).map({"none": -1.5, "school": 0.0, "college": 0.8, "degree": 1.5}).to_numpy()
+    logit = score + 1.2 * (region == "NA") + 1.5 * np.log(income / 33) + 0.8 * (owner == "yes")
+    frame = pd.DataFrame({"income": income, "owner": owner, "education": education, "region": region,
+                          "loan": np.where(logit > 0, "repaid", "default")})
+    for column in ("income", "owner", "education"):
+        frame[column] = frame[column].astype(object)
+        frame.loc[rng.random(rows) < gaps, column] = None
+    return frame
+
+
+def train(tmp_path, frame: pd.DataFrame, *flags: str, name: str = "loans.csv", **to_csv) -> str:
+    path = tmp_path / name
+    frame.to_csv(path, index=False, **to_csv)
+    model_fn = str(tmp_path / "m.pth")
+    train_main(["--dataset", f"csv:{path}", "--model_fn", model_fn, "--seed", "0", "--verbose", "0",
+                "--n_epochs", "5", "--amp", "off", *flags])
+    return model_fn
+
+
+def test_gaps_are_filled_from_the_training_rows_only_with_was_missing_inputs(tmp_path):
+    frame = loans()
+    model_fn = train(tmp_path, frame, "--model", "mlp", "--train_ratio", "0.5")
+    specs = {spec["name"]: spec for spec in torch.load(model_fn, weights_only=True)["preprocessing"]["columns"]}
+    dataset = load_dataset(f"csv:{tmp_path / 'loans.csv'}")
+    torch.manual_seed(0)  # the run's seed: the same validation split
+    train_rows, _ = split_indices(len(dataset), 0.5)
+    income = dataset.train[0]["income"]
+    assert specs["income"]["fill"] == pytest.approx(income.iloc[train_rows.numpy()].median())
+    assert specs["income"]["fill"] != pytest.approx(income.median())  # the validation rows did not count
+    gaps_in_training = int(income.iloc[train_rows.numpy()].isna().sum())
+    assert specs["income"]["gaps"] == gaps_in_training > 0
+    assert specs["region"]["gaps"] == 0  # no gaps there: no extra input
+    widths = {name: tables.width(spec) for name, spec in specs.items()}
+    # income and its was-missing input; yes/no and its was-missing input; 4 levels, other and missing; 3 + other.
+    assert widths == {"income": 2, "owner": 2, "education": 6, "region": 4}
+    record = torch.load(model_fn, weights_only=True)["preprocessing"]
+    rows = pd.DataFrame({"income": [None, 40.0], "owner": ["", "no"], "education": [None, "none"],
+                         "region": ["EU", "NA"]})
+    encoded = tables.encode(record["columns"], rows)
+    assert encoded[0, :2].tolist() == [specs["income"]["fill"], 1.0] and encoded[1, :2].tolist() == [40.0, 0.0]
+    assert encoded[0, 2:4].tolist() == [specs["owner"]["fill"], 1.0]  # the third state: the share of yes, flagged
+    education = specs["education"]["levels"]
+    assert encoded[0, 4:10].tolist() == [0, 0, 0, 0, 0, 1]  # the missing slot, not "other"
+    assert encoded[1, 4 + education.index("none")] == 1  # 'none' is a level
+
+
+def test_words_that_mean_missing_depend_on_the_kind_of_column(tmp_path):
+    rows = "".join(f"{['none', 'school', 'NA', 'null'][i % 4]},{['NA', 'n/a', '', str(i)][i % 4]},{i % 2}\n"
+                   for i in range(40))
+    (tmp_path / "w.csv").write_text("education,amount,y\n" + rows)
+    dataset = load_dataset(f"csv:{tmp_path / 'w.csv'}")
+    x = pd.concat([dataset.train[0], dataset.test[0]])
+    assert sorted(x["education"].unique()) == ["NA", "none", "null", "school"]  # levels, not gaps
+    assert x["amount"].isna().sum() == 30  # NA, n/a and empty are gaps in a number column
+    record = preprocessing.fit_table(dataset.train[0])
+    assert preprocessing.describe_columns(record, details=True).startswith(
+        "2 columns: 1 numbers, 1 text (education: 4 levels (")
+    # --na_values makes a word a gap in every column, text ones included.
+    dataset = load_dataset(f"csv:{tmp_path / 'w.csv'}", na_values="null, none")
+    x = pd.concat([dataset.train[0], dataset.test[0]])
+    assert sorted(x["education"].dropna().unique()) == ["NA", "school"] and x["education"].isna().sum() == 20
+    record = preprocessing.fit_table(dataset.train[0], na_values=dataset.na_values)
+    assert record["columns"][0]["na_values"] == ["null", "none"]
+    encoded = preprocessing.to_model_input(record, pd.DataFrame({"education": ["none", "NA"], "amount": [1, 2]}))
+    missing_slot = tables.width(record["columns"][0]) - 1
+    assert encoded[0, missing_slot] == 1 and encoded[1, missing_slot] == 0  # predict time reads the words too
+
+
+def test_declared_text_ignored_and_id_columns(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"customer_id": np.arange(1000, 1060), "name": [f"person {i}" for i in range(60)],
+                          "zip": rng.choice(["01230", "75001", "10115"], 60), "note": ["ok"] * 60,
+                          "x": rng.normal(size=60), "y": rng.choice(["a", "b"], 60)})
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    dataset = load_dataset(f"csv:{tmp_path / 'c.csv'}", text_columns="zip", ignore_columns="note")
+    assert dataset.feature_names == ["zip", "x"]  # the ID and the names unique in every row, left out
+    assert set(dataset.train[0]["zip"]) == {"01230", "75001", "10115"}  # codes kept as written
+    assert any("'customer_id' left out: a different whole number in every row, and named like an ID" in note
+               for note in dataset.notes)
+    assert any("'name' left out: unique in every row, like an ID" in note for note in dataset.notes)
+    # Without --text_columns the codes are numbers; naming the text ID keeps it.
+    dataset = load_dataset(f"csv:{tmp_path / 'c.csv'}", text_columns="name")
+    assert pd.api.types.is_float_dtype(dataset.train[0]["zip"]) and "name" in dataset.feature_names
+    train_main(["--dataset", f"csv:{tmp_path / 'c.csv'}", "--model_fn", str(tmp_path / "c.pth"), "--n_epochs", "1",
+                "--verbose", "0", "--model", "linear", "--amp", "off"])
+    assert "mnist-train: c.csv: column 'customer_id' left out" in capsys.readouterr().err
+
+
+def test_decimal_commas_are_sniffed_in_semicolon_files_or_given(tmp_path):
+    rows = "".join(f"{i % 7},{i % 3}5;{'ab'[i % 2]}\n" for i in range(30))
+    (tmp_path / "eu.csv").write_text("amount;y\n" + rows)
+    dataset = load_dataset(f"csv:{tmp_path / 'eu.csv'}")
+    amounts = pd.concat([dataset.train[0], dataset.test[0]])["amount"]
+    assert pd.api.types.is_float_dtype(amounts)
+    assert set(amounts.round(2)) == {round(i % 7 + (i % 3 * 10 + 5) / 100, 2) for i in range(30)}
+    assert dataset.found == "eu.csv (semicolons, decimal commas)"
+    # A file with decimal points too is left alone by the sniffing (its amounts are text); --decimal decides.
+    (tmp_path / "mixed.csv").write_text("amount;y\n1.5;a\n" + rows)
+    assert not pd.api.types.is_float_dtype(load_dataset(f"csv:{tmp_path / 'mixed.csv'}").train[0]["amount"])
+    assert pd.api.types.is_float_dtype(load_dataset(f"csv:{tmp_path / 'mixed.csv'}", decimal=",").train[0]["amount"])
+    (tmp_path / "given.csv").write_text("amount|y\n" + rows.replace(";", "|"))
+    dataset = load_dataset(f"csv:{tmp_path / 'given.csv'}", decimal=",")
+    assert pd.api.types.is_float_dtype(dataset.train[0]["amount"])
+    # Predict-time files are read the same way, with gaps among the numbers.
+    (tmp_path / "new.csv").write_text("amount;y\n1,25;a\n;b\n")
+    assert read_rows(tmp_path / "new.csv", columns=["amount"], numbers=["amount"])["amount"].tolist() == ["1.25", ""]
+
+
+@pytest.mark.parametrize("encoding, shown", [("latin-1", "cp1252"), ("utf-16", "utf-16")])
+def test_files_in_other_encodings_are_detected_and_named(tmp_path, encoding, shown, capsys):
+    cities = ["Zürich", "Besançon", "Köln", "Málaga"]
+    rows = "".join(f"{cities[i % 4]},{i % 5},{'oui' if i % 2 else 'non'}\n" for i in range(40))
+    (tmp_path / "f.csv").write_bytes(("ville,n,y\n" + rows).encode(encoding))
+    dataset = load_dataset(f"csv:{tmp_path / 'f.csv'}")
+    assert set(dataset.train[0]["ville"]) == set(cities)
+    assert dataset.found == f"f.csv (read as {shown})"
+    train_main(["--dataset", f"csv:{tmp_path / 'f.csv'}", "--model_fn", str(tmp_path / "f.pth"), "--n_epochs", "1",
+                "--model", "linear", "--amp", "off", "--seed", "0"])
+    assert capsys.readouterr().out.startswith(f"f.csv (read as {shown}): 2 columns: 1 numbers, 1 text (ville: 4 levels")
+    # --encoding is what the file is read with, and an unknown one is one line.
+    dataset = load_dataset(f"csv:{tmp_path / 'f.csv'}", encoding=encoding)
+    assert set(dataset.train[0]["ville"]) == set(cities)
+    with pytest.raises(UserError, match="--encoding klingon: no such encoding"):
+        parse_config(["--dataset", f"csv:{tmp_path / 'f.csv'}", "--model_fn", "m.pth", "--encoding", "klingon"])
+
+
+def test_model_auto_keeps_the_family_with_the_lower_validation_loss(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 400))
+    xor = pd.DataFrame({"a": a, "b": b, "y": np.where((a > 0) ^ (b > 0), "same", "differ")})
+    line = pd.DataFrame({"a": a, "b": b, "y": 3 * a - 2 * b + 0.01 * rng.normal(size=400)})
+    kept = {}
+    for name, frame, task in (("xor", xor, "classification"), ("line", line, "regression")):
+        model_fn = train(tmp_path, frame, "--task", task, "--verbose", "1", "--n_epochs", "40", name=f"{name}.csv")
+        out = capsys.readouterr().out
+        assert "--model auto: training linear and mlp on the same rows" in out
+        kept[name] = torch.load(model_fn, weights_only=True)["model_name"]
+        assert f"--model auto kept {kept[name]}: validation loss" in out
+    assert kept == {"xor": "mlp", "line": "linear"}
+    # auto's mlp is exactly the run of --model mlp alone: each family starts from the same generators.
+    auto = torch.load(train(tmp_path, xor, name="xor.csv"), weights_only=True)
+    alone = torch.load(train(tmp_path, xor, "--model", "mlp", name="xor.csv"), weights_only=True)
+    assert auto["model_name"] == "mlp" and auto["config"]["model"] == "mlp"
+    assert all(torch.equal(auto["model"][key], alone["model"][key]) for key in alone["model"])
+
+
+def test_model_auto_is_for_tables_only():
+    with pytest.raises(UserError, match="--model auto chooses between linear and mlp for tables"):
+        parse_config(["--model", "auto", "--model_fn", "m.pth"])
+    assert parse_config(["--dataset", "diabetes", "--model_fn", "m.pth"]).model == "auto"
+    assert parse_config(["--model_fn", "m.pth"]).model == "mlp"
+
+
+def test_a_table_with_none_and_na_levels_and_gaps_trains_with_defaults_and_predicts_new_gaps(tmp_path, capsys):
+    model_fn = train(tmp_path, loans(500, seed=0), "--n_epochs", "30")
+    new = loans(100, seed=1).drop(columns="loan")
+    new.loc[:4, "region"] = None  # region had no gaps in training
+    new.to_csv(tmp_path / "new.csv", index=False)
+    capsys.readouterr()
+    predict_cli.main(["--model_fn", model_fn, str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
+    captured = capsys.readouterr()
+    assert "new.csv: 5 empty cells where training had none (region: 5, read as \"other\")" in captured.err
+    predicted = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    truth = loans(100, seed=1)["loan"]
+    assert len(predicted) == 100 and (predicted["prediction"] == truth).mean() > 0.75
+
+
+def test_the_predictor_applies_the_record_training_applied_on_rows_with_gaps(tmp_path):
+    frame = loans(300, seed=2)
+    model_fn = train(tmp_path, frame)
+    saved = torch.load(model_fn, weights_only=True)
+    dataset = load_dataset(f"csv:{tmp_path / 'loans.csv'}").prepared(saved["preprocessing"])
+    test_rows = load_dataset(f"csv:{tmp_path / 'loans.csv'}").test[0]
+    assert test_rows.isna().any().any()  # the test rows have gaps
+    test_rows.to_csv(tmp_path / "test_rows.csv", index=False)
+    predictor = Predictor(model_fn)
+    as_text = read_rows(tmp_path / "test_rows.csv", columns=list(test_rows.columns))  # cells as text, as predict reads
+    for rows in (test_rows, as_text):
+        assert torch.equal(preprocessing.to_model_input(predictor.record, rows), dataset.test[0])
+    with torch.no_grad():
+        expected = predictor.model(dataset.test[0]).exp()[:, 0]
+    got = torch.tensor([dict(p.top_k)[dataset.classes[0]] for p in predictor.rows(as_text, top_k=2)])
+    assert torch.allclose(got, expected, atol=1e-6)
