@@ -25,6 +25,7 @@ from ..training.checkpoint import save_checkpoint
 from ..training.config import TrainConfig, family_candidates, source_options, table_schedule
 from ..training.distributed import DataParallel
 from ..training.fine_tune import pretrained_state
+from ..training.model_choice import Choice, choose
 from ..training.outputs import check_outputs, writing
 from ..training.precision import BFLOAT16
 from ..training.run_log import RunLog, TensorBoardLog, companion_paths, write_config, write_history
@@ -95,22 +96,23 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     _describe_data(data, config)
     candidates = family_candidates(config)
     if len(candidates) > 1:
-        say(f"--model auto: training {' and '.join(c.model for c in candidates)} on the same rows; the one with "
-            "the lower validation loss is kept")
+        simple, other = (c.model for c in candidates)
+        say(f"--model auto: training {simple} and {other} on the same rows; {simple} is kept unless {other}'s "
+            "validation loss is lower by more than its standard error")
     generators = torch.get_rng_state()  # each family starts where a run of it alone would
     kept: tuple[Trainer, TrainConfig] | None = None
-    losses = {}
     for candidate in candidates:
         torch.set_rng_state(generators)
-        trainer = _train_family(candidate, data, resume, beats=kept[0].best_valid_loss if kept else None)
-        losses[candidate.model] = trainer.best_valid_loss
-        if kept is None or trainer.best_valid_loss < kept[0].best_valid_loss:
+        trainer, choice = _train_family(candidate, data, resume, rival=kept[0] if kept else None)
+        if kept is not None:
+            say(f"--model auto: {choice.words(candidate.model, kept[1].model)}")
+        if kept is None or choice.challenger_wins:
             kept = (trainer, candidate)
     if not main_rank:
         return {}
     trainer, config = kept
     if len(candidates) > 1:
-        _say_choice(candidates, kept, losses, say)
+        _keep_companions(candidates, kept)
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
@@ -128,9 +130,10 @@ def _describe_data(data: _Data, config: TrainConfig) -> None:
         print(f"mnist-train: {note}", file=sys.stderr)
 
 
-def _train_family(config: TrainConfig, data: _Data, resume: dict | None, beats: float | None) -> Trainer:
-    """Build and train one family; save its best model unless an earlier family's validation loss
-    (``beats``) was lower, so that the model file always holds the best so far."""
+def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: Trainer | None
+                  ) -> tuple[Trainer, Choice | None]:
+    """Build and train one family; save its best model unless it does not beat the family trained
+    before it (``rival``), so that the model file always holds the one kept so far."""
     dataset, parallel, say = data.dataset, data.parallel, data.say
 
     def checkpoint(trainer: Trainer) -> None:
@@ -151,10 +154,18 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, beats: 
         say(f"Resuming after epoch {len(trainer.history)}")
     say(trainer.model)
     started = time.perf_counter()
+    verdict: list[Choice] = []
+
+    def wins() -> bool:
+        if rival is None:
+            return True
+        if not verdict:
+            verdict.append(_verdict(trainer, rival, data))
+        return verdict[0].challenger_wins
 
     def save_best(**extra) -> None:
-        if beats is not None and not trainer.best_valid_loss < beats:
-            return  # an earlier family did better: its model file stays
+        if not wins():
+            return  # the family trained before stays in the model file
         trainer.model.load_state_dict(trainer.best_state)
         # The optimizer's state is the last epoch's, which may come after the best one: say which.
         save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
@@ -164,24 +175,34 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, beats: 
 
     if _train_and_save(trainer, config, (data.train, data.valid), parallel, save_best, checkpoint):
         trainer.model.load_state_dict(trainer.best_state)
-        kept = beats is None or trainer.best_valid_loss < beats
-        say(f"{'Saved' if kept else 'Trained'} the best {config.model} (epoch {trainer.best_epoch}, valid_loss="
-            f"{trainer.best_valid_loss:.4e}){f' to {config.model_fn}' if kept else ''}; training took "
+        saved = wins()
+        say(f"{'Saved' if saved else 'Trained'} the best {config.model} (epoch {trainer.best_epoch}, valid_loss="
+            f"{trainer.best_valid_loss:.4e}){f' to {config.model_fn}' if saved else ''}; training took "
             f"{time.perf_counter() - started:.1f}s")
-    return trainer
+    if rival is not None and not verdict:  # the ranks that do not save: the plain comparison, never printed
+        verdict.append(Choice(trainer.best_valid_loss < rival.best_valid_loss, 0.0, 0.0))
+    return trainer, verdict[0] if verdict else None
 
 
-def _say_choice(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig], losses: dict[str, float],
-                say: Callable) -> None:
-    """--model auto: each family's best validation loss, which was kept; the companion files become
-    the kept family's (the last one trained wrote them)."""
+def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
+    """Whether ``trainer``'s family beats ``rival``'s: by more than a standard error, row by row on the
+    validation rows; under torchrun, where a forward pass on one rank alone could wait on the others,
+    by the lower validation loss."""
+    trainer.model.load_state_dict(trainer.best_state)
+    if data.parallel is not None:
+        difference = trainer.best_valid_loss - rival.best_valid_loss
+        return Choice(difference < 0, difference, 0.0)
+    return choose(trainer.model, rival.model, trainer.crit, data.valid)
+
+
+def _keep_companions(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig]) -> None:
+    """--model auto: the history and configuration beside the model file become the kept family's
+    (the last one trained wrote them)."""
     trainer, config = kept
     if config is not candidates[-1]:
         paths = companion_paths(config.model_fn)
         write_config(paths["config"], config.to_dict())
         write_history(paths["history"], trainer.history)
-    others = ", ".join(f"{family}'s {loss:.4e}" for family, loss in losses.items() if family != config.model)
-    say(f"--model auto kept {config.model}: validation loss {losses[config.model]:.4e}, against {others}")
 
 
 # Where the largest class has this many times the rows of the smallest, the run says so.

@@ -101,8 +101,11 @@ PREPARATION = {  # how images.py prepares people's pictures, in words for consum
             "is light, fitted to fill the frame (as Fashion-MNIST was made)",
 }
 TABLE_PREPARATION = ("each column in order (preprocessing.columns) becomes inputs: a number itself; yes/no 1 or 0; "
-                     "text one input per level (1 for the row's level, else 0) then one for any other level; "
-                     "then each input: (value - x_mean) / x_std")
+                     "text one input per level (1 for the row's level, else 0) then one for any other level; a gap "
+                     "(an empty cell; in a number column also pandas' NA words; in any column the column's "
+                     "na_values) is a number's or yes/no's fill, and a text column's other level; a column whose "
+                     "gaps is above 0 has one more input: for a number or yes/no 1 after a gap, else 0, and for text "
+                     "a slot for the gap itself, not the other level; then each input: (value - x_mean) / x_std")
 
 
 def file_digest(path: str | Path) -> str:
