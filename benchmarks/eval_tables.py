@@ -109,6 +109,26 @@ def text_table(n_rows: int, seed: int) -> pd.DataFrame:
                          "city": cities[city], "product": codes[code], "bought": bought})
 
 
+def loans_table(n_rows: int, seed: int) -> pd.DataFrame:
+    """Loans as they come (docs/tables.md's second walk-through): an ``id``, an education whose real
+    levels include ``none``, a region whose levels include ``NA`` (North America), and about 10% of
+    the income, owner and education cells left empty. Whether each was ``repaid`` is the last column."""
+    rng = np.random.default_rng(seed)
+    education = rng.choice(["none", "school", "college", "degree"], n_rows)
+    region = rng.choice(["NA", "EU", "AS"], n_rows)
+    income = np.round(rng.lognormal(3.5, 0.5, n_rows), 1)
+    owner = rng.choice(["yes", "no"], n_rows)
+    score = pd.Series(education).map({"none": -1.0, "school": 0.0, "college": 0.5, "degree": 1.0}).to_numpy()
+    logit = score + 0.8 * (region == "NA") + np.log(income / 33) + 0.5 * (owner == "yes")
+    repaid = logit + rng.logistic(scale=0.4, size=n_rows) > 0
+    frame = pd.DataFrame({"id": np.arange(1, n_rows + 1), "income": income, "owner": owner, "education": education,
+                          "region": region, "repaid": np.where(repaid, "yes", "no")})
+    for column in ("income", "owner", "education"):
+        frame[column] = frame[column].astype(object)
+        frame.loc[rng.random(n_rows) < 0.1, column] = None
+    return frame
+
+
 def csv_safe(name: str) -> str:
     """'sepal length (cm)' -> 'sepal_length_cm': column names that need no quoting anywhere."""
     return re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_")

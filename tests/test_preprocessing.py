@@ -99,7 +99,7 @@ def test_each_kind_of_record_is_a_class_that_round_trips_its_plain_values():
         assert type(as_record(plain)) is RECORDS[plain["kind"]] is type(record)
         assert as_record(plain).to_dict() == plain and check_record(plain, "m.pth") is plain
     assert image.takes_images and not table.takes_images and table.input_shape == (3,)  # age, city=Oslo, other
-    assert table.describe() == "2 columns: 1 numbers, 1 text (city)"
+    assert table.describe() == "2 columns: 1 number, 1 text (city)"
     assert table.apply({"age": 40.0, "city": "Oslo"}).shape == (1, table.input_shape[0])
     with pytest.raises(UserError, match="picture.png: this model takes table rows"):
         table.prepare_image(None, "picture.png")

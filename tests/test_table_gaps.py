@@ -1,6 +1,8 @@
 """Real tables: gaps filled from the training rows, words that are levels, declared and ID columns,
 decimal commas, other encodings, and --model auto choosing between linear and mlp."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -81,7 +83,7 @@ def test_words_that_mean_missing_depend_on_the_kind_of_column(tmp_path):
     assert x["amount"].isna().sum() == 30  # NA, n/a and empty are gaps in a number column
     record = preprocessing.fit_table(dataset.train[0])
     assert preprocessing.describe_columns(record, details=True).startswith(
-        "2 columns: 1 numbers, 1 text (education: 4 levels (")
+        "2 columns: 1 number, 1 text (education: 4 levels (")
     # --na_values makes a word a gap in every column, text ones included.
     dataset = load_dataset(f"csv:{tmp_path / 'w.csv'}", na_values="null, none")
     x = pd.concat([dataset.train[0], dataset.test[0]])
@@ -131,11 +133,21 @@ def test_decimal_commas_are_sniffed_in_semicolon_files_or_given(tmp_path):
     # Predict-time files are read the same way, with gaps among the numbers.
     (tmp_path / "new.csv").write_text("amount;y\n1,25;a\n;b\n")
     assert read_rows(tmp_path / "new.csv", columns=["amount"], numbers=["amount"])["amount"].tolist() == ["1.25", ""]
+    # Thousands grouped with points: 85.591 is 85591 there, and 2.817,20 is 2817.2, sniffed or given.
+    rows = "".join(f"{i % 7},{i % 3}5;{85 + i}.591;{2 + i % 2}.817,20;{'ab'[i % 2]}\n" for i in range(30))
+    (tmp_path / "grouped.csv").write_text("amount;people;price;y\n" + rows)
+    x = load_dataset(f"csv:{tmp_path / 'grouped.csv'}").train[0]
+    assert set(x["people"]) <= {85591.0 + 1000 * i for i in range(30)} and set(x["price"]) == {2817.2, 3817.2}
+    with pytest.raises(UserError, match=r"--decimal , needs cells split by another character"):
+        load_dataset(f"csv:{tmp_path / 'given.csv'}", decimal=",", delimiter=",")
 
 
-@pytest.mark.parametrize("encoding, shown", [("latin-1", "cp1252"), ("utf-16", "utf-16")])
-def test_files_in_other_encodings_are_detected_and_named(tmp_path, encoding, shown, capsys):
-    cities = ["Zürich", "Besançon", "Köln", "Málaga"]
+@pytest.mark.parametrize("encoding, shown, cities", [
+    ("latin-1", "cp1252", ["Zürich", "Besançon", "Köln", "Málaga"]),
+    ("cp1252", "cp1252", ["Zürich", "Köln", "São", "Montréal"]),  # ranked mac-latin2 first by the detector
+    ("utf-16", "utf-16", ["Zürich", "Besançon", "Köln", "Málaga"]),
+])
+def test_files_in_other_encodings_are_detected_and_named(tmp_path, encoding, shown, cities, capsys):
     rows = "".join(f"{cities[i % 4]},{i % 5},{'oui' if i % 2 else 'non'}\n" for i in range(40))
     (tmp_path / "f.csv").write_bytes(("ville,n,y\n" + rows).encode(encoding))
     dataset = load_dataset(f"csv:{tmp_path / 'f.csv'}")
@@ -143,12 +155,26 @@ def test_files_in_other_encodings_are_detected_and_named(tmp_path, encoding, sho
     assert dataset.found == f"f.csv (read as {shown})"
     train_main(["--dataset", f"csv:{tmp_path / 'f.csv'}", "--model_fn", str(tmp_path / "f.pth"), "--n_epochs", "1",
                 "--model", "linear", "--amp", "off", "--seed", "0"])
-    assert capsys.readouterr().out.startswith(f"f.csv (read as {shown}): 2 columns: 1 numbers, 1 text (ville: 4 levels")
+    assert capsys.readouterr().out.startswith(f"f.csv (read as {shown}): 2 columns: 1 number, 1 text (ville: 4 levels")
     # --encoding is what the file is read with, and an unknown one is one line.
     dataset = load_dataset(f"csv:{tmp_path / 'f.csv'}", encoding=encoding)
     assert set(dataset.train[0]["ville"]) == set(cities)
-    with pytest.raises(UserError, match="--encoding klingon: no such encoding"):
-        parse_config(["--dataset", f"csv:{tmp_path / 'f.csv'}", "--model_fn", "m.pth", "--encoding", "klingon"])
+    for bogus in ("klingon", "rot13"):  # rot13 is a codec, but not of bytes to text
+        with pytest.raises(UserError, match=f"--encoding {bogus}: no such text encoding"):
+            parse_config(["--dataset", f"csv:{tmp_path / 'f.csv'}", "--model_fn", "m.pth", "--encoding", bogus])
+    # A predict file in that encoding is read the same way, and said so.
+    (tmp_path / "new.csv").write_bytes(f"ville,n\n{cities[0]},3\n".encode(encoding))
+    capsys.readouterr()
+    predict_cli.main(["--model_fn", str(tmp_path / "f.pth"), str(tmp_path / "new.csv"), "--out",
+                      str(tmp_path / "p.csv")])
+    assert f"new.csv (read as {shown})" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "p.csv")["ville"].tolist() == [cities[0]]
+
+
+def test_a_bom_less_utf16_file_given_as_utf16_is_one_line(tmp_path):
+    (tmp_path / "u.csv").write_bytes("a,y\n1,x\n2,y\n".encode("utf-16-le"))
+    with pytest.raises(UserError, match=r"u.csv: cannot be read as utf-16 .*give its encoding with --encoding"):
+        load_dataset(f"csv:{tmp_path / 'u.csv'}", encoding="utf-16")
 
 
 def test_model_auto_keeps_the_family_with_the_lower_validation_loss(tmp_path, capsys):
@@ -158,12 +184,16 @@ def test_model_auto_keeps_the_family_with_the_lower_validation_loss(tmp_path, ca
     line = pd.DataFrame({"a": a, "b": b, "y": 3 * a - 2 * b + 0.01 * rng.normal(size=400)})
     kept = {}
     for name, frame, task in (("xor", xor, "classification"), ("line", line, "regression")):
-        model_fn = train(tmp_path, frame, "--task", task, "--verbose", "1", "--n_epochs", "40", name=f"{name}.csv")
+        model_fn = train(tmp_path, frame, "--task", task, "--verbose", "1", "--n_epochs", "40", "--checkpoint_every",
+                         "20", name=f"{name}.csv")
         out = capsys.readouterr().out
         assert "--model auto: training linear and mlp on the same rows" in out
         kept[name] = torch.load(model_fn, weights_only=True)["model_name"]
-        assert f"--model auto kept {kept[name]}: validation loss" in out
+        assert re.search(rf"--model auto: mlp's validation loss is (lower|higher) by \S+ \(standard error \S+\); "
+                         rf"kept {kept[name]}", out)
     assert kept == {"xor": "mlp", "line": "linear"}
+    # The checkpoint beside it is the kept family's too (the MLP trained last): --resume continues linear.
+    assert torch.load(f"{tmp_path / 'm.pth'}.ckpt", weights_only=True)["config"]["model"] == "linear"
     # auto's mlp is exactly the run of --model mlp alone: each family starts from the same generators.
     auto = torch.load(train(tmp_path, xor, name="xor.csv"), weights_only=True)
     alone = torch.load(train(tmp_path, xor, "--model", "mlp", name="xor.csv"), weights_only=True)
@@ -186,7 +216,7 @@ def test_a_table_with_none_and_na_levels_and_gaps_trains_with_defaults_and_predi
     capsys.readouterr()
     predict_cli.main(["--model_fn", model_fn, str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv")])
     captured = capsys.readouterr()
-    assert "new.csv: 5 empty cells where training had none (region: 5, read as \"other\")" in captured.err
+    assert "new.csv: 5 gaps where training had none (region: 5, read as \"other\")" in captured.err
     predicted = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
     truth = loans(100, seed=1)["loan"]
     assert len(predicted) == 100 and (predicted["prediction"] == truth).mean() > 0.75
@@ -208,3 +238,28 @@ def test_the_predictor_applies_the_record_training_applied_on_rows_with_gaps(tmp
         expected = predictor.model(dataset.test[0]).exp()[:, 0]
     got = torch.tensor([dict(p.top_k)[dataset.classes[0]] for p in predictor.rows(as_text, top_k=2)])
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_a_challenger_must_beat_the_kept_family_by_more_than_a_standard_error():
+    from torch import nn
+
+    from mnist_classifier.training.model_choice import choose
+
+    def classifier(w0: float, w1: float) -> nn.Module:
+        model = nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=-1))
+        with torch.no_grad():
+            model[0].weight.copy_(torch.tensor([[-w0, -w1], [w0, w1]]))
+            model[0].bias.zero_()
+        return model
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, 2, generator=generator)
+    valid = (x, (x.sum(dim=1) > 0).long())
+    crit = nn.NLLLoss()
+    first, second, both, neither = classifier(2, 0), classifier(0, 2), classifier(2, 2), classifier(0, 0)
+    assert choose(both, first, crit, valid).challenger_wins  # clearly better: kept
+    assert not choose(neither, first, crit, valid).challenger_wins  # clearly worse
+    # Each reads one of the two features the label sums: as good on average, apart row by row.
+    for challenger, kept in ((first, second), (second, first)):
+        choice = choose(challenger, kept, crit, valid)
+        assert not choice.challenger_wins and abs(choice.difference) < choice.standard_error

@@ -178,7 +178,7 @@ def test_a_gap_at_predict_time_where_training_had_none_is_filled_and_reported(tm
     other = predictor.predict({"age": 30, "city": "Atlantis", "member": "yes"})[0].probability
     for row in ({"age": 30, "city": None, "member": "yes"}, pd.DataFrame({"age": [30], "city": [np.nan],
                                                                           "member": ["yes"]})):
-        with pytest.warns(UserWarning, match=r'1 empty cells where training had none \(city: 1, read as "other"\)'):
+        with pytest.warns(UserWarning, match=r'1 gaps where training had none \(city: 1, read as "other"\)'):
             assert predictor.predict(row)[0].probability == pytest.approx(other)  # the "other" slot
     median = float(np.median(load_dataset(f"csv:{tmp_path / 'shop.csv'}").train[0]["age"]))
     with pytest.warns(UserWarning, match=r"age: 1, filled with"):
@@ -241,7 +241,7 @@ def test_table_defaults_size_the_network_and_the_schedule(tmp_path, capsys):
     train_main(["--dataset", f"csv:{tmp_path / 'shop.csv'}", "--model_fn", str(tmp_path / "m.pth"), "--seed", "0",
                 "--n_epochs", "3"])
     out = capsys.readouterr().out
-    assert ("shop.csv: 3 columns: 1 numbers, 1 yes/no, 1 text (city: 4 levels (Metz, Nice, Paris, Lyon)) -> 7 model "
+    assert ("shop.csv: 3 columns: 1 number, 1 yes/no, 1 text (city: 4 levels (Metz, Nice, Paris, Lyon)) -> 7 model "
             "inputs; batch size 16, 3 epochs") in out
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
     assert saved["architecture"]["hidden_sizes"] == [256, 256] and saved["config"]["batch_size"] == 16

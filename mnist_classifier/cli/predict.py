@@ -104,6 +104,8 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     frames, predictions = [], []
     for path in args.images:
         frame = read_rows(Path(path), options, names, numbers)
+        if frame.attrs.get("read_as"):  # not UTF-8, or decimal commas: say how it was read
+            print(f"mnist-predict: note: {path}{frame.attrs['read_as']}", file=sys.stderr)
         with warnings.catch_warnings(record=True) as notes:
             warnings.simplefilter("always", UserWarning)
             rows = predictor.rows(frame, top_k=args.top_k, name=path)

@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -112,7 +113,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
         return {}
     trainer, config = kept
     if len(candidates) > 1:
-        _keep_companions(candidates, kept)
+        _keep_companions(candidates, kept, data)
     test = test_metrics(trainer, dataset, config)
     print(describe_test(test, dataset))
     return test
@@ -144,11 +145,7 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
                             dataset.task, make_callbacks(config, checkpoint, data.main_rank), parallel,
                             config.verbose >= 1 and data.main_rank, train_targets=data.train[1],
                             classes=dataset.classes, record=dataset.preprocessing)
-    where = f"{data.device}" if parallel is None else (f"{parallel.describe()} on {data.device.type}, global batch "
-                                                       f"{config.batch_size * config.world_size}")
-    say(f"{dataset.name}: train {tuple(data.train[0].shape)}, valid {tuple(data.valid[0].shape)}, "
-        f"test {tuple(dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
-        f"model {config.model}")
+    say(_run_words(config, data))
     if resume is not None:
         _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -184,6 +181,16 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
     return trainer, verdict[0] if verdict else None
 
 
+def _run_words(config: TrainConfig, data: _Data) -> str:
+    """The line before a family trains: the data's shapes, where and in what it computes."""
+    parallel, device = data.parallel, data.device
+    where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
+                                                  f"{config.batch_size * config.world_size}")
+    return (f"{data.dataset.name}: train {tuple(data.train[0].shape)}, valid {tuple(data.valid[0].shape)}, "
+            f"test {tuple(data.dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
+            f"model {config.model}")
+
+
 def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
     """Whether ``trainer``'s family beats ``rival``'s: by more than a standard error, row by row on the
     validation rows; under torchrun, where a forward pass on one rank alone could wait on the others,
@@ -195,14 +202,16 @@ def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
     return choose(trainer.model, rival.model, trainer.crit, data.valid)
 
 
-def _keep_companions(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig]) -> None:
-    """--model auto: the history and configuration beside the model file become the kept family's
-    (the last one trained wrote them)."""
+def _keep_companions(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig], data: _Data) -> None:
+    """--model auto: the history, configuration and checkpoint beside the model file become the
+    kept family's (the last one trained wrote them), so that --resume continues the kept one."""
     trainer, config = kept
     if config is not candidates[-1]:
         paths = companion_paths(config.model_fn)
         write_config(paths["config"], config.to_dict())
         write_history(paths["history"], trainer.history)
+        if Path(checkpoint_path(config)).exists():
+            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data.fingerprint())
 
 
 # Where the largest class has this many times the rows of the smallest, the run says so.

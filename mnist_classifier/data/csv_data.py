@@ -32,7 +32,8 @@ from .tables import NUMBER_NA, as_number_column, is_text, text_gaps
 # A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
 MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")
-DECIMAL_COMMA, DECIMAL_POINT = re.compile(r"[+-]?\d+,\d+"), re.compile(r"[+-]?\d*\.\d+")
+DECIMAL_COMMA, DECIMAL_POINT = re.compile(r"[+-]?\d+(\.\d{3})*,\d+"), re.compile(r"[+-]?\d*\.\d+")
+GROUPED = re.compile(r"[+-]?\d{1,3}(\.\d{3})+")  # 85.591: thousands grouped with points
 DELIMITERS = ",;\t|"  # what sniffing may choose among
 SNIFF_BYTES = 64 * 1024
 UTF8 = "utf-8-sig"  # UTF-8, with or without a byte-order mark
@@ -116,8 +117,9 @@ def read_rows(path: Path, options: TableOptions | None = None, columns: list[str
     if missing:
         raise UserError(f"{path}: no column {missing[0]!r}; the model needs {', '.join(columns)}")
     if table.decimal != ".":
-        for name in numbers:
-            table.frame[name] = table.frame[name].str.replace(table.decimal, ".", regex=False)
+        for name in numbers:  # 2.817,20 -> 2817.20
+            table.frame[name] = table.frame[name].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    table.frame.attrs["read_as"] = table.format_words()
     return table.frame
 
 
@@ -144,14 +146,18 @@ class CsvTable:
         sample = _decoded(raw, encoding, path)
         delimiter = options.delimiter or _sniff(sample)
         decimal = options.decimal or _sniff_decimal(sample, delimiter)
+        if decimal == "," and delimiter == ",":
+            raise UserError(f"{path}: --decimal , needs cells split by another character, and this file's are split "
+                            "by commas (give --delimiter if they are not)")
         header = _header(path, sample, delimiter, min_columns)
         table = cls(path, header, options, delimiter, decimal, encoding)
         table.text = [header[-1] if name == "last" else name for name in text if name in (*header, "last")]
         try:
             table.frame = table.read_frame(all_text)
-        except UnicodeDecodeError as e:
+        except UnicodeError as e:
             if options.encoding or encoding != UTF8:
-                raise UserError(f"{path}: cannot be read as {encoding} ({e}); give its encoding with --encoding") from e
+                raise UserError(f"{path}: cannot be read as {shown_encoding(encoding)} ({e}); give its encoding with "
+                                "--encoding") from e
             table.encoding = table.detect_in_whole_file(e)
             table.frame = table.read_frame(all_text)
         if table.frame.empty:
@@ -168,7 +174,7 @@ class CsvTable:
                 return pd.read_csv(self.path, sep=self.delimiter, encoding=self.encoding, header=0, names=self.header,
                                    index_col=False, dtype=str if all_text else dict.fromkeys(self.text, str),
                                    na_filter=False, skipinitialspace=True, engine="c", quotechar='"',
-                                   decimal=self.decimal)
+                                   decimal=self.decimal, thousands="." if self.decimal == "," else None)
         except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
             raise self.ragged(e) from None
         except OSError as e:
@@ -300,7 +306,8 @@ class CsvTable:
             self.left_out = left_out
         kept = features.drop(columns=[name for name in left_out if name in features.columns])
         if kept.columns.empty:
-            raise UserError(f"{self.path}: no feature column is left (left out: {', '.join(left_out)})")
+            gone = [*self.options.ignore_columns, *left_out]
+            raise UserError(f"{self.path}: no feature column is left (left out: {', '.join(gone)})")
         return kept
 
     def _useless(self, column: pd.Series, name: str) -> str | None:
@@ -347,29 +354,37 @@ def detect_encoding(raw: bytes) -> str:
     if not matches:
         raise UserError("not a text file in any encoding charset-normalizer knows; if it is text, give its "
                         "encoding with --encoding")
-    # Western European text decodes as well in several code pages (é is 0xE9 in each): among the
-    # detector's equals, take Windows' Western one, the code page spreadsheets save in.
-    best = matches[0]
-    tied = [name for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)
-            for name in m.could_be_from_charset]  # each match also names the code pages that decode the same
-    return _encoding_named("cp1252" if "cp1252" in tied else best.encoding)
+    # Western European text decodes without a stray character in several code pages (é is 0xE9 in
+    # each), and the detector's language model may rank a Central European or Mac one first: among
+    # the matches with the fewest stray characters, take Windows' Western one, the code page
+    # spreadsheets save in.
+    least = min(m.chaos for m in matches)
+    clean = [name for m in matches if m.chaos == least for name in m.could_be_from_charset]
+    return _encoding_named("cp1252" if "cp1252" in clean else matches[0].encoding)
 
 
 def _encoding_named(name: str) -> str:
     """An encoding's usual name (latin_1 -> iso8859-1), refused when Python knows no such codec."""
     try:
-        found = codecs.lookup(name).name
+        info = codecs.lookup(name)
     except LookupError:
-        raise UserError(f"--encoding {name}: no such encoding (e.g. utf-8, cp1252, latin-1, utf-16)") from None
-    return UTF8 if found in ("utf-8", UTF8) else found
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):  # rot13, base64: not a file's encoding
+        raise UserError(f"--encoding {name}: no such text encoding (e.g. utf-8, cp1252, latin-1, utf-16)")
+    return UTF8 if info.name in ("utf-8", UTF8) else info.name
 
 
 def _decoded(raw: bytes, encoding: str, path: Path) -> str:
     """The sample as text; a character cut at its end is left out."""
     try:
         return codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < SNIFF_BYTES)
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: cannot be read as {encoding} ({e}); give its encoding with --encoding") from e
+    except UnicodeError as e:  # also UTF-16 without its byte-order mark: utf-16-le or utf-16-be then
+        raise UserError(f"{path}: cannot be read as {shown_encoding(encoding)} ({e}); give its encoding with "
+                        "--encoding") from e
+
+
+def shown_encoding(encoding: str) -> str:
+    return "utf-8" if encoding == UTF8 else encoding
 
 
 def _sniff(sample: str) -> str:
@@ -395,7 +410,8 @@ def _sniff_decimal(sample: str, delimiter: str) -> str:
         return "."
     cells = [cell.strip() for row in csv.reader(_first_lines(sample)[1:], delimiter=delimiter) for cell in row]
     commas = sum(bool(DECIMAL_COMMA.fullmatch(cell)) for cell in cells)
-    points = sum(bool(DECIMAL_POINT.fullmatch(cell)) for cell in cells)
+    # 85.591 or 2.817,20 may be thousands grouped with points, as decimal-comma files write them.
+    points = sum(bool(DECIMAL_POINT.fullmatch(cell)) and not GROUPED.fullmatch(cell) for cell in cells)
     return "," if commas and not points else "."
 
 

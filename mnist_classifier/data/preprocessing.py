@@ -175,7 +175,8 @@ class TableRecord(Record):
         specs = self.columns
         kinds = {kind: [spec for spec in specs if spec["type"] == kind]
                  for kind in (tables.NUMBER, tables.BOOLEAN, tables.CATEGORY)}
-        parts = [f"{len(kinds[tables.NUMBER])} numbers"] if kinds[tables.NUMBER] else []
+        numbers = len(kinds[tables.NUMBER])
+        parts = [f"{numbers} number{'s' if numbers != 1 else ''}"] if numbers else []
         if kinds[tables.BOOLEAN]:
             parts.append(f"{len(kinds[tables.BOOLEAN])} yes/no")
         if kinds[tables.CATEGORY]:

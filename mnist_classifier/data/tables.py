@@ -73,8 +73,8 @@ def as_number_column(column: pd.Series, rule: str | None = None, na_values=(), d
     if is_text(column):
         text = cell_text(column)
         gap = (text.isin(NUMBER_NA) | text.isin(list(na_values))).to_numpy()
-        if decimal != ".":
-            text = text.str.replace(decimal, ".", regex=False)
+        if decimal != ".":  # 2.817,20: the points group thousands
+            text = text.str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
         numbers = pd.to_numeric(text.where(~gap), errors="coerce")
         parsed = numbers.notna().to_numpy()
         if rule is None and not parsed.any():
@@ -231,11 +231,11 @@ def unexpected_gaps(specs: list[dict], frame: pd.DataFrame, name: str = "input")
 
 
 def describe_gaps(specs: list[dict], gaps: dict[str, int]) -> str:
-    """'2 cells empty where training had none (income: 2, filled with 45.3)'."""
+    """'2 gaps where training had none (income: 2, filled with 45.3)'."""
     fills = {spec["name"]: spec for spec in specs}
     parts = [f"{column}: {count}, " + (f"filled with {fills[column]['fill']:g}" if "fill" in fills[column]
                                        else 'read as "other"') for column, count in gaps.items()]
-    return f"{sum(gaps.values())} empty cells where training had none ({'; '.join(parts)})"
+    return f"{sum(gaps.values())} gaps where training had none ({'; '.join(parts)})"
 
 
 def check_specs(specs, names) -> bool:

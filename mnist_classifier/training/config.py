@@ -276,10 +276,12 @@ class TrainConfig:
         """--encoding names a codec Python has; the lists of names name something."""
         if self.encoding is not None:
             try:
-                codecs.lookup(self.encoding)
+                text = getattr(codecs.lookup(self.encoding), "_is_text_encoding", True)
             except LookupError:
-                raise UserError(f"--encoding {self.encoding}: no such encoding (e.g. utf-8, cp1252, latin-1, "
-                                "utf-16)") from None
+                text = False
+            if not text:  # rot13, base64: not a file's encoding
+                raise UserError(f"--encoding {self.encoding}: no such text encoding (e.g. utf-8, cp1252, latin-1, "
+                                "utf-16)")
         for name in ("na_values", "text_columns", "ignore_columns"):
             value = getattr(self, name)
             if value is not None and not column_names(value):
