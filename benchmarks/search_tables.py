@@ -51,8 +51,9 @@ def validation_score(model_fn: Path, task: str) -> float:
 def run(train_csv: Path, test_csv: Path, task: str, seed: int, candidate: dict, folder: Path) -> tuple[float, float]:
     model_fn = folder / "m.pth"
     # The test file is given so that training gets the rows it gets in eval_tables.py; its score is not read.
+    # The recipes are the MLP's table defaults: --model mlp, not the tables' auto, whose linear model they skip.
     flags = ["--dataset", f"csv:{train_csv}", "--test_csv", str(test_csv), "--model_fn", str(model_fn),
-             "--seed", str(seed), "--verbose", "0",
+             "--seed", str(seed), "--verbose", "0", "--model", "mlp",
              *(["--task", "regression"] if task == "regression" else []), *candidate.get("flags", [])]
     steps = config_module.TABLE_STEPS
     config_module.TABLE_STEPS = candidate.get("steps", steps)

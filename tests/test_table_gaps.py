@@ -240,7 +240,7 @@ def test_the_predictor_applies_the_record_training_applied_on_rows_with_gaps(tmp
     assert torch.allclose(got, expected, atol=1e-6)
 
 
-def test_a_challenger_must_beat_the_kept_family_by_more_than_a_standard_error():
+def test_auto_keeps_the_lower_validation_loss_and_says_how_sure():
     from torch import nn
 
     from mnist_classifier.training.model_choice import choose
@@ -259,7 +259,9 @@ def test_a_challenger_must_beat_the_kept_family_by_more_than_a_standard_error():
     first, second, both, neither = classifier(2, 0), classifier(0, 2), classifier(2, 2), classifier(0, 0)
     assert choose(both, first, crit, valid).challenger_wins  # clearly better: kept
     assert not choose(neither, first, crit, valid).challenger_wins  # clearly worse
-    # Each reads one of the two features the label sums: as good on average, apart row by row.
-    for challenger, kept in ((first, second), (second, first)):
-        choice = choose(challenger, kept, crit, valid)
-        assert not choice.challenger_wins and abs(choice.difference) < choice.standard_error
+    # Each reads one of the two features the label sums: as good on average, apart row by row. The
+    # lower mean still decides, one way round and not the other; the standard error shows the doubt.
+    verdicts = [choose(a, b, crit, valid) for a, b in ((first, second), (second, first))]
+    assert [v.challenger_wins for v in verdicts] in ([True, False], [False, True])
+    assert all(abs(v.difference) < v.standard_error for v in verdicts)
+    assert verdicts[0].difference == pytest.approx(-verdicts[1].difference)

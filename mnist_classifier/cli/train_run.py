@@ -98,8 +98,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
     candidates = family_candidates(config)
     if len(candidates) > 1:
         simple, other = (c.model for c in candidates)
-        say(f"--model auto: training {simple} and {other} on the same rows; {simple} is kept unless {other}'s "
-            "validation loss is lower by more than its standard error")
+        say(f"--model auto: training {simple} and {other} on the same rows; the lower validation loss is kept")
     generators = torch.get_rng_state()  # each family starts where a run of it alone would
     kept: tuple[Trainer, TrainConfig] | None = None
     for candidate in candidates:
@@ -192,9 +191,9 @@ def _run_words(config: TrainConfig, data: _Data) -> str:
 
 
 def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
-    """Whether ``trainer``'s family beats ``rival``'s: by more than a standard error, row by row on the
-    validation rows; under torchrun, where a forward pass on one rank alone could wait on the others,
-    by the lower validation loss."""
+    """Whether ``trainer``'s family beats ``rival``'s: a lower validation loss, with the paired
+    difference's standard error from the validation rows (under torchrun, where a forward pass on
+    one rank alone could wait on the others, the losses alone)."""
     trainer.model.load_state_dict(trainer.best_state)
     if data.parallel is not None:
         difference = trainer.best_valid_loss - rival.best_valid_loss

@@ -25,7 +25,7 @@ from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
 # --model auto (the default for tables): these families train one after the other on the same rows,
-# and the one with the lower validation loss is kept. The MLP's options are auto's.
+# and the one with the lower validation loss is kept (model_choice.py). The MLP's options are auto's.
 AUTO, AUTO_FAMILIES = "auto", ("linear", "mlp")
 SAMPLERS = ("shuffle", "balanced")
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
