@@ -254,3 +254,23 @@ def test_auto_keeps_the_lower_validation_loss_and_says_how_sure():
     assert [v.challenger_wins for v in verdicts] in ([True, False], [False, True])
     assert all(abs(v.difference) < v.standard_error for v in verdicts)
     assert verdicts[0].difference == pytest.approx(-verdicts[1].difference)
+
+
+def test_huge_cells_are_read_and_cut_in_messages_and_numbers_find_text_levels(tmp_path):
+    """Issue 27's table cases: a cell over csv's 128 KB limit beside a gap, a 1 MB cell in a message,
+    and a 2-D numeric array for a text column whose level is '7'."""
+    big = "x" * 200_000
+    rows = "".join(f"{i % 5},{big if i == 3 else ''},{'ab'[i % 2]}\n" for i in range(30))
+    (tmp_path / "big.csv").write_text("n,note,y\n" + rows)
+    dataset = load_dataset(f"csv:{tmp_path / 'big.csv'}")  # the line scan for short rows reads the big cell
+    assert len(dataset.train[0]) + len(dataset.test[0]) == 30
+    typo = "9" * 10 + "z" * 10**6
+    (tmp_path / "typo.csv").write_text("n,y\n" + "".join(f"{i},a\n" for i in range(20)) + typo + ",b\n")
+    with pytest.raises(UserError) as refused:
+        load_dataset(f"csv:{tmp_path / 'typo.csv'}")
+    assert len(str(refused.value)) < 300 and "(1,000,010 characters)" in str(refused.value)
+    codes = pd.DataFrame({"code": ["7", "8", "7", "8"] * 10, "y": ["a", "b", "a", "b"] * 10})
+    predictor = Predictor(train(tmp_path, codes, "--model", "linear", "--text_columns", "code", name="codes.csv"))
+    from_text, from_number = predictor.predict([["7"]]), predictor.predict(np.array([[7.0]]))
+    assert from_text[0].label == from_number[0].label == "a"
+    assert from_text[0].probability == pytest.approx(from_number[0].probability)

@@ -198,6 +198,8 @@ class CsvTable:
 
     def records(self):
         """(line the record starts on, its cells) for every data row as pandas counts them."""
+        # Cells of any length (csv's default limit is 128 KB; pandas read the file without one).
+        csv.field_size_limit(2**31 - 1)
         with open(self.path, newline="", encoding=self.encoding, errors="replace") as f:
             reader = csv.reader(f, delimiter=self.delimiter, skipinitialspace=True)
             next(reader)

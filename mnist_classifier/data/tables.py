@@ -55,6 +55,23 @@ def cell_text(column: pd.Series) -> pd.Series:
     return column.astype(object).where(column.notna(), "").astype(str).str.strip()
 
 
+def shown_cell(value, limit: int = 60) -> str:
+    """A cell quoted for a one-line message, cut to ``limit`` characters: a 200 MB cell stays a line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} characters)"
+
+
+def category_text(column: pd.Series) -> pd.Series:
+    """A text column's cells as the levels were written: numbers given for it (a 2-D array of raw
+    values) as their shortest spelling, 7.0 as "7", so that the level '7' is found."""
+    if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return cell_text(column)
+    values = column.to_numpy(dtype=np.float64)
+    whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2**53)
+    text = [str(int(v)) if w else ("" if np.isnan(v) else repr(float(v))) for v, w in zip(values, whole, strict=True)]
+    return pd.Series(text, index=column.index)
+
+
 def text_gaps(column: pd.Series, na_values=()) -> np.ndarray:
     """The gaps of a text column: missing or empty cells, and the words in ``na_values``."""
     text = cell_text(column)
@@ -84,7 +101,8 @@ def as_number_column(column: pd.Series, rule: str | None = None, na_values=(), d
             if rule is None and parsed[~gap].mean() < 0.5:
                 return None, None, None
             bad = int(np.argmax(unusable))
-            return None, bad, f"{column.iloc[bad]!r} is not a number ({rule or 'most of the column is numbers'})"
+            why = rule or "most of the column is numbers"
+            return None, bad, f"{shown_cell(column.iloc[bad])} is not a number ({why})"
     else:
         numbers = column
     values = numbers.to_numpy(dtype=np.float64)
@@ -176,7 +194,7 @@ def _encode_column(spec: dict, column: pd.Series, name: str) -> np.ndarray:
     if kind == CATEGORY:
         gap = text_gaps(column, spec.get("na_values", ()))
         _refuse_gaps(spec, gap, name)
-        codes = pd.Index(spec["levels"]).get_indexer(cell_text(column))
+        codes = pd.Index(spec["levels"]).get_indexer(category_text(column))
         codes[codes < 0] = len(spec["levels"])  # unseen or rare: the "other" slot
         if had_gaps(spec):
             codes[gap] = len(spec["levels"]) + 1  # the "missing" slot
@@ -206,7 +224,7 @@ def _booleans(spec: dict, column: pd.Series, name: str) -> tuple[np.ndarray, np.
         ok = (is_true | is_false).to_numpy() | gap
     if not ok.all():
         bad = int(np.argmin(ok))
-        raise UserError(f"{name}, row {bad + 1}, column {spec['name']!r}: {column.iloc[bad]!r} is neither "
+        raise UserError(f"{name}, row {bad + 1}, column {spec['name']!r}: {shown_cell(column.iloc[bad])} is neither "
                         f"{spec['true'][0]} nor {spec['false'][0]}")
     return values, gap
 
