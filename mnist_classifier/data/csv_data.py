@@ -142,7 +142,7 @@ class CsvTable:
         """The file's rows; numeric columns as numbers, the others (and the columns ``text`` names, the
         header's last for "last"; every column with ``all_text``) as text."""
         raw = _sample(path)
-        encoding = _encoding_named(options.encoding) if options.encoding else detect_encoding(raw)
+        encoding = encoding_named(options.encoding) if options.encoding else detect_encoding(raw)
         sample = _decoded(raw, encoding, path)
         delimiter = options.delimiter or _sniff(sample)
         decimal = options.decimal or _sniff_decimal(sample, delimiter)
@@ -362,10 +362,10 @@ def detect_encoding(raw: bytes) -> str:
     # spreadsheets save in.
     least = min(m.chaos for m in matches)
     clean = [name for m in matches if m.chaos == least for name in m.could_be_from_charset]
-    return _encoding_named("cp1252" if "cp1252" in clean else matches[0].encoding)
+    return encoding_named("cp1252" if "cp1252" in clean else matches[0].encoding)
 
 
-def _encoding_named(name: str) -> str:
+def encoding_named(name: str) -> str:
     """An encoding's usual name (latin_1 -> iso8859-1), refused when Python knows no such codec."""
     try:
         info = codecs.lookup(name)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import codecs
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from torch import nn
 
-from ..data.csv_data import column_names
+from ..data.csv_data import column_names, encoding_named
 from ..data.dataset import user_data, with_path
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
@@ -275,13 +274,7 @@ class TrainConfig:
     def _check_table_words(self) -> None:
         """--encoding names a codec Python has; the lists of names name something."""
         if self.encoding is not None:
-            try:
-                text = getattr(codecs.lookup(self.encoding), "_is_text_encoding", True)
-            except LookupError:
-                text = False
-            if not text:  # rot13, base64: not a file's encoding
-                raise UserError(f"--encoding {self.encoding}: no such text encoding (e.g. utf-8, cp1252, latin-1, "
-                                "utf-16)")
+            encoding_named(self.encoding)  # refused here, before any work, when Python has no such text codec
         for name in ("na_values", "text_columns", "ignore_columns"):
             value = getattr(self, name)
             if value is not None and not column_names(value):
