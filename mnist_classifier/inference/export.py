@@ -57,7 +57,10 @@ def export_model(model_fn: str | Path, fmt: str, out: str | Path) -> Exported:
     data = build(model, example, description)
     inputs = parity_inputs(saved["preprocessing"])
     run = runner(data)
-    difference = check_parity(model, run, inputs, classify=description["task"] == "classification")
+    try:
+        difference = check_parity(model, run, inputs, classify=description["task"] == "classification")
+    except UserError as e:
+        raise UserError(f"{e}; nothing was written") from e
     out, sidecar = Path(out), Path(f"{out}.json")
     atomic_write(out, lambda f: f.write(data))
     atomic_write(sidecar, lambda f: f.write(json.dumps(description, indent=2).encode()))
@@ -183,10 +186,9 @@ def check_parity(model: nn.Module, run, inputs: torch.Tensor, classify: bool) ->
     got = torch.cat([run(chunk) for chunk in (inputs[:1], inputs[1:])])  # one input, then a batch
     difference = (got - expected).abs().max().item()
     if not np.isfinite(difference) or difference > TOLERANCE:
-        raise UserError(f"the export differs from PyTorch by {difference:.3g} (more than {TOLERANCE:g}); "
-                        "nothing was written")
+        raise UserError(f"the export differs from PyTorch by {difference:.3g} (more than {TOLERANCE:g})")
     if classify and not torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1)):
-        raise UserError("the export predicts another class than PyTorch for some inputs; nothing was written")
+        raise UserError("the export predicts another class than PyTorch for some inputs")
     return difference
 
 

@@ -2,71 +2,113 @@
 
     GET  /          the page: a canvas (mouse, pen or finger), a bar per class, the 28x28 input
     POST /predict   an image upload (multipart field ``file``) or JSON ``{"pixels": ...}``
-    GET  /model     what is loaded;  GET /healthz;  GET /docs (OpenAPI)
+    GET  /model     what is loaded;  GET /healthz;  GET /openapi.json (and /docs with ``docs=True``)
 
 Every request body is read into memory under a cap and nothing is written to disk. Bad input is
 a 4xx answer with a JSON ``detail``, never a 500. With an ONNX export beside the model file
-(``mnist-export``), onnxruntime computes the answers; PyTorch otherwise.
+(``mnist-export``) that agrees with the model, onnxruntime computes the answers; PyTorch otherwise.
+``build_server`` puts the app behind the limits a public server needs (``Limits``, allowed hosts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import functools
 import io
 import json
-import math
-import re
+import logging
+import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import h11
 import torch
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
+from starlette.responses import PlainTextResponse
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..data import preprocessing
+from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
-from .export import INPUT, OUTPUT, file_digest, read_metadata
+from .export import INPUT, OUTPUT, check_parity, file_digest, parity_inputs, read_metadata
 from .predictor import Predictor
 
 MAX_UPLOAD_BYTES = 5 * 2**20
 # Far below Pillow's bomb limit (89 million): a 13000x13000 picture took 2 s and 1 GB to refuse
 # there. A photo of a digit needs far fewer pixels than this.
 MAX_PIXELS = 25_000_000
-INLINE_BYTES = 256 * 2**10  # bodies up to this size are answered on the event loop
-MAX_PARTS = 16  # multipart fields read before giving up on finding 'file'
+# Bodies up to this size, and pictures up to this many pixels (a 512x512 PNG: about 5 ms to decode
+# and prepare), are answered on the event loop; larger ones on the worker thread.
+INLINE_BYTES = 256 * 2**10
+INLINE_PIXELS = 512 * 512
+MAX_PARTS = 256  # multipart parts read at most: enough for any form, few enough to parse in a few ms
+SERVE_PARITY_ROWS = 64  # inputs on which an export must agree with the model before it answers
+# python-multipart logs each malformed body as a warning; the 400 answer already says it, and a
+# client could otherwise fill the log.
+logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
 JSON_BODY = {"type": "object", "required": ["pixels"], "properties": {"pixels": {
     "description": "a 28x28 array, or 784 values, each in [0, 1]", "type": "array"}}}
 UPLOAD_BODY = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one client may take of the server. uvicorn's defaults set no header size, header count,
+    read timeout or connection limit; these are ``mnist-serve``'s."""
+
+    header_bytes: int = 16 * 2**10  # the request line and headers together (h11's default; nginx: 8-32 KB)
+    header_count: int = 100  # as Apache's LimitRequestFields
+    header_seconds: float = 5.0  # from connecting (or a request's first byte) to the end of its headers
+    body_seconds: float = 30.0  # from the end of the headers to the end of the body: 5 MB at 1.4 Mbit/s
+    keep_alive_seconds: int = 5  # an idle connection between requests (uvicorn's default)
+    connections: int = 100  # open at once; more get 503. Each may hold a 5 MB body in memory.
+
+
 class Backend:
-    """Log-probabilities for prepared input: onnxruntime on an export beside the model, else PyTorch."""
+    """Log-probabilities for prepared input: onnxruntime on an export beside the model that agrees
+    with it, else PyTorch."""
 
-    def __init__(self, predictor: Predictor, onnx_fn: Path | None):
-        self.name, self._session = "pytorch", None
-        if onnx_fn is not None:
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            # One input at a time: a second thread, spinning while it waits, only takes a core from
-            # the requests being read and answered.
-            options.intra_op_num_threads = 1
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                self._session = onnxruntime.InferenceSession(str(onnx_fn), options,
-                                                             providers=["CPUExecutionProvider"])
-            except Exception as e:  # noqa: BLE001 -- onnxruntime raises its own kinds
-                raise UserError(f"{onnx_fn}: onnxruntime cannot load it ({first_line(e)}); export again, or "
-                                "serve with --no-export") from e
-            self.name = "onnxruntime"
-        self.predictor = predictor
+    def __init__(self, predictor: Predictor, onnx_fn: Path | None, say=lambda note: None):
+        self.predictor, self.name, self._run = predictor, "pytorch", predictor.log_probs
+        if onnx_fn is None:
+            return
+        try:
+            run = onnx_runner(onnx_fn)
+            # An export is a second program, and its metadata can be copied: it answers only once
+            # it gives the model's answers, as mnist-export checks before writing one.
+            inputs = parity_inputs(predictor.record, SERVE_PARITY_ROWS)
+            check_parity(predictor.model, run, inputs, classify=predictor.task == CLASSIFICATION)
+        except Exception as e:  # noqa: BLE001 -- a foreign file can fail in onnxruntime's or torch's words
+            reason = e if isinstance(e, UserError) else f"it does not run as this model ({first_line(e)[:200]})"
+            say(f"{onnx_fn} is not used: {reason}; PyTorch answers. Run mnist-export again to use onnxruntime")
+            return
+        self.name, self._run = "onnxruntime", run
 
     def log_probs(self, x: torch.Tensor) -> torch.Tensor:
-        if self._session is None:
-            return self.predictor.log_probs(x)
-        return torch.from_numpy(self._session.run([OUTPUT], {INPUT: x.numpy()})[0])
+        return self._run(x)
+
+
+def onnx_runner(onnx_fn: Path) -> Callable[[torch.Tensor], torch.Tensor]:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # One input at a time: a second thread, spinning while it waits, only takes a core from the
+    # requests being read and answered.
+    options.intra_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(str(onnx_fn), options, providers=["CPUExecutionProvider"])
+    return lambda x: torch.from_numpy(session.run([OUTPUT], {INPUT: x.numpy()})[0])
 
 
 def find_export(model_fn: Path) -> tuple[Path | None, str | None]:
@@ -86,16 +128,19 @@ def find_export(model_fn: Path) -> tuple[Path | None, str | None]:
     return candidate, None
 
 
-def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: None) -> FastAPI:
-    """The app for ``model_fn``; ``say`` receives a note when an export beside it is not used."""
+def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: None, docs: bool = False) -> FastAPI:
+    """The app for ``model_fn``; ``say`` receives a note when an export beside it is not used.
+    ``docs``: serve /docs and /redoc, pages that load their scripts from a CDN (off by default:
+    third-party script on our origin, and blank offline); /openapi.json is always served."""
     model_fn = Path(model_fn)
     predictor = Predictor(model_fn)
     export, note = find_export(model_fn) if use_export else (None, None)
     if note:
         say(note)
-    backend = Backend(predictor, export)
+    backend = Backend(predictor, export, say)
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mnist-serve")
-    app = FastAPI(title="mnist-classifier", description="Draw or upload a picture; the model answers.")
+    app = FastAPI(title="mnist-classifier", description="Draw or upload a picture; the model answers.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -116,40 +161,54 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
             raise HTTPException(400, f"{preprocessing.as_record(predictor.record).not_images()}; use mnist-predict "
                                      "or the Predictor from Python")
         body = await read_capped(request)
-        prepare = preparer(predictor, request.headers.get("content-type", ""), body)
+        prepare, pixels = preparer(predictor, request.headers.get("content-type", ""), body)
 
         def work() -> dict:
             x, shown = prepare()
             return answer(predictor, backend.log_probs(x), shown)
 
-        if len(body) <= INLINE_BYTES:
+        if len(body) <= INLINE_BYTES and pixels <= INLINE_PIXELS:
             return work()  # a drawing or JSON pixels: ~2 ms; a thread hand-off would cost a third of that
-        # A large picture can take a second to decode: off the event loop, so that it does not
-        # stall every other request (and /healthz); on one worker thread, as more threads only
-        # fight over the GIL and the cores (anyio's pool of 40 halved the requests/s).
+        # A large picture (in bytes or in pixels: a 35 KB PNG can hold 25 million) takes up to a
+        # second to decode: off the event loop, so that it does not stall every other request (and
+        # /healthz); on one worker thread, as more threads only fight over the GIL and the cores
+        # (anyio's pool of 40 halved the requests/s).
         return await asyncio.get_running_loop().run_in_executor(worker, work)
 
     return app
 
 
-def preparer(predictor: Predictor, content_type: str, body: bytes):
-    """What turns this request's body into the model's input: an upload or JSON pixels."""
+Prepare = Callable[[], "tuple[torch.Tensor, list]"]
+
+
+def preparer(predictor: Predictor, content_type: str, body: bytes) -> tuple[Prepare, int]:
+    """What turns this request's body into the model's input (an upload or JSON pixels), and how
+    many pixels it will decode: read from a picture's header, without decoding it."""
     kind = content_type.split(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        return lambda: prepared_upload(predictor, content_type, body)
+        stream = uploaded_file(content_type, body)
+        return (lambda: prepared_upload(predictor, stream)), pixel_count(stream)
     if kind == "application/json":
-        return lambda: prepared_pixels(predictor, body)
+        return (lambda: prepared_pixels(predictor, body)), 0
     raise HTTPException(415, "send an image as multipart/form-data (field 'file') or JSON {\"pixels\": ...}")
 
 
 def describe_model(predictor: Predictor, backend: str) -> dict:
     accuracies = [h["valid_accuracy"] for h in predictor.history if isinstance(h.get("valid_accuracy"), float)]
-    return {"model_name": predictor.model_name, "dataset": predictor.metadata.get("name"),
+    return {"model_name": predictor.model_name, "dataset": public_name(predictor.metadata.get("name")),
             "task": predictor.task, "classes": predictor.classes, "input_shape": list(predictor.input_shape),
             "takes": "images" if predictor.takes_images else "table rows",
             # The drawing pad suits digit-like models only (one channel, prepared the MNIST way).
             "drawing": predictor.record.get("kind") == preprocessing.IMAGE and predictor.input_shape[0] == 1,
             "best_valid_accuracy": max(accuracies) if accuracies else None, "backend": backend}
+
+
+def public_name(name: str | None) -> str | None:
+    """A data set's name without the trainer's folders: ``csv:/home/me/loans.csv`` -> ``csv:loans.csv``."""
+    if not isinstance(name, str) or ":" not in name:
+        return name
+    kind, _, place = name.partition(":")
+    return f"{kind}:{Path(place).name}"
 
 
 async def read_capped(request: Request) -> bytes:
@@ -158,18 +217,21 @@ async def read_capped(request: Request) -> bytes:
     if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:
         raise HTTPException(413, f"the request is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"the request is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise HTTPException(413, f"the request is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client went away mid-body (or was cut off by Limits.body_seconds)
+        raise HTTPException(400, "the client disconnected before sending the whole request") from None
     if not size:
         raise HTTPException(400, "the request is empty")
     return b"".join(chunks)
 
 
-def prepared_upload(predictor: Predictor, content_type: str, body: bytes) -> tuple[torch.Tensor, list]:
-    """The multipart field ``file``, opened and prepared in memory as the model's data was."""
+def uploaded_file(content_type: str, body: bytes) -> io.BytesIO:
+    """The multipart field ``file`` as a stream named for error messages."""
     found = multipart_field(content_type, body, "file")
     if found is None:
         raise HTTPException(400, "no multipart field named 'file' in the request")
@@ -178,7 +240,11 @@ def prepared_upload(predictor: Predictor, content_type: str, body: bytes) -> tup
         raise HTTPException(400, "the uploaded file is empty")
     stream = io.BytesIO(data)
     stream.name = f"the upload {filename!r}" if filename else "the upload"  # what error messages call it
-    check_pixel_count(stream)
+    return stream
+
+
+def prepared_upload(predictor: Predictor, stream: io.BytesIO) -> tuple[torch.Tensor, list]:
+    """An uploaded picture, opened and prepared in memory as the model's data was."""
     try:
         image = predictor.image_input(stream)
     except UserError as e:
@@ -191,8 +257,9 @@ def shown_input(image) -> list:
     return image[0].tolist() if image.shape[0] == 1 else image.transpose(1, 2, 0).tolist()
 
 
-def check_pixel_count(stream: io.BytesIO) -> None:
-    """Refuse a picture with more than MAX_PIXELS from its header alone, before decoding it."""
+def pixel_count(stream: io.BytesIO) -> int:
+    """A picture's pixels from its header alone (Pillow opens lazily), refused with 413 past MAX_PIXELS;
+    0 for what is not a picture (image_input says so in its own words)."""
     try:
         with Image.open(stream) as image:
             width, height = image.size
@@ -205,41 +272,53 @@ def check_pixel_count(stream: io.BytesIO) -> None:
     if width * height > MAX_PIXELS:
         size = f"{width}x{height} is" if width <= MAX_PIXELS else "its size is"
         raise HTTPException(413, f"{stream.name}: {size} more than {MAX_PIXELS:,} pixels; send a smaller picture")
+    return width * height
 
 
 def multipart_field(content_type: str, body: bytes, name: str) -> tuple[bytes, str | None] | None:
     """(content, filename) of the form field ``name`` in a multipart/form-data body (RFC 7578), or None.
 
-    A few lines over the bytes, kept in memory: the standard library's email parser took 4 ms a
-    request, more than preparing the image and running the model together; Starlette's spools large
-    files to disk. At most MAX_PARTS fields are looked at."""
-    boundary = re.search(r'boundary="?([^";,\s]+)"?', content_type, re.IGNORECASE)
-    if boundary is None:
+    python-multipart's parser (Starlette's), in memory: Starlette's own form reader spools files to
+    disk. Header and parameter names in any case, as the RFCs say. At most MAX_PARTS parts."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
         raise HTTPException(400, "a multipart request without a boundary")
-    delimiter = b"\r\n--" + boundary.group(1).encode("latin-1")
-    body = b"\r\n" + body  # the first delimiter has no line break before it
-    start = body.find(delimiter)
-    for _ in range(MAX_PARTS):
-        if start < 0 or body[start + len(delimiter):start + len(delimiter) + 2] == b"--":
-            return None  # no more parts, or the closing delimiter
-        end = body.find(delimiter, start + len(delimiter))
-        part = body[start + len(delimiter):end if end >= 0 else len(body)]
-        head, separator, content = part.partition(b"\r\n\r\n")
-        disposition = next((line for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"content-disposition:")), b"")
-        field = re.search(rb'(?:^|;)\s*name="([^"]*)"', disposition.partition(b":")[2])
-        if separator and field and field.group(1) == name.encode():
-            filename = re.search(rb'(?:^|;)\s*filename="([^"]*)"', disposition.partition(b":")[2])
-            return content, filename.group(1).decode("utf-8", "replace") if filename else None
-        start = end
+    parts: list[tuple[dict, list]] = []  # (headers by lower-case name, pieces of content)
+    header: dict = {}
+
+    def part_begin():
+        if len(parts) == MAX_PARTS:
+            raise HTTPException(400, f"more than {MAX_PARTS} multipart fields; send 'file' with fewer others")
+        parts.append(({}, []))
+
+    def header_end():
+        parts[-1][0][bytes(header.pop("field", b"")).lower()] = bytes(header.pop("value", b""))
+
+    callbacks = {
+        "on_part_begin": part_begin,
+        "on_header_field": lambda data, start, end: header.setdefault("field", bytearray()).extend(data[start:end]),
+        "on_header_value": lambda data, start, end: header.setdefault("value", bytearray()).extend(data[start:end]),
+        "on_header_end": header_end,
+        "on_part_data": lambda data, start, end: parts[-1][1].append(data[start:end]),
+    }
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as e:
+        raise HTTPException(400, f"the multipart body cannot be read ({first_line(e)})") from None
+    for headers, pieces in parts:
+        _, parameters = parse_options_header(headers.get(b"content-disposition", b""))
+        if parameters.get(b"name") == name.encode():
+            filename = parameters.get(b"filename")
+            return b"".join(pieces), filename.decode("utf-8", "replace") if filename else None
     return None
 
 
 def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, list]:
-    """JSON pixels (the model's input shape, e.g. 28x28, or as many values flat, each in [0, 1]) as
-    one input."""
-    shape = predictor.input_shape
-    expected = f"{' rows of '.join(map(str, shape[-2:]))} numbers, or {math.prod(shape)} numbers"
+    """JSON pixels as one input, in the shapes the Predictor takes (e.g. 28x28, 1x28x28, or 784
+    values flat), each in [0, 1]: the Predictor's own check decides."""
     try:
         # Integers as floats: a huge one becomes inf (refused below) instead of overflowing torch.
         pixels = json.loads(body, parse_int=float)["pixels"]
@@ -247,13 +326,14 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
             raise TypeError("pixels must be numbers")
         x = torch.tensor(pixels, dtype=torch.float32)
     except (ValueError, KeyError, TypeError, RuntimeError, OverflowError, RecursionError):
-        raise HTTPException(422, f"send JSON {{\"pixels\": ...}}: {expected}, each in [0, 1]") from None
-    if x.numel() != math.prod(shape):
-        raise HTTPException(422, f"{x.numel()} pixel values; this model takes {math.prod(shape)} "
-                                 f"({' x '.join(map(str, shape))})")
-    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
-        raise HTTPException(422, "every pixel must be a number in [0, 1] (no NaN)")
-    x = preprocessing.to_model_input(predictor.record, x.reshape(1, *shape))
+        raise HTTPException(422, "send JSON {\"pixels\": ...}: the model's input as nested lists of numbers, "
+                                 "each in [0, 1]") from None
+    try:
+        x = preprocessing.to_model_input(predictor.record, x, name="pixels")
+    except UserError as e:
+        raise HTTPException(422, str(e)) from None
+    if len(x) != 1:
+        raise HTTPException(422, f"pixels: one input at a time, got a batch of {len(x)}")
     return x, shown_input(x[0].numpy())
 
 
@@ -266,8 +346,136 @@ def all_numbers(value, depth: int = 0) -> bool:
 
 def answer(predictor: Predictor, log_probs: torch.Tensor, shown: list) -> dict:
     """The response for one input: ``Predictor``'s answer, with every class's probability."""
+    if not torch.isfinite(log_probs).all():  # never a label picked from NaN
+        raise HTTPException(500, "the model's output for this input is not a number (NaN or infinite), so there "
+                                 "is no answer; the model file may be damaged")
     (prediction,) = predictor.predictions(log_probs.float(), ["upload"], top_k=len(predictor.classes))
     probabilities = dict(prediction.top_k)
     return {"class_index": predictor.classes.index(prediction.label), "label": prediction.label,
             "probability": prediction.probability,
             "probabilities": {label: probabilities[label] for label in predictor.classes}, "model_input": shown}
+
+
+# --- The app behind a public server's limits -------------------------------------------------------
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with read deadlines, which uvicorn lacks: a request's headers must
+    arrive within ``Limits.header_seconds`` of connecting or of its first byte, and its body within
+    ``Limits.body_seconds`` after them; otherwise the connection is closed (slowloris)."""
+
+    def __init__(self, *args, limits: Limits, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.limits = limits
+        self._deadline: asyncio.TimerHandle | None = None
+        self._awaiting = None  # the client's h11 state the deadline is for: IDLE (headers) or SEND_BODY
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm(h11.IDLE, self.limits.header_seconds)
+
+    def data_received(self, data: bytes) -> None:
+        if self._deadline is None and self.conn.their_state is h11.IDLE:
+            self._arm(h11.IDLE, self.limits.header_seconds)  # the next request on a kept-alive connection
+        super().data_received(data)
+        state = self.conn.their_state
+        if state is not self._awaiting:
+            self._disarm()
+            if state is h11.SEND_BODY:
+                self._arm(h11.SEND_BODY, self.limits.body_seconds)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, state, seconds: float) -> None:
+        self._disarm()
+        self._awaiting, self._deadline = state, self.loop.call_later(seconds, self.transport.close)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._awaiting, self._deadline = None, None
+
+
+def with_header_limits(app, limits: Limits):
+    """The ASGI app, answering 431 to a request with more than ``limits.header_count`` headers or
+    more than ``limits.header_bytes`` of them. h11 caps only a head still incomplete after a read
+    (its memory), so one that arrives whole in a single read of up to 256 KB is measured here."""
+    async def guarded(scope, receive, send):
+        headers = scope.get("headers", ())
+        if scope["type"] == "http" and len(headers) > limits.header_count:
+            await PlainTextResponse(f"more than {limits.header_count} request headers", 431)(scope, receive, send)
+        elif scope["type"] == "http" and sum(len(k) + len(v) for k, v in headers) > limits.header_bytes:
+            await PlainTextResponse(f"request headers over {limits.header_bytes // 1024} KB", 431)(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    return guarded
+
+
+def default_allowed_hosts(host: str) -> list[str]:
+    """The Host names answered by default: the bound host, with the loopback names when bound there,
+    and this machine's names and addresses when bound to all interfaces. Any other name is refused
+    with 400, so that a DNS-rebinding page cannot read a server meant for this machine."""
+    if host in WILDCARD_HOSTS:
+        names = [*LOOPBACK_HOSTS, socket.gethostname(), socket.getfqdn()]
+        try:
+            names += socket.gethostbyname_ex(socket.gethostname())[2]
+        except OSError:  # a host name that does not resolve: its name alone
+            pass
+    elif host in LOOPBACK_HOSTS or host.startswith("127.") or host == "::1":
+        names = [host, *LOOPBACK_HOSTS]
+    else:
+        names = [host]
+    names = [f"[{name}]" if ":" in name and not name.startswith("[") else name for name in names]  # IPv6
+    return list(dict.fromkeys(name.lower() for name in names))
+
+
+def allowed_hosts(flag: str | None, host: str) -> list[str]:
+    """``--allowed_hosts`` (names separated by commas; ``*`` any; ``*.example.com`` its subdomains) as a
+    list; without it, the default for the bound ``host``."""
+    if flag is None:
+        return default_allowed_hosts(host)
+    names = [name.strip().lower() for name in flag.split(",") if name.strip()]
+    for name in names:
+        if "*" in name[1:] or (name.startswith("*") and name != "*" and not name.startswith("*.")):
+            raise UserError(f"--allowed_hosts: {name!r} is not a host name, '*' or '*.domain'")
+    if not names:
+        raise UserError("--allowed_hosts: no host names given")
+    return names
+
+
+def build_server(app, allowed_hosts: list[str], limits: Limits = Limits()) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that answers only ``allowed_hosts`` and holds clients to ``limits``.
+    h11 rather than httptools: h11 caps the request head's bytes (httptools buffered a 60 MB header)."""
+    guarded = TrustedHostMiddleware(app, allowed_hosts=allowed_hosts, www_redirect=False)
+    config = uvicorn.Config(
+        with_header_limits(guarded, limits),
+        http=functools.partial(DeadlineH11Protocol, limits=limits),
+        h11_max_incomplete_event_size=limits.header_bytes, limit_concurrency=limits.connections,
+        timeout_keep_alive=limits.keep_alive_seconds, ws="none", lifespan="off", server_header=False,
+        log_level="warning")
+    return uvicorn.Server(config)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (before anything says it serves), or a one-line UserError."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: not an address to listen on ({e.strerror})") from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a restart need not wait for TIME_WAIT
+    try:
+        sock.bind(address)
+        sock.listen(2048)  # uvicorn's backlog
+    except OSError as e:
+        sock.close()
+        in_use = e.errno == errno.EADDRINUSE
+        hint = "; another program listens there: stop it, or choose another --port" if in_use else ""
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+    return sock
