@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +41,69 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
                              ) from e
         raise
     _fsync_dir(path.parent)
+
+
+def probe_writable(folder: str | Path, name: str = "probe") -> None:
+    """Create and remove a temporary file in ``folder`` named as a save of ``name`` would name its own
+    (so a name too long shows too); raises the OSError that a real write would meet."""
+    fd, probe = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+
+
+RECEIPT_FORMAT = "mnist_classifier.receipt/1"
+
+
+def receipt_path(path: str | Path) -> Path:
+    """Where ``write_with_receipt`` records what it wrote: a hidden file beside ``path``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.mnist_classifier.json")
+
+
+def write_with_receipt(path: str | Path, write: Callable[[BinaryIO], object], kind: str) -> None:
+    """``atomic_write``, then a receipt beside the file with its size and SHA-256, so that a later run
+    can tell this very file from any other (``unchanged_since_written``). A file's own content cannot
+    prove who wrote it: a user's CSV can have any header."""
+    path = Path(path)
+    atomic_write(path, write)
+    receipt = {"format": RECEIPT_FORMAT, "kind": kind, "name": path.name, **_fingerprint(path)}
+    atomic_write(receipt_path(path), lambda f: f.write(json.dumps(receipt).encode()))
+
+
+def unchanged_since_written(path: str | Path, kind: str) -> bool:
+    """Whether ``path`` is byte for byte a ``kind`` file that ``write_with_receipt`` wrote there: a file
+    edited since (a spreadsheet's save included), or one without its receipt, is not."""
+    path = Path(path)
+    receipt = _read_receipt(receipt_path(path))
+    if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT or receipt.get("kind") != kind \
+            or receipt.get("name") != path.name:
+        return False
+    try:
+        if path.stat().st_size != receipt.get("size"):  # cheap first: most changes change the size
+            return False
+        return _fingerprint(path)["sha256"] == receipt.get("sha256")
+    except OSError:
+        return False
+
+
+def _fingerprint(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return {"size": os.fstat(f.fileno()).st_size, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+
+
+def _read_receipt(path: Path) -> object:
+    """The receipt's JSON, or None: a link, FIFO or large file there is no receipt of ours."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            return json.loads(f.read(4096))
+        except (OSError, ValueError):
+            return None
 
 
 def _is_write_failure(error: BaseException) -> bool:

@@ -3,6 +3,7 @@ import os
 import pytest
 import torch
 
+from mnist_classifier.data.csv_data import read_rows
 from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.errors import UserError
 
@@ -135,3 +136,23 @@ def test_long_integer_codes_stay_distinct_classes(tmp_path):
     codes = ["9007199254740992", "9007199254740993"]  # equal as float64
     text = "a,code\n" + "".join(f"{i},{codes[i % 2]}\n" for i in range(20))
     assert load_dataset(f"csv:{write(tmp_path, text)}").classes == codes
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_a_header_longer_than_the_sniffing_sample_is_read_whole(tmp_path, delimiter):
+    # 12,000 columns: a 64 KB sample cut the header, and a cut name could repeat a whole one.
+    names = [f"f{i}" for i in range(12_000)]
+    rows = [delimiter.join(str((i * j) % 7) for j in range(len(names))) + f"{delimiter}{'ab'[i % 2]}" for i in range(6)]
+    path = write(tmp_path, delimiter.join([*names, "label"]) + "\n" + "\n".join(rows) + "\n")
+    assert path.stat().st_size > 2 * 64 * 1024
+    frame = read_rows(path)  # CsvTable.read, which training shares
+    assert list(frame.columns) == [*names, "label"] and frame["label"].tolist() == ["a", "b"] * 3
+
+
+def test_a_first_line_beyond_the_header_limit_says_so(tmp_path, monkeypatch):
+    from mnist_classifier.data import csv_data
+
+    monkeypatch.setattr(csv_data, "MAX_HEADER_BYTES", 256 * 1024)
+    path = write(tmp_path, ",".join(f"column{i}" for i in range(40_000)) + ",label\n1,a\n")
+    with pytest.raises(UserError, match="its first line, the header, is longer than"):
+        load_dataset(f"csv:{path}")

@@ -1,6 +1,7 @@
 """Nothing on disk lost: what mnist-train refuses to write over, and who may write a file at once."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -196,3 +197,27 @@ def test_resume_on_changed_csv_values_says_what_changed(tmp_path, capsys):
     data.write_text(data.read_text().replace(",y\n", ",z\n"))
     err = refused(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "2"], capsys)
     assert "its classes were ['x', 'y'], now ['x', 'z']" in err
+
+
+@pytest.mark.parametrize("folder, message", [
+    ("m.pth", "--tensorboard {d}/m.pth is also the --model_fn"),
+    ("m.pth.ckpt", "--tensorboard {d}/m.pth.ckpt is also the --checkpoint_fn"),
+    ("m.pth/runs", "--tensorboard {d}/m.pth/runs would be a folder inside {d}/m.pth, the --model_fn"),
+    ("data.csv", "--tensorboard {d}/data.csv: not a folder"),
+])
+def test_an_output_folder_where_a_file_is_read_or_written_is_refused(tmp_path, folder, message):
+    from mnist_classifier.training.outputs import check_outputs
+
+    table_csv(tmp_path / "data.csv")
+    outputs = {"--model_fn": tmp_path / "m.pth", "--checkpoint_fn": tmp_path / "m.pth.ckpt"}
+    with pytest.raises(UserError, match=re.escape(message.format(d=tmp_path))):
+        check_outputs(outputs, {"--dataset": tmp_path / "data.csv"}, folders={"--tensorboard": tmp_path / folder})
+    check_outputs(outputs, {}, folders={"--tensorboard": tmp_path / "runs", "--other": None})  # beside them: fine
+
+
+@pytest.mark.parametrize("where", ["m.pth", "m.pth.ckpt"])
+def test_tensorboard_at_the_model_or_checkpoint_path_is_refused_before_training(tmp_path, capsys, where):
+    err = refused(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--tensorboard",
+                   str(tmp_path / where), *FAST], capsys)
+    assert f"--tensorboard {tmp_path / where} is also the" in err
+    assert list(tmp_path.iterdir()) == []  # nothing made, nothing trained

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,14 @@ def test_tensorboard_into_a_file_is_one_line(tmp_path):
     with pytest.raises(SystemExit):
         main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "1",
                     "--tensorboard", str(tmp_path / "file")])
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_tensorboard_into_a_folder_that_takes_no_file_is_one_line_before_training(tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)  # as outside pytest: printed
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "1", "--tensorboard", "/proc/self", *DIGITS])
+    err = capfd.readouterr().err
+    assert exit_info.value.code == 2 and err.splitlines() == [
+        "mnist-train: error: --tensorboard /proc/self: cannot write there (No such file or directory)"], err
+    assert not (tmp_path / "m.pth").exists()

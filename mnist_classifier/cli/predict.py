@@ -16,15 +16,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.csv_data import TableOptions, read_rows
+from ..data.csv_data import PREDICTION_COLUMNS, TableOptions, ends_like_predictions, read_rows, spreadsheet_safe
 from ..data.images import image_files, save_preview
 from ..data.preprocessing import table_columns
-from ..data.tables import NUMBER, delimiter_word
+from ..data.tables import NUMBER, delimiter_word, is_text
 from ..errors import UserError
-from ..files import atomic_write
+from ..files import unchanged_since_written, write_with_receipt
 from ..inference.predictor import Prediction, Predictor, source_name
-from ..training.outputs import check_output, is_our_predictions
+from ..training.outputs import check_output
 from . import OneLineParser, run_cli
+
+PREDICTIONS = "mnist-predict --out"  # the kind of file its receipt names
 
 
 def build_parser() -> OneLineParser:
@@ -62,7 +64,7 @@ def predict(argv: list[str] | None = None) -> list[dict]:
             raise UserError(f"--{flag} is for table models; {args.model_fn} takes images")
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images if path != "-"} | {"--model_fn": args.model_fn}
-        check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
+        _check_out(args.out, inputs)
     sources = [_stdin_image() if path == "-" else path for path in _expand(args.images)]
     results = predictor.predict_each(sources, top_k=args.top_k)
     if len(results) == 1 and isinstance(results[0], UserError):
@@ -100,7 +102,7 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     options = TableOptions(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding)
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images} | {"--model_fn": args.model_fn}
-        check_output("--out", Path(args.out), inputs, replaceable=(is_our_predictions, "predictions CSV"))
+        _check_out(args.out, inputs)
     frames, predictions = [], []
     for path in args.images:
         frame = read_rows(Path(path), options, names, numbers)
@@ -111,9 +113,7 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
             rows = predictor.rows(frame, top_k=args.top_k, name=path)
         for note in notes:  # gaps where training had none: answered, and said
             print(f"mnist-predict: note: {note.message}", file=sys.stderr)
-        if len(args.images) > 1:  # which file each written row came from
-            frame.insert(0, "file", path)
-        frames.append(frame.assign(prediction=[r.label for r in rows]))
+        frames.append(_with_predictions(frame, rows, path, with_file=len(args.images) > 1, out=args.out))
         predictions += rows
     if args.out:  # first: a closed pipe on the printing side must not cost the file
         _write_predictions(frames, predictions, Path(args.out))
@@ -126,11 +126,40 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     return [r.to_dict() for r in predictions]
 
 
+def _check_out(out: str, inputs: dict[str, str]) -> None:
+    """--out replaces only a file that is provably an earlier one, unchanged since: a user's CSV may end
+    in a column named prediction, and a file's header proves nothing."""
+    check_output("--out", Path(out), inputs,
+                 replaceable=(lambda path: unchanged_since_written(path, PREDICTIONS), "predictions CSV"))
+
+
+def _with_predictions(frame: pd.DataFrame, rows: list[Prediction], path: str, with_file: bool,
+                      out: str | None) -> pd.DataFrame:
+    """A file's rows with the columns --out adds: ``file`` first (when several files are read), the
+    prediction and probability last. An input's own columns of those names (an earlier --out's) give
+    way to this run's, said in a line when the file does not look like an earlier --out."""
+    ours = ["file"] * with_file + list(PREDICTION_COLUMNS[:1 + (bool(rows) and rows[0].probability is not None)])
+    replaced = [name for name in ours if name in frame.columns]
+    if replaced and out and not ends_like_predictions(list(frame.columns)):
+        print(f"mnist-predict: note: {path}: its column{'s' * (len(replaced) > 1)} {', '.join(map(repr, replaced))} "
+              f"{'are' if len(replaced) > 1 else 'is'} replaced in --out {out} by this run's", file=sys.stderr)
+    frame = frame.drop(columns=replaced)
+    if with_file:  # which file each written row came from
+        frame.insert(0, "file", path)
+    return frame.assign(prediction=[r.label for r in rows])
+
+
 def _write_predictions(frames, predictions, path: Path) -> None:
     table = pd.concat(frames, ignore_index=True)
     if predictions and predictions[0].probability is not None:
         table["probability"] = [r.probability for r in predictions]
-    atomic_write(path, lambda f: table.to_csv(f, index=False))
+    # Text cells that start like a formula are escaped (OWASP): class names and a table's cells are
+    # anyone's text, and a spreadsheet would run them. read_rows reads such a file back as it was.
+    table = table.rename(columns=spreadsheet_safe)
+    for name in table.columns:
+        if is_text(table[name]):
+            table[name] = table[name].map(spreadsheet_safe)
+    write_with_receipt(path, lambda f: table.to_csv(f, index=False), PREDICTIONS)
 
 
 class PartlyFailed(Exception):

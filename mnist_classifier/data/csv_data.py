@@ -12,6 +12,7 @@ or left out (``--ignore_columns``); a column unique in every row, an ID, is left
 from __future__ import annotations
 
 import codecs
+import collections
 import csv
 import math
 import re
@@ -34,8 +35,12 @@ MAX_NUMERIC_CLASSES = 20
 INTEGER = re.compile(r"[+-]?\d+")
 DECIMAL_COMMA, DECIMAL_POINT = re.compile(r"[+-]?\d+(\.\d{3})*,\d+"), re.compile(r"[+-]?\d*\.\d+")
 GROUPED = re.compile(r"[+-]?\d{1,3}(\.\d{3})+")  # 85.591: thousands grouped with points
+LINE_BREAK = re.compile(r"\r\n?|\n")
 DELIMITERS = ",;\t|"  # what sniffing may choose among
-SNIFF_BYTES = 64 * 1024
+SNIFF_BYTES = 64 * 1024  # sniffing reads this much, and more when the header line is longer
+# A first line longer than this is refused: pandas would read a header of any length, but no table has
+# so many columns (12,000 named "feature_12345" are 170 kB).
+MAX_HEADER_BYTES = 16 * 1024 * 1024
 UTF8 = "utf-8-sig"  # UTF-8, with or without a byte-order mark
 # When a file that began as UTF-8 turns out not to be, the whole file is given to the detector up to this size.
 DETECT_WHOLE_BYTES = 256 * 1024 * 1024
@@ -44,6 +49,12 @@ ID_MIN_ROWS = 20
 # id, ID, user_id, user id, userId, UserID, key, index, uuid: not paid, valid or GRID.
 ID_NAME = re.compile(r"(?:.*[_ .-])?(?i:id|key|index|uuid)|.*[a-z](?:Id|ID)")
 DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
+# Spreadsheets run a cell that starts with one of these as a formula ("CSV injection", OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+ESCAPE = "'"  # what OWASP advises to put before such a cell: spreadsheets then show it as text
+PLAIN_NUMBER = re.compile(r"[+-]?(?:\d[\d.,]*|[.,]\d[\d.,]*)(?:[eE][+-]?\d+)?")  # -0.5, +1e-3, -1.234,5
+# The columns mnist-predict --out adds after a table's own (a regression model's: the first alone).
+PREDICTION_COLUMNS = ("prediction", "probability")
 
 
 @dataclass
@@ -107,12 +118,35 @@ def load_csv(
                    found=f"{path.name}{table.format_words()}", notes=table.notes, na_values=options.na_values)
 
 
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell as a spreadsheet will show rather than run it: one that starts like a formula gets
+    ``ESCAPE`` before it, and so does one that starts with ``ESCAPE`` (so that ``as_written`` undoes
+    exactly this); numbers (-0.5) and anything not text stay as they are."""
+    if isinstance(cell, str) and cell.startswith((*FORMULA_STARTS, ESCAPE)) and not PLAIN_NUMBER.fullmatch(cell):
+        return ESCAPE + cell
+    return cell
+
+
+def as_written(cell: str) -> str:
+    """The cell ``spreadsheet_safe`` was given."""
+    return cell[1:] if cell.startswith(ESCAPE) else cell
+
+
+def ends_like_predictions(header: list[str]) -> bool:
+    """Whether a table's last columns are the ones ``mnist-predict --out`` adds."""
+    return header[-1:] == [PREDICTION_COLUMNS[0]] or tuple(header[-2:]) == PREDICTION_COLUMNS
+
+
 def read_rows(path: Path, options: TableOptions | None = None, columns: list[str] | None = None,
               numbers: list[str] = ()) -> pd.DataFrame:
     """Rows to predict on: the file's cells as text, exactly as written (the model's column specs
     turn them into numbers), with a check that it has ``columns`` (others are ignored). The
-    ``numbers`` columns' decimal commas become points, when the file has them."""
+    ``numbers`` columns' decimal commas become points, when the file has them. A file that ends in
+    the ``PREDICTION_COLUMNS`` (an earlier ``mnist-predict --out``) is read back through ``as_written``."""
     table = CsvTable.read(path, options or TableOptions(), min_columns=1, all_text=True)
+    if ends_like_predictions(table.header):
+        table.header = [as_written(name) for name in table.header]
+        table.frame = table.frame.map(as_written).set_axis(table.header, axis=1)
     missing = [name for name in columns or [] if name not in table.header]
     if missing:
         raise UserError(f"{path}: no column {missing[0]!r}; the model needs {', '.join(columns)}")
@@ -143,7 +177,7 @@ class CsvTable:
         header's last for "last"; every column with ``all_text``) as text."""
         raw = _sample(path)
         encoding = encoding_named(options.encoding) if options.encoding else detect_encoding(raw)
-        sample = _decoded(raw, encoding, path)
+        sample = _whole_lines(path, raw, encoding)
         delimiter = options.delimiter or _sniff(sample)
         decimal = options.decimal or _sniff_decimal(sample, delimiter)
         if decimal == "," and delimiter == ",":
@@ -220,7 +254,8 @@ class CsvTable:
     def check_row_lengths(self) -> None:
         """Short rows: pandas fills their missing cells silently. Only a file that has empty cells can
         hold one, so only such a file is scanned."""
-        if any((self.frame[name] == "").any() for name in self.frame.columns if is_text(self.frame[name])):
+        text = [name for name in self.frame.columns if is_text(self.frame[name])]
+        if (self.frame[text] == "").to_numpy().any():  # one comparison: a table may have 10,000 columns
             for line, cells in self.records():
                 if len(cells) < len(self.header):
                     raise UserError(f"{self.path}, line {line}: {len(cells)} cells, but the header has "
@@ -376,13 +411,30 @@ def encoding_named(name: str) -> str:
     return UTF8 if info.name in ("utf-8", UTF8) else info.name
 
 
-def _decoded(raw: bytes, encoding: str, path: Path) -> str:
-    """The sample as text; a character cut at its end is left out."""
+def _whole_lines(path: Path, raw: bytes, encoding: str) -> str:
+    """The file's first lines as text, from the file's first bytes ``raw``: the header whole, however
+    long (up to ``MAX_HEADER_BYTES``), and no line cut short, so no column name is cut in two."""
+    decoder = codecs.getincrementaldecoder(encoding)()
     try:
-        return codecs.getincrementaldecoder(encoding)().decode(raw, final=len(raw) < SNIFF_BYTES)
+        with open(path, "rb") as f:
+            f.seek(len(raw))
+            ended = len(raw) < SNIFF_BYTES
+            text = decoder.decode(raw, final=ended)
+            while not ended and not LINE_BREAK.search(text):
+                if f.tell() >= MAX_HEADER_BYTES:
+                    raise UserError(f"{path}: its first line, the header, is longer than "
+                                    f"{MAX_HEADER_BYTES // 2**20} MB; a CSV file's first line names its columns")
+                chunk = f.read(SNIFF_BYTES)
+                ended = len(chunk) < SNIFF_BYTES
+                text += decoder.decode(chunk, final=ended)
     except UnicodeError as e:  # also UTF-16 without its byte-order mark: utf-16-le or utf-16-be then
         raise UserError(f"{path}: cannot be read as {shown_encoding(encoding)} ({e}); give its encoding with "
                         "--encoding") from e
+    except OSError as e:
+        raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+    if ended:
+        return text
+    return text[:max(match.end() for match in LINE_BREAK.finditer(text))]  # the last line may be cut short
 
 
 def shown_encoding(encoding: str) -> str:
@@ -399,10 +451,7 @@ def _sniff(sample: str) -> str:
 
 
 def _first_lines(sample: str) -> list[str]:
-    lines = sample.splitlines()[:50]
-    if len(sample.encode("utf-8")) >= SNIFF_BYTES and len(lines) > 1:
-        lines = lines[:-1]  # the last line may be cut short
-    return lines
+    return sample.splitlines()[:50]
 
 
 def _sniff_decimal(sample: str, delimiter: str) -> str:
@@ -428,7 +477,7 @@ def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[s
     unnamed = [i + 1 for i, name in enumerate(header) if not name]
     if unnamed:
         raise UserError(f"{path}, line 1: column {unnamed[0]} has no name; every column needs one")
-    repeated = sorted({name for name in header if header.count(name) > 1})
+    repeated = sorted(name for name, count in collections.Counter(header).items() if count > 1)
     if repeated:
         raise UserError(f"{path}, line 1: the column name {repeated[0]!r} appears more than once")
     return header

@@ -13,12 +13,12 @@ import os
 import socket
 import stat
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
+from ..files import probe_writable
 from ..inference.model_file import FORMAT, OLD_FORMATS
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .run_log import is_our_config, is_our_history
@@ -37,12 +37,16 @@ except ImportError:  # Windows: no advisory locks; everything else still applies
 
 
 def check_outputs(outputs: dict[str, str | Path], inputs: dict[str, str | Path],
-                  updates: dict[str, str] | None = None) -> None:
+                  updates: dict[str, str] | None = None, folders: dict[str, str | Path | None] | None = None) -> None:
     """Refuse, naming the flag, any output (flag -> path) that would destroy something.
 
     ``updates`` maps an output flag to the input flag it may rewrite (a resumed checkpoint goes on
-    being written where it was read from).
+    being written where it was read from). ``folders``: output folders (flag -> path, None where not
+    asked for), such as --tensorboard's, which must not be where a file is read or written.
     """
+    for flag, folder in (folders or {}).items():
+        if folder is not None:
+            check_folder_output(flag, Path(folder), {**inputs, **outputs})
     seen: dict[Path, str] = {}
     for flag, path in outputs.items():
         if str(path).endswith(("/", os.sep)) or Path(path).name in ("", ".", ".."):
@@ -77,6 +81,19 @@ def check_output(flag: str, path: Path, inputs: dict[str, str | Path], replaceab
     _check_folder(flag, path)
 
 
+def check_folder_output(flag: str, folder: Path, files: dict[str, str | Path]) -> None:
+    """Refuse an output folder that is, or would be made inside, one of ``files`` (flag -> path): made
+    first, it would leave no room for the file (a save's "Is a directory" after the whole run)."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {folder}: not a folder")
+    where = folder.resolve()
+    for file_flag, path in files.items():
+        file = Path(path).resolve()
+        if file == where or file in where.parents:
+            clash = "is also the" if file == where else f"would be a folder inside {path}, the"
+            raise UserError(f"{flag} {folder} {clash} {file_flag}; give them different paths")
+
+
 def is_ours(path: Path, formats: tuple[str, ...]) -> bool:
     """Whether ``path`` is a file this package wrote in one of ``formats`` (read without running
     code; the weights are memory-mapped, not read)."""
@@ -87,27 +104,15 @@ def is_ours(path: Path, formats: tuple[str, ...]) -> bool:
     return isinstance(payload, dict) and payload.get("format") in formats
 
 
-def is_our_predictions(path: Path) -> bool:
-    """Whether ``path`` starts as mnist-predict's --out files do: a header ending in the prediction."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            header = f.readline(1 << 16).rstrip("\r\n")
-    except (OSError, UnicodeDecodeError):
-        return False
-    return header.endswith((",prediction", ",prediction,probability"))
-
-
 def _check_folder(flag: str, path: Path) -> None:
     """The folder exists and takes a new file (saves go to a temporary file there, then a rename)."""
     folder = path.parent
     if not folder.is_dir():
         raise UserError(f"{flag} {path}: the folder {folder} does not exist")
-    try:  # the name a save's temporary file will have, so a name too long for it shows now
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        probe_writable(folder, path.name)
     except OSError as e:
         raise UserError(f"{flag} {path}: cannot write into {folder} ({e.strerror})") from e
-    os.close(fd)
-    os.unlink(probe)
 
 
 @contextlib.contextmanager

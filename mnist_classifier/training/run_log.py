@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SaveFailed, UserError
-from ..files import atomic_write
+from ..files import atomic_write, probe_writable
 from .callbacks import Callback
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "seconds")
@@ -120,6 +120,9 @@ def open_tensorboard(log_dir: str | Path):
         raise UserError(f"--tensorboard {log_dir}: not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        # The writer opens its event file on a thread of its own, whose failure would print a
+        # traceback before any line of ours: try the folder here first.
+        probe_writable(path)
         return SummaryWriter(log_dir=str(path))
     except OSError as e:
         raise UserError(f"--tensorboard {log_dir}: cannot write there ({e.strerror})") from e
