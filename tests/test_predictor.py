@@ -183,3 +183,17 @@ def test_a_folder_of_bad_files_keeps_no_file_open(digit_model, tmp_path):
     results = Predictor(digit_model).predict_each([tmp_path / f"{i}.png" for i in range(30)])
     assert all(isinstance(r, UserError) for r in results)
     assert len(os.listdir("/proc/self/fd")) <= before + 1
+
+
+def test_a_model_that_outputs_nan_gives_no_answer(tmp_path):
+    # Finite weights that overflow: topk over NaN would pick class 0 with probability NaN.
+    model = ImageClassifier(784, 10, [8]).eval()
+    with torch.no_grad():
+        model.layers[0].block[0].weight.fill_(3e38)
+    from mnist_classifier.data.preprocessing import image_record
+    from mnist_classifier.inference.model_file import MNIST_METADATA
+
+    save_model_file(tmp_path / "nan.pth", model, torch.optim.SGD(model.parameters(), lr=0.1), {},
+                    image_record((1, 28, 28)), dataset=MNIST_METADATA)
+    with pytest.raises(UserError, match=r"^input 0: the model's output is not a number \(NaN or infinite\)"):
+        Predictor(tmp_path / "nan.pth").predict(np.full((28, 28), 0.5, dtype=np.float32))
