@@ -49,6 +49,11 @@ TRAINING_PARAMETERS = {name: None if name in CHOSEN_PER_MODEL else opt.default
 PARAMETERS = {**MODEL_PARAMETERS, **TRAINING_PARAMETERS, "random_state": None}
 
 
+class EstimatorError(UserError, ValueError):
+    """A mistake in what an estimator was given (a parameter, a file): a ``UserError``, and the
+    ``ValueError`` scikit-learn's conventions expect."""
+
+
 class _Estimator(BaseEstimator):
     """What both estimators share; ``_task`` says which they are. Their parameters are ``PARAMETERS``."""
 
@@ -71,12 +76,29 @@ class _Estimator(BaseEstimator):
     # --- fitting ---------------------------------------------------------------------------------
 
     def fit(self, X, y):
-        """Train on ``X`` and ``y``; the best epoch's weights by validation loss are kept."""
+        """Train on ``X`` and ``y``; the best epoch's weights by validation loss are kept. A fit that
+        fails (or is interrupted) leaves the estimator as it was: fitted as before, or unfitted."""
+        before = _fitted_attributes(self)
+        try:
+            return self._fit(X, y)
+        except BaseException:
+            # The checks set attributes as they go (n_features_in_, classes_): none of a failed fit's
+            # may stay beside the old model.
+            for name in _fitted_attributes(self):
+                delattr(self, name)
+            vars(self).update(before)
+            raise
+
+    def _fit(self, X, y):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
         ratio = _plain(self.train_ratio)
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
             raise ValueError(f"train_ratio must be a number between 0 and 1 (exclusive), got {self.train_ratio!r}")
+        if isinstance(self.random_state, (bool, np.bool_)):  # check_random_state takes True for the seed 1
+            raise ValueError(f"random_state must be None, an integer or a RandomState, got {self.random_state!r}")
+        if self._task == CLASSIFICATION:  # before scikit-learn's checks, which call None a NaN, or fail to sort
+            _check_labels(np.asarray(y, dtype=object))
         X, y = self._check_input(X, y, reset=True)
         if isinstance(X, torch.Tensor) and self._task == REGRESSION:
             raise ValueError("Regressor takes table rows (2-D X); images are for Classifier")
@@ -90,9 +112,9 @@ class _Estimator(BaseEstimator):
             try:
                 self._train(X, targets, seed, ratio)
             except UserError as e:
-                raise ValueError(str(e)) from e
+                raise EstimatorError(str(e)) from e
             except TypeError as e:  # a parameter of the wrong type (hidden_sizes=16, lr="0.1")
-                raise ValueError(f"a parameter of the wrong type: {e}") from e
+                raise EstimatorError(f"a parameter of the wrong type: {e}") from e
         return self
 
     def _train(self, X, targets: torch.Tensor, seed: int, ratio: float) -> None:
@@ -230,7 +252,7 @@ class _Estimator(BaseEstimator):
         try:
             return preprocessing.to_model_input(self.record_, X, "X")
         except UserError as e:
-            raise ValueError(str(e)) from e
+            raise EstimatorError(str(e)) from e
 
     def _output(self, X) -> torch.Tensor:
         """The model's output in float64: a row's answer must not depend on the rows beside it (float32
@@ -253,14 +275,14 @@ class _Estimator(BaseEstimator):
             check_outputs({"--model_fn": path, "--model_fn's history": paths["history"],
                            "--model_fn's configuration": paths["config"]}, {})
         except UserError as e:
-            raise ValueError(str(e).replace("--model_fn's ", "").replace("--model_fn ", "")) from e
-        classes = [str(c) for c in self.classes_] if self._task == CLASSIFICATION else None
+            raise EstimatorError(str(e).replace("--model_fn's ", "").replace("--model_fn ", "")) from e
+        classes = _class_names(self.classes_) if self._task == CLASSIFICATION else None
         metadata = {"name": "estimator", "task": self._task, "classes": classes,
                     "feature_names": self.record_.get("feature_names")}
         names = getattr(self, "feature_names_in_", None)
         extra = {"estimator": {"feature_names_in": None if names is None else [str(n) for n in names]}}
-        if self._task == CLASSIFICATION:
-            extra["estimator"]["classes"] = self.classes_.tolist()
+        if self._task == CLASSIFICATION:  # the labels as fitted: their type, not only their text
+            extra["estimator"] |= {"classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str}
         config = dict(self.config_, model_fn=str(Path(path).resolve()))
         try:
             save_model_file(path, self.model_, self.optimizer_, config, preprocessing=self.record_,
@@ -269,7 +291,7 @@ class _Estimator(BaseEstimator):
             write_history(paths["history"], self.history_)
             write_config(paths["config"], config)
         except UserError as e:  # a missing folder, a full disk
-            raise ValueError(str(e)) from e
+            raise EstimatorError(str(e)) from e
 
     @classmethod
     def load(cls, path: str | Path):
@@ -277,11 +299,11 @@ class _Estimator(BaseEstimator):
         try:
             model, saved = load_model(path)
         except UserError as e:
-            raise ValueError(str(e)) from e
+            raise EstimatorError(str(e)) from e
         task = saved["dataset"].get("task", CLASSIFICATION)
         if task != cls._task:
             other = "Regressor" if task == REGRESSION else "Classifier"
-            raise ValueError(f"{path}: a {task} model; load it with {other}.load")
+            raise EstimatorError(f"{path}: a {task} model; load it with {other}.load")
         config = saved.get("config") or {}
         known = cls._get_param_names()
         estimator = cls(**{name: config[name] for name in known if name in config and name != "model_options"},
@@ -289,18 +311,21 @@ class _Estimator(BaseEstimator):
         estimator.model_, estimator.record_ = model.eval(), saved["preprocessing"]
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
-        record, mine = estimator.record_, saved.get("estimator")
+        record, mine = estimator.record_, _estimator_entry(saved, path)
         if not preprocessing.takes_images(record):
             names = [spec["name"] for spec in preprocessing.table_columns(record)]
             estimator.n_features_in_ = len(names)
             # A file of ours says whether it was fitted with names; a training run's CSV columns are names.
             named = mine.get("feature_names_in") if mine else (names if record.get("feature_names") else None)
+            if named is not None and len(named) != len(names):
+                raise EstimatorError(f"{path}: the file's contents are damaged (its estimator's {len(named)} "
+                                     f"feature names for {len(names)} columns)")
             if named is not None:
                 estimator.feature_names_in_ = np.array(named, dtype=object)
         else:
             estimator.n_features_in_ = record["shape"][1]  # images (N, H, W): as fit() counts them
         if cls._task == CLASSIFICATION:
-            estimator.classes_ = _classes(mine.get("classes") if mine else saved["dataset"]["classes"])
+            estimator.classes_ = _saved_classes(saved["dataset"].get("classes"), mine, path)
         return estimator
 
 
@@ -321,12 +346,53 @@ def _is_uint8(X) -> bool:
     return getattr(X, "dtype", None) == np.uint8
 
 
-def _classes(values: list) -> np.ndarray:
-    """Class names from a file: those the command line wrote as text ("0".."9") as the integers they
-    were, so that ``score`` compares them with integer labels."""
-    if all(isinstance(v, str) and v.lstrip("-").isdigit() and str(int(v)) == v for v in values):
-        return np.array([int(v) for v in values])
-    return np.array(values)
+def _fitted_attributes(estimator) -> dict:
+    """What ``fit`` sets: scikit-learn's rule is a name that ends in an underscore."""
+    return {name: value for name, value in vars(estimator).items() if name.endswith("_")}
+
+
+def _class_names(classes) -> list[str]:
+    """The classes as a model file's ``dataset`` lists them (what ``Predictor`` and the CLI show)."""
+    return [str(c) for c in classes]
+
+
+def _estimator_entry(saved: dict, path) -> dict | None:
+    """The file's ``estimator`` entry (in files an estimator saved), checked: one line for a damaged one."""
+    mine = saved.get("estimator")
+    if mine is None:
+        return None
+    names = mine.get("feature_names_in") if isinstance(mine, dict) else None
+    classes = mine.get("classes") if isinstance(mine, dict) else None
+    if not (isinstance(mine, dict) and (names is None or _list_of(names, (str,)))
+            and (classes is None or _list_of(classes, (str, int, float, bool)))
+            and isinstance(mine.get("classes_dtype", ""), str)):
+        raise EstimatorError(f"{path}: the file's contents are damaged (its 'estimator' entry)")
+    return mine
+
+
+def _list_of(values, kinds: tuple) -> bool:
+    return isinstance(values, list) and all(isinstance(v, kinds) for v in values)
+
+
+def _saved_classes(names: list[str] | None, mine: dict | None, path) -> np.ndarray:
+    """``classes_`` from a file. An estimator's file has the labels as fitted ('1' stays text, 3 an
+    integer), which must be the file's classes; a command-line run's classes are text, and those it
+    wrote for digits ("0".."9") are the integers they were, so that ``score`` compares them with
+    integer labels."""
+    if not names:
+        raise EstimatorError(f"{path}: the file's contents are damaged (a classification model without classes)")
+    if mine is None or mine.get("classes") is None:
+        if all(v.lstrip("-").isdigit() and str(int(v)) == v for v in names):
+            return np.array([int(v) for v in names])
+        return np.array(names)
+    try:
+        classes = np.array(mine["classes"], dtype=mine.get("classes_dtype"))
+    except (TypeError, ValueError):  # not a dtype numpy knows, or values it cannot hold
+        classes = None
+    if classes is None or classes.dtype.kind not in "OUbiuf" or _class_names(classes) != names:
+        raise EstimatorError(f"{path}: the file's contents are damaged (the estimator's classes are not the "
+                             f"{len(names)} classes of the model)")
+    return classes
 
 
 class Classifier(ClassifierMixin, _Estimator):
@@ -355,6 +421,23 @@ class Classifier(ClassifierMixin, _Estimator):
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
         return self.classes_[self._output(X).argmax(dim=1).numpy()]
+
+
+def _check_labels(y: np.ndarray) -> None:
+    """Labels a class can be made of: none missing, all of one kind (numpy sorts them to number the
+    classes, and cannot sort None, nor text among numbers)."""
+    if y.ndim != 1 and y.shape[1:] != (1,):
+        return  # not a column of labels: scikit-learn's checks say so
+    y = y.reshape(-1)
+    missing = pd.isna(y)
+    if missing.any():
+        row = int(np.argmax(missing))
+        raise ValueError(f"y, row {row + 1}: a missing label ({y[row]!r}); every sample needs a class")
+    kinds = {"text" if isinstance(v, str) else "numbers" if isinstance(v, (int, float, np.number)) else
+             type(v).__name__ for v in y} if y.dtype == object else set()
+    if len(kinds) > 1:
+        raise ValueError(f"y mixes labels of different types ({', '.join(sorted(kinds))}); give every label "
+                         "the same type")
 
 
 class Regressor(RegressorMixin, _Estimator):

@@ -3,15 +3,48 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+# Each process limit and the size in /proc/self/status it bounds: past it, malloc itself fails
+# ("DefaultCPUAllocator: can't allocate memory") however much memory the machine has free.
+RLIMITS = {"RLIMIT_AS": "VmSize", "RLIMIT_DATA": "VmData"}  # ulimit -v, ulimit -d (prlimit, batch systems)
+
+
 def available_memory() -> int:
     """Bytes this process may still allocate: the free memory of the machine (MemAvailable), or less
-    where a cgroup (a container, a job scheduler) limits the process."""
-    return min(_machine_available(), _cgroup_room() or 2**63)
+    where a cgroup (a container, a job scheduler) or a process limit (``ulimit -v``) holds it."""
+    return min(_machine_available(), _cgroup_room() or 2**63, _rlimit_room() or 2**63)
+
+
+def _rlimit_room() -> int | None:
+    """The tightest of the process's address-space and data limits, less what it uses of each; None
+    without one."""
+    rooms, sizes = [], None
+    for limit_name, size_name in RLIMITS.items():
+        which = getattr(resource, limit_name, None)
+        soft = resource.getrlimit(which)[0] if which is not None else resource.RLIM_INFINITY
+        if soft == resource.RLIM_INFINITY:
+            continue
+        sizes = sizes if sizes is not None else _process_sizes()
+        rooms.append(max(soft - sizes.get(size_name, 0), 0))
+    return min(rooms) if rooms else None
+
+
+def _process_sizes() -> dict[str, int]:
+    """This process's sizes from /proc/self/status (VmSize, VmData, ...), in bytes; empty where unreadable."""
+    sizes = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if value.strip().endswith(" kB"):
+                sizes[name] = int(value.split()[0]) * 1024
+    except (OSError, ValueError):
+        pass
+    return sizes
 
 
 def _machine_available() -> int:

@@ -9,6 +9,7 @@ from torch import nn
 from ..data.dataset import CLASSIFICATION, REGRESSION
 from ..errors import UserError
 from ..models import MODELS
+from ..options import shown
 from ..resources import available_memory
 from .augment import RandomDistortion
 from .callbacks import Callback, from_config
@@ -34,7 +35,9 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: 
                                  **config.model_options)
     with torch.device("meta"):  # shapes only: a model too large to allocate is measured, not built
         n_parameters = sum(p.numel() for p in build().parameters())
-    check_fits(n_parameters, device)
+    sizes = "".join(f" --{name} {shown(value)}" for name, value in config.model_options.items()
+                    if isinstance(value, list))  # hidden_sizes, channels: what "choose smaller sizes" means
+    check_fits(n_parameters, device, f"the model (--model {config.model}{sizes})")
     model = build().to(device)
     if getattr(family, "CHANNELS_LAST", False):
         # oneDNN's convolutions run faster on channels-last (NHWC) tensors on CPUs and tensor cores.
@@ -42,14 +45,14 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: 
     return model
 
 
-def check_fits(n_parameters: int, device: torch.device) -> None:
+def check_fits(n_parameters: int, device: torch.device, what: str = "the model") -> None:
     needed = n_parameters * BYTES_PER_PARAMETER
     if device.type == "cuda":
         available = torch.cuda.mem_get_info(device)[0]
-    else:  # free memory, or a container's cgroup limit where that is lower
+    else:  # free memory, or less under a container's cgroup limit or a ulimit
         available = available_memory()
     if needed > available:
-        raise UserError(f"the model would have {n_parameters:,} parameters and need about {needed / 2**30:,.1f} GiB "
+        raise UserError(f"{what} would have {n_parameters:,} parameters and need about {needed / 2**30:,.1f} GiB "
                         f"to train, more than the {available / 2**30:,.1f} GiB free on this {device.type}; choose "
                         "smaller sizes")
 
