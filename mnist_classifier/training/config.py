@@ -59,18 +59,12 @@ PRESETS = {
         },
     },
     "cnn": {
-        # Wider stages, the MLP record's distortions and 22 epochs: 99.46% (seed 0), below the
-        # defaults' 99.55%: the strong distortions do not pay in 22 epochs (docs/results.md).
+        # The defaults' light shifts, but 40 epochs on 90% of the training set, with weight decay:
+        # 99.55% validation and 99.67% test accuracy (seed 0), against the defaults' 99.54% and 99.53%.
+        # Wider stages with the MLP record's distortions ended below the defaults (docs/training.md).
         "record": {
-            "channels": [32, 64, 128],
-            "hidden_sizes": [256],
-            "n_epochs": 22,
-            "lr": 3e-3,
-            "lr_schedule": "onecycle",
+            "n_epochs": 40,
             "weight_decay": 1e-4,
-            "label_smoothing": 0.1,
-            "augment": True,
-            "shift_px": 0.0,
             "train_ratio": 0.9,
         },
     },
@@ -256,7 +250,8 @@ class TrainConfig:
             if problem:
                 raise UserError(problem)
         self._check_model_options()
-        if not (isinstance(self.world_size, int) and self.world_size >= 1):
+        # bool is an int to Python: True must not pass for 1.
+        if isinstance(self.world_size, bool) or not (isinstance(self.world_size, int) and self.world_size >= 1):
             raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
         self._check_precision()
         self._check_table_words()
