@@ -20,6 +20,8 @@ from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.training.checkpoint import load_checkpoint
 from mnist_classifier.training.distributed import DataParallel, SyncBatchNorm
 
+from .conftest import write_fake_mnist
+
 ROOT = Path(__file__).resolve().parents[1]
 # Of the digits' 1437 non-test rows, 0.98 leaves 1408 for training, a multiple of 64: every batch is
 # whole, in one process (64 rows) as in two (32 each).
@@ -197,13 +199,28 @@ def test_a_resumed_distributed_run_continues_exactly(runs):
     assert [h["valid_loss"] for h in whole["history"]] == [h["valid_loss"] for h in resumed["history"]]
 
 
-def test_a_distributed_checkpoint_is_refused_by_a_single_process(runs):
+def test_a_distributed_checkpoint_resumes_in_one_process_with_the_same_global_batch(runs, tmp_path):
     folders, _ = runs
-    single = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(folders["half"] / "m.pth.ckpt"),
-                             "--n_epochs", "6"], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert single.returncode == 2
-    assert "trained by 2 process(es), this is 1; resume it with torchrun --nproc_per_node 2" in single.stderr
+    checkpoint = tmp_path / "m.pth.ckpt"
+    checkpoint.write_bytes((folders["half"] / "m.pth.ckpt").read_bytes())  # epoch 8's, of the resumed run
+    single = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(checkpoint), "--n_epochs", "10"],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert "resuming on 1 process(es) a run begun on 2: --batch_size 64 per process keeps its global batch of 64" \
+        in single.stderr
+    _, saved = load_model(tmp_path / "m.pth")
+    assert len(saved["history"]) == 10 and saved["config"]["world_size"] == 1 and saved["config"]["batch_size"] == 64
+
+
+def test_a_resume_that_cannot_keep_the_global_batch_is_refused():
+    from mnist_classifier.training.config import TrainConfig
+    from mnist_classifier.training.distributed import regrouped_batch_size
+
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=15), 4) is None  # 30 over 4
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, lr_schedule="onecycle"), 1) is None
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=32), 1) == 64
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=32, lr_schedule="onecycle"),
+                                2) == 32
 
 
 def start_ranks(tmp_path: Path, *flags: str) -> list[subprocess.Popen]:
@@ -334,3 +351,57 @@ def test_asking_for_a_gpu_without_one_is_refused_under_torchrun_too():
 
     with pytest.raises(UserError, match="--gpu_id 0: no CUDA device is available"):
         _device(0, 0)
+
+
+def torchrun_nodes(tmp_path: Path, *flags_per_node: list[str]) -> list[subprocess.Popen]:
+    """One torchrun agent per "machine" (``--nnodes``, one process each, meeting over loopback through
+    the c10d rendezvous), each started with its own flags, as on machines whose commands differ."""
+    endpoint = f"127.0.0.1:{free_port()}"
+    return [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(flags_per_node)}",
+                              "--nproc_per_node=1", "--rdzv_backend=c10d", f"--rdzv_endpoint={endpoint}",
+                              f"--rdzv_id={tmp_path.name}", f"--rdzv_conf=is_host={node == 0}",
+                              str(ROOT / "train.py"), *flags],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment(tmp_path))
+            for node, flags in enumerate(flags_per_node)]
+
+
+@pytest.mark.parametrize(("flag", "values", "shown"), [
+    ("--lr", ("0.001", "0.01"), ("0.001", "0.01")),
+    ("--hidden_sizes", ("32", "48"), ("[32]", "[48]")),
+    ("--batch_size", ("16", "32"), ("16", "32")),
+], ids=["lr", "hidden_sizes", "batch_size"])
+def test_ranks_started_with_different_flags_are_refused_in_one_line(tmp_path, flag, values, shown):
+    data_dir = write_fake_mnist(tmp_path / "data", n_train=200, n_test=50)
+    common = ["--data_dir", str(data_dir), "--gpu_id", "-1", "--amp", "off", "--seed", "0", "--n_epochs", "2",
+              "--batch_size", "16", "--hidden_sizes", "32", "--model_fn", str(tmp_path / "m.pth")]
+    started = time.monotonic()
+    nodes = torchrun_nodes(tmp_path, *([*common, flag, value] for value in values))
+    try:
+        errors = [node.communicate(timeout=90)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert time.monotonic() - started < 60  # not the 120 s of --dist_timeout
+    assert all(node.returncode != 0 for node in nodes)
+    lines = [line for err in errors for line in err.splitlines() if line.startswith("mnist-train: error:")]
+    assert lines == [f"mnist-train: error: ranks disagree on {flag}: rank 0 has {shown[0]}, rank 1 has {shown[1]}; "
+                     "start every process with the same flags"], "\n".join(e[-2000:] for e in errors)
+    ours = (f'File "{ROOT / "mnist_classifier"}', f'File "{ROOT / "train.py"}')
+    assert not any(frame in err for err in errors for frame in ours)  # no traceback of ours (torchrun has its own)
+    assert not (tmp_path / "m.pth").exists() and writers(tmp_path) <= {"0"}
+
+
+def test_settings_each_machine_may_hold_its_own_way_are_not_compared():
+    from mnist_classifier.training.config import TrainConfig
+    from mnist_classifier.training.distributed import _comparable
+
+    def settings(**values) -> dict:
+        config = TrainConfig(**{"model_fn": "m.pth", **values})
+        config.validate()
+        return _comparable(config.to_dict())
+
+    mine = settings(data_dir="/a/data", verbose=1, dist_timeout=30, dataset="csv:/a/rows.csv")
+    assert mine == settings(model_fn="/b/m.pth", data_dir="/b/data", verbose=0, dataset="csv:/b/rows.csv",
+                            tensorboard="/b/logs")
+    assert mine["dataset"] == "csv:PATH" and mine != settings(dataset="csv:/a/rows.csv", lr=0.01)
+    assert "hidden_sizes" in settings(model="mlp")  # the model's options, under their own flags

@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
             return
         # Joined with the resumed configuration: its --gpu_id, unless given again, says CPUs or GPUs.
         with data_parallel(config.gpu_id, config.dist_timeout) as parallel:
+            if parallel is not None:  # ranks started by hand may differ: refused before they train apart
+                parallel.check_same_settings(config.to_dict())
             if config.sync_bn and parallel is None and not config.resume:
                 print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
                       file=sys.stderr)

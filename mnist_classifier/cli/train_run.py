@@ -24,7 +24,7 @@ from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
 from ..training.config import TrainConfig, family_candidates, source_options, table_schedule
-from ..training.distributed import DataParallel
+from ..training.distributed import DataParallel, regrouped_batch_size
 from ..training.fine_tune import pretrained_state
 from ..training.model_choice import Choice, choose
 from ..training.outputs import check_outputs, writing
@@ -51,7 +51,8 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
                "--model_fn's history": beside["history"], "--model_fn's configuration": beside["config"]}
     with contextlib.ExitStack() as held:
         def claim() -> None:  # check the outputs, then hold them while the run writes
-            check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"})
+            check_outputs(outputs, input_paths(config), updates={"--checkpoint_fn": "--resume"},
+                          folders={"--tensorboard": config.tensorboard})
             held.enter_context(writing(outputs))
 
         if parallel is None:
@@ -330,12 +331,17 @@ def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed:
     """Record how many processes train; a resumed run must have as many as it began with (each
     process's steps per epoch, and so the global batch and the schedule, depend on it)."""
     now = parallel.world_size if parallel is not None else 1
-    if resumed and config.world_size != now:
+    batch_size = regrouped_batch_size(config, now) if resumed else config.batch_size
+    if batch_size is None:
         launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
                   if config.world_size > 1 else "mnist-train, without torchrun")
         raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "
                         f"{now}; resume it with {launch}")
-    config.world_size = now
+    if resumed and now != config.world_size and (parallel is None or parallel.is_main):
+        print(f"mnist-train: note: resuming on {now} process(es) a run begun on {config.world_size}: --batch_size "
+              f"{batch_size} per process keeps its global batch of {config.world_size * config.batch_size}",
+              file=sys.stderr)
+    config.world_size, config.batch_size = now, batch_size
 
 
 def _check_resumed_data(checkpoint_fn: str, then, data_now: Callable[[], dict]) -> None:

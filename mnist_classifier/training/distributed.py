@@ -5,6 +5,8 @@ point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``data_parallel`` yields N
 one plain process, with no distributed code in the way.
 
 How the ranks stay one run:
+- before anything else they compare their settled configurations (``check_same_settings``): ranks
+  started by hand with other flags are refused in one line, not left to hang or fail later;
 - every rank holds the whole (in-memory) training set; each epoch, all of them draw the same shuffle
   from (seed, epoch) and each takes every ``world_size``-th row of it, so the shards are disjoint,
   equal in size (a few leftover rows, fewer than ``world_size``, sit out that epoch), and together
@@ -35,7 +37,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.dataset import take_rows
+from ..data.dataset import take_rows, user_data, with_path
 from ..errors import AgreedError, UserError, first_line
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -45,6 +47,13 @@ DATA_TIMEOUT_S = 3600
 # What the messages of a collective that lost its peer contain (gloo raises a plain RuntimeError).
 PEER_FAILURE_MARKERS = ("gloo", "NCCL", "nccl", "ProcessGroup", "Connection reset", "Connection closed",
                         "Broken pipe", "Timed out", "timed out")
+# Settings each process may hold its own way; every other one must be the same on every rank. Rank 0
+# alone writes the outputs and prints; each machine keeps its inputs where it likes (the rows
+# themselves are compared by ``check_same_data``; a resumed checkpoint's configuration is among the
+# compared settings); each process takes its local rank's GPU whatever ``--gpu_id`` says, and waits
+# for a silent peer as long as it was told.
+PER_PROCESS_SETTINGS = frozenset({"model_fn", "checkpoint_fn", "tensorboard", "verbose", "resume", "data_dir",
+                                  "test_csv", "init_from", "gpu_id", "dist_timeout"})
 
 
 @dataclass
@@ -119,6 +128,20 @@ class DataParallel:
                 f"rank {other} loaded other training data than rank 0 ({fingerprints[other]['rows']} rows against "
                 f"{fingerprints[0]['rows']}, or other values); give every machine the same files")
 
+    def check_same_settings(self, settings: dict) -> None:
+        """Refuse to train when the ranks were started with different flags (``settings``: the
+        configuration as plain values; see ``PER_PROCESS_SETTINGS``). Each would train another run,
+        and they would stop at the first collective that tells, hung or with a traceback far from
+        the cause."""
+        everyone = [None] * self.world_size
+        self._collective(dist.all_gather_object, everyone, _comparable(settings))
+        names = dict.fromkeys(name for s in everyone for name in s)  # rank 0's order, then any others'
+        differing = [name for name in names if any(s.get(name) != everyone[0].get(name) for s in everyone)]
+        if differing:
+            raise (UserError if self.is_main else AgreedError)(
+                "ranks disagree on " + "; ".join(_disagreement(name, everyone) for name in differing)
+                + "; start every process with the same flags")
+
     def barrier(self) -> None:
         self._collective(dist.barrier)
 
@@ -184,6 +207,45 @@ def _mix(*numbers: int) -> int:
         value = ((value ^ (n & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
         value ^= value >> 31
     return value & (2**63 - 1)
+
+
+def _comparable(settings: dict) -> dict:
+    """``settings`` as one flat dict of flag names, without the per-process ones: the model's options
+    under their own flags, a dataset's path left out (like its other paths)."""
+    flat = {}
+    for name, value in settings.items():
+        if name in PER_PROCESS_SETTINGS:
+            continue
+        if name == "dataset" and user_data(value):
+            value = with_path(value, "PATH")
+        if name == "model_options":
+            flat.update(value)
+        elif name == "family_settings":  # --model auto: each family's own settings
+            flat.update({f"{key} ({family})": v for family, chosen in value.items() for key, v in chosen.items()})
+        else:
+            flat[name] = value
+    return flat
+
+
+def _disagreement(name: str, everyone: list[dict]) -> str:
+    """``--lr: rank 0 has 0.001, rank 1 has 0.01``: rank 0's value and each other one."""
+    first = everyone[0].get(name)
+    others = [f"rank {rank} has {s.get(name)!r}" for rank, s in enumerate(everyone) if s.get(name) != first]
+    return f"--{name}: rank 0 has {first!r}, " + ", ".join(others)
+
+
+def regrouped_batch_size(config, world_size: int) -> int | None:
+    """The ``--batch_size`` per process that keeps a resumed run's global batch (``config`` is its
+    checkpoint's) on ``world_size`` processes instead of the ones it began with, e.g. on the machine
+    that survived; None when no whole number does.
+
+    The rows each batch draws differ (the shuffle is another world's), so the run goes on alike, not
+    exactly; an epoch may take one step more than before (its rows split otherwise), which a cosine
+    schedule takes and a one-cycle one, ending at its planned step, does not."""
+    global_batch = config.world_size * config.batch_size
+    if global_batch % world_size or (world_size != config.world_size and config.lr_schedule == "onecycle"):
+        return None
+    return global_batch // world_size
 
 
 def under_torchrun() -> bool:
