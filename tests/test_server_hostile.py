@@ -206,7 +206,7 @@ def test_a_slow_client_is_cut_off(live, partial):
 
 
 def test_connections_past_the_limit_get_503(live):
-    idle = [socket.create_connection(("127.0.0.1", live)) for _ in range(FAST.connections)]
+    idle = [socket.create_connection(("127.0.0.1", live)) for _ in range(2 * FAST.connections)]
     try:
         assert exchange(live, request()).startswith(b"HTTP/1.1 503")
     finally:

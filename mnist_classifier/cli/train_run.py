@@ -332,7 +332,7 @@ def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed:
     process's steps per epoch, and so the global batch and the schedule, depend on it)."""
     now = parallel.world_size if parallel is not None else 1
     batch_size = regrouped_batch_size(config, now) if resumed else config.batch_size
-    if batch_size is None:
+    if resumed and batch_size is None:
         launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
                   if config.world_size > 1 else "mnist-train, without torchrun")
         raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "

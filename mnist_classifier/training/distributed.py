@@ -242,8 +242,10 @@ def regrouped_batch_size(config, world_size: int) -> int | None:
     The rows each batch draws differ (the shuffle is another world's), so the run goes on alike, not
     exactly; an epoch may take one step more than before (its rows split otherwise), which a cosine
     schedule takes and a one-cycle one, ending at its planned step, does not."""
+    if world_size == config.world_size:
+        return config.batch_size
     global_batch = config.world_size * config.batch_size
-    if global_batch % world_size or (world_size != config.world_size and config.lr_schedule == "onecycle"):
+    if global_batch % world_size or config.lr_schedule == "onecycle":
         return None
     return global_batch // world_size
 
