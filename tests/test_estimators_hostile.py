@@ -232,3 +232,11 @@ def test_the_available_memory_counts_an_address_space_limit(monkeypatch):
     assert resources.available_memory() == 4 * 2**30
     limits.clear()
     assert resources.available_memory() == 100 * 2**30
+
+
+def test_labels_a_model_file_cannot_give_back_are_refused_before_training():
+    # Dates fitted, saved as datetime.date objects, then refused by the loader: refused at fit instead.
+    X, y = rows(30)
+    dates = np.array(["2020-01-01", "2021-01-01"], dtype="datetime64[D]")[y]
+    with pytest.raises(ValueError, match=r"labels of type date; give labels as text"):
+        Classifier(**QUICK).fit(X, dates)

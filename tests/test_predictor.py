@@ -197,3 +197,7 @@ def test_a_model_that_outputs_nan_gives_no_answer(tmp_path):
                     image_record((1, 28, 28)), dataset=MNIST_METADATA)
     with pytest.raises(UserError, match=r"^input 0: the model's output is not a number \(NaN or infinite\)"):
         Predictor(tmp_path / "nan.pth").predict(np.full((28, 28), 0.5, dtype=np.float32))
+
+
+def test_an_empty_batch_gives_no_predictions(digit_model):
+    assert Predictor(digit_model).predict(np.zeros((0, 28, 28), dtype=np.float32)) == []

@@ -145,7 +145,7 @@ class Predictor:
     def predictions(self, output: torch.Tensor, sources: list[str], top_k: int = 3) -> list[Prediction]:
         """The model's output for a batch (log-probabilities, or standardised values for regression),
         from this model or an export of it, as one ``Prediction`` per row: the one answer path."""
-        broken = ~torch.isfinite(output.reshape(len(output), -1)).all(dim=1)
+        broken = ~torch.isfinite(output.flatten(1) if output.dim() > 1 else output[:, None]).all(dim=1)
         if broken.any():  # topk would pick class 0 from NaN: never an answer
             raise UserError(f"{sources[int(broken.nonzero()[0])]}: the model's output is not a number (NaN or "
                             "infinite); the model file may be damaged, or the input lies far outside its training data")
