@@ -37,7 +37,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
             Path(tmp).unlink(missing_ok=True)
         if _is_write_failure(e):
             raise SaveFailed(f"{path}: could not be saved ({_why_not_written(e, path.parent)}); "
-                             f"{'the file already there is unchanged' if path.exists() else 'nothing was written'}"
+                             f"{'the file already there is unchanged' if _exists(path) else 'nothing was written'}"
                              ) from e
         raise
     _fsync_dir(path.parent)
@@ -60,6 +60,14 @@ def receipt_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.mnist_classifier.json")
 
 
+def probe_receipt_writable(path: str | Path) -> None:
+    """Raise the OSError that ``write_with_receipt(path)`` would meet writing its receipt (a name too
+    long, say), so that a caller can refuse before any work rather than after the file is written.
+    The receipt's temporary file has the longest name of all, so probing it tests the receipt too."""
+    path = Path(path)
+    probe_writable(path.parent, receipt_path(path).name)
+
+
 def write_with_receipt(path: str | Path, write: Callable[[BinaryIO], object], kind: str) -> None:
     """``atomic_write``, then a receipt beside the file with its size and SHA-256, so that a later run
     can tell this very file from any other (``unchanged_since_written``). A file's own content cannot
@@ -67,7 +75,12 @@ def write_with_receipt(path: str | Path, write: Callable[[BinaryIO], object], ki
     path = Path(path)
     atomic_write(path, write)
     receipt = {"format": RECEIPT_FORMAT, "kind": kind, "name": path.name, **_fingerprint(path)}
-    atomic_write(receipt_path(path), lambda f: f.write(json.dumps(receipt).encode()))
+    try:
+        atomic_write(receipt_path(path), lambda f: f.write(json.dumps(receipt).encode()))
+    except SaveFailed as e:
+        raise SaveFailed(f"{path}: written, but not its receipt {receipt_path(path).name} "
+                         f"({_why_not_written(e.__cause__, path.parent)}); without one it counts as a file of "
+                         "yours and is never replaced") from e.__cause__
 
 
 def unchanged_since_written(path: str | Path, kind: str) -> bool:
@@ -104,6 +117,14 @@ def _read_receipt(path: Path) -> object:
             return json.loads(f.read(4096))
         except (OSError, ValueError):
             return None
+
+
+def _exists(path: Path) -> bool:
+    # Path.exists raises for a name too long, which is what a failed save may have met.
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def _is_write_failure(error: BaseException) -> bool:

@@ -8,7 +8,9 @@ import torch
 
 from mnist_classifier.cli import predict as predict_cli
 from mnist_classifier.cli.train import main as train_main
-from mnist_classifier.data.csv_data import as_written, spreadsheet_safe
+from mnist_classifier.data.csv_data import as_written, read_rows, spreadsheet_safe
+from mnist_classifier.errors import SaveFailed
+from mnist_classifier.files import write_with_receipt
 
 from .conftest import render_digit
 
@@ -41,7 +43,9 @@ def test_a_users_csv_that_ends_in_a_prediction_column_is_never_replaced(formula_
     mine = tmp_path / "mine.csv"
     mine.write_text("x,kind,prediction\n1,b,my own labels\n")
     code, err = predict(["--model_fn", str(formula_model), str(new), "--out", str(mine)], capsys)
-    assert code == 2 and len(err.splitlines()) == 1 and "is not a predictions CSV of mnist_classifier" in err
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"--out {mine} exists and is not an unedited earlier --out of mnist-predict (no matching receipt" in err
+    assert "choose another --out, or remove" in err
     assert mine.read_text() == "x,kind,prediction\n1,b,my own labels\n"
     # Its own earlier output is replaced; once edited (a spreadsheet's save), it is the user's.
     out = tmp_path / "out.csv"
@@ -51,7 +55,7 @@ def test_a_users_csv_that_ends_in_a_prediction_column_is_never_replaced(formula_
         f.write("2,b,a note of mine,0.5\n")
     edited = out.read_text()
     code, err = predict(["--model_fn", str(formula_model), str(new), "--out", str(out)], capsys)
-    assert code == 2 and "is not a predictions CSV" in err and out.read_text() == edited
+    assert code == 2 and "is not an unedited earlier --out" in err and out.read_text() == edited
 
 
 def test_a_copy_of_a_receipt_does_not_make_another_file_ours(formula_model, tmp_path, capsys):
@@ -115,3 +119,36 @@ def test_an_earlier_out_of_several_files_can_be_predicted_with_another(formula_m
                       str(tmp_path / "third.csv")])
     assert "c.csv: its column 'file' is replaced in --out" in capsys.readouterr().err
     assert [row[0] for row in cells(tmp_path / "third.csv")[1:]] == [str(tmp_path / "c.csv"), str(a)]
+
+
+def test_an_out_whose_receipt_cannot_be_written_is_refused_before_any_work(formula_model, tmp_path, capsys):
+    # 240 characters fit a file name (255 at most), but not its receipt's temporary file beside it.
+    new = tmp_path / "new.csv"
+    new.write_text("x,kind\n0.5,=a\n")
+    out = tmp_path / ("p" * 236 + ".csv")
+    code, err = predict(["--model_fn", str(formula_model), str(new), "--out", str(out)], capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "receipt" in err and "File name too long" in err
+    assert not out.exists() and capsys.readouterr().out == ""
+
+
+def test_a_receipt_that_fails_after_the_file_was_written_says_so(tmp_path):
+    out = tmp_path / ("p" * 236 + ".csv")
+    with pytest.raises(SaveFailed) as error:
+        write_with_receipt(out, lambda f: f.write(b"x\n"), "test")
+    assert out.read_bytes() == b"x\n" and "nothing was written" not in str(error.value)
+    assert f"{out}: written, but not its receipt" in str(error.value)
+
+
+def test_only_our_own_unedited_output_is_read_back_unescaped(formula_model, tmp_path, capsys):
+    # A user's CSV whose last column is named prediction keeps its cells as written, quotes and all.
+    user = tmp_path / "user.csv"
+    user.write_text("x,kind,prediction\n0.5,'b,'=c\n")
+    assert read_rows(user).values.tolist() == [["0.5", "'b", "'=c"]]
+    new = tmp_path / "new.csv"
+    new.write_text("x,kind\n0.5,=a\n")
+    out = tmp_path / "out.csv"
+    predict_cli.main(["--model_fn", str(formula_model), str(new), "--out", str(out)])
+    assert read_rows(out)["kind"].tolist() == ["=a"]
+    with open(out, "a") as f:  # edited: the user's file now, read as written
+        f.write("1,'=b,x,0.5\n")
+    assert read_rows(out)["kind"].tolist() == ["'=a", "'=b"]

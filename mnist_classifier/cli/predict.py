@@ -16,17 +16,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data.csv_data import PREDICTION_COLUMNS, TableOptions, ends_like_predictions, read_rows, spreadsheet_safe
+from ..data.csv_data import PREDICTIONS_RECEIPT, TableOptions, read_rows, spreadsheet_safe
 from ..data.images import image_files, save_preview
 from ..data.preprocessing import table_columns
 from ..data.tables import NUMBER, delimiter_word, is_text
 from ..errors import UserError
-from ..files import unchanged_since_written, write_with_receipt
+from ..files import probe_receipt_writable, receipt_path, unchanged_since_written, write_with_receipt
 from ..inference.predictor import Prediction, Predictor, source_name
 from ..training.outputs import check_output
 from . import OneLineParser, run_cli
-
-PREDICTIONS = "mnist-predict --out"  # the kind of file its receipt names
 
 
 def build_parser() -> OneLineParser:
@@ -128,9 +126,19 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
 
 def _check_out(out: str, inputs: dict[str, str]) -> None:
     """--out replaces only a file that is provably an earlier one, unchanged since: a user's CSV may end
-    in a column named prediction, and a file's header proves nothing."""
-    check_output("--out", Path(out), inputs,
-                 replaceable=(lambda path: unchanged_since_written(path, PREDICTIONS), "predictions CSV"))
+    in a column named prediction, and a file's header proves nothing. Its receipt must be writable too:
+    a file written without one could never be replaced."""
+    path = Path(out)
+    # check_output refuses links, inputs and folders; whether the file is ours is said here, in our words.
+    check_output("--out", path, inputs, replaceable=(lambda _: True, "predictions CSV"))
+    if path.exists() and not unchanged_since_written(path, PREDICTIONS_RECEIPT):
+        raise UserError(f"--out {out} exists and is not an unedited earlier --out of mnist-predict (no matching "
+                        f"receipt beside it); it is never replaced: choose another --out, or remove {out}")
+    try:
+        probe_receipt_writable(path)
+    except OSError as e:
+        raise UserError(f"--out {out}: its receipt {receipt_path(path).name} cannot be written beside it "
+                        f"({e.strerror}); choose a shorter --out") from e
 
 
 def _with_predictions(frame: pd.DataFrame, rows: list[Prediction], path: str, with_file: bool,
@@ -138,9 +146,10 @@ def _with_predictions(frame: pd.DataFrame, rows: list[Prediction], path: str, wi
     """A file's rows with the columns --out adds: ``file`` first (when several files are read), the
     prediction and probability last. An input's own columns of those names (an earlier --out's) give
     way to this run's, said in a line when the file does not look like an earlier --out."""
-    ours = ["file"] * with_file + list(PREDICTION_COLUMNS[:1 + (bool(rows) and rows[0].probability is not None)])
+    with_probability = bool(rows) and rows[0].probability is not None  # a regression model gives none
+    ours = ["file"] * with_file + ["prediction"] + ["probability"] * with_probability
     replaced = [name for name in ours if name in frame.columns]
-    if replaced and out and not ends_like_predictions(list(frame.columns)):
+    if replaced and out and not frame.attrs.get("ours"):
         print(f"mnist-predict: note: {path}: its column{'s' * (len(replaced) > 1)} {', '.join(map(repr, replaced))} "
               f"{'are' if len(replaced) > 1 else 'is'} replaced in --out {out} by this run's", file=sys.stderr)
     frame = frame.drop(columns=replaced)
@@ -159,7 +168,7 @@ def _write_predictions(frames, predictions, path: Path) -> None:
     for name in table.columns:
         if is_text(table[name]):
             table[name] = table[name].map(spreadsheet_safe)
-    write_with_receipt(path, lambda f: table.to_csv(f, index=False), PREDICTIONS)
+    write_with_receipt(path, lambda f: table.to_csv(f, index=False), PREDICTIONS_RECEIPT)
 
 
 class PartlyFailed(Exception):

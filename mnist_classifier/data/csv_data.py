@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import UserError
+from ..files import unchanged_since_written
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 from .tables import NUMBER_NA, as_number_column, is_text, text_gaps
 
@@ -53,8 +54,7 @@ DELIMITER_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "pipes"}
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 ESCAPE = "'"  # what OWASP advises to put before such a cell: spreadsheets then show it as text
 PLAIN_NUMBER = re.compile(r"[+-]?(?:\d[\d.,]*|[.,]\d[\d.,]*)(?:[eE][+-]?\d+)?")  # -0.5, +1e-3, -1.234,5
-# The columns mnist-predict --out adds after a table's own (a regression model's: the first alone).
-PREDICTION_COLUMNS = ("prediction", "probability")
+PREDICTIONS_RECEIPT = "mnist-predict --out"  # the kind of file the receipt beside an --out names
 
 
 @dataclass
@@ -132,19 +132,17 @@ def as_written(cell: str) -> str:
     return cell[1:] if cell.startswith(ESCAPE) else cell
 
 
-def ends_like_predictions(header: list[str]) -> bool:
-    """Whether a table's last columns are the ones ``mnist-predict --out`` adds."""
-    return header[-1:] == [PREDICTION_COLUMNS[0]] or tuple(header[-2:]) == PREDICTION_COLUMNS
-
-
 def read_rows(path: Path, options: TableOptions | None = None, columns: list[str] | None = None,
               numbers: list[str] = ()) -> pd.DataFrame:
     """Rows to predict on: the file's cells as text, exactly as written (the model's column specs
     turn them into numbers), with a check that it has ``columns`` (others are ignored). The
-    ``numbers`` columns' decimal commas become points, when the file has them. A file that ends in
-    the ``PREDICTION_COLUMNS`` (an earlier ``mnist-predict --out``) is read back through ``as_written``."""
+    ``numbers`` columns' decimal commas become points, when the file has them. An earlier
+    ``mnist-predict --out``, unedited since (its receipt says so), is read back through ``as_written``;
+    any other file keeps its quotes, whatever its header (a user's column may be named prediction).
+    ``attrs["ours"]`` says which it was."""
     table = CsvTable.read(path, options or TableOptions(), min_columns=1, all_text=True)
-    if ends_like_predictions(table.header):
+    ours = unchanged_since_written(path, PREDICTIONS_RECEIPT)
+    if ours:
         table.header = [as_written(name) for name in table.header]
         table.frame = table.frame.map(as_written).set_axis(table.header, axis=1)
     missing = [name for name in columns or [] if name not in table.header]
@@ -154,6 +152,7 @@ def read_rows(path: Path, options: TableOptions | None = None, columns: list[str
         for name in numbers:  # 2.817,20 -> 2817.20
             table.frame[name] = table.frame[name].str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     table.frame.attrs["read_as"] = table.format_words()
+    table.frame.attrs["ours"] = ours
     return table.frame
 
 
@@ -419,19 +418,23 @@ def _whole_lines(path: Path, raw: bytes, encoding: str) -> str:
         with open(path, "rb") as f:
             f.seek(len(raw))
             ended = len(raw) < SNIFF_BYTES
-            text = decoder.decode(raw, final=ended)
-            while not ended and not LINE_BREAK.search(text):
+            pieces = [decoder.decode(raw, final=ended)]
+            # Only the newest piece is searched: the ones before it hold no line break (searching all
+            # the text after each read took seconds for a long line). A CR LF split between two pieces
+            # is found at its CR, which ends the line as well.
+            while not ended and not LINE_BREAK.search(pieces[-1]):
                 if f.tell() >= MAX_HEADER_BYTES:
                     raise UserError(f"{path}: its first line, the header, is longer than "
                                     f"{MAX_HEADER_BYTES // 2**20} MB; a CSV file's first line names its columns")
                 chunk = f.read(SNIFF_BYTES)
                 ended = len(chunk) < SNIFF_BYTES
-                text += decoder.decode(chunk, final=ended)
+                pieces.append(decoder.decode(chunk, final=ended))
     except UnicodeError as e:  # also UTF-16 without its byte-order mark: utf-16-le or utf-16-be then
         raise UserError(f"{path}: cannot be read as {shown_encoding(encoding)} ({e}); give its encoding with "
                         "--encoding") from e
     except OSError as e:
         raise UserError(f"{path}: cannot be read ({e.strerror})") from e
+    text = "".join(pieces)
     if ended:
         return text
     return text[:max(match.end() for match in LINE_BREAK.finditer(text))]  # the last line may be cut short
