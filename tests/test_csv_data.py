@@ -188,3 +188,10 @@ def test_a_line_break_split_across_reads_ends_the_header(tmp_path, before):
     path.write_bytes(b"a" * (before - 2) + b",b\r\n1,2\r\n3,4\r\n")
     frame = read_rows(path)
     assert list(frame.columns) == ["a" * (before - 2), "b"] and frame["b"].tolist() == ["2", "4"]
+
+
+def test_a_column_name_longer_than_csvs_field_limit_is_read(tmp_path):
+    name = "n" * 200_000  # csv's default field limit is 131,072 characters
+    path = tmp_path / "long.csv"
+    path.write_text(f"{name},label\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+    assert list(read_rows(path).columns)[0] == name

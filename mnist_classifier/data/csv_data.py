@@ -470,6 +470,7 @@ def _sniff_decimal(sample: str, delimiter: str) -> str:
 
 
 def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[str]:
+    csv.field_size_limit(2**31 - 1)  # a name of any length: the header's own limit is MAX_HEADER_BYTES
     rows = [row for row in csv.reader(sample.splitlines(), delimiter=delimiter) if row]
     if not rows:
         raise UserError(f"{path}: the file is empty")
