@@ -298,3 +298,66 @@ def test_too_many_multipart_fields_say_the_cap(client):
     body = multipart([b'Content-Disposition: form-data; name="f"\r\n\r\nv'] * (server.MAX_PARTS + 1))
     answer = client.post("/predict", content=body, headers={"content-type": "multipart/form-data; boundary=XyZ"})
     assert answer.status_code == 400 and f"more than {server.MAX_PARTS} multipart fields" in answer.json()["detail"]
+
+
+# --- 10. round three: parser limits, Host on all interfaces, the request line, bracketed --host ----
+
+def test_a_boundary_over_the_parsers_limit_is_a_400(client):
+    boundary = "b" * 300  # python-multipart refuses over 256 with FormParserError (before: a 500)
+    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nx\r\n--{boundary}--\r\n"
+    answer = client.post("/predict", content=body.encode(),
+                         headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert answer.status_code == 400 and "multipart body cannot be read" in answer.json()["detail"]
+
+
+def guarded_client(digit_model, hosts, any_address) -> TestClient:
+    app = server.create_app(digit_model, use_export=False)
+    return TestClient(server.build_server(app, hosts, FAST, any_address=any_address).config.app)
+
+
+def test_bound_to_all_interfaces_any_address_is_answered_but_only_allowed_names(digit_model, caplog):
+    everywhere = guarded_client(digit_model, server.default_allowed_hosts("0.0.0.0"), any_address=True)
+    for host in ("192.168.1.5:8000", "10.0.0.7", "[fe80::1]:8000", "[2001:db8::5]", "localhost:8000"):
+        assert everywhere.get("/healthz", headers={"host": host}).status_code == 200, host
+    for host in ("evil.example", "192.168.1.5.evil.example", "[1.2.3.4]", "[evil]", "1.2.3.4]"):
+        answer = everywhere.get("/healthz", headers={"host": host})
+        assert answer.status_code == 400 and "Host" in answer.json()["detail"], host
+    detail = everywhere.get("/healthz", headers={"host": "evil.example:8000"}).json()["detail"]
+    assert detail == ("Host 'evil.example' is not one this server answers; start it with --allowed_hosts "
+                      "evil.example to allow it")
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 6 and "'evil.example'" in refused[0], refused
+    # Bound to one address, another address is refused as before.
+    one = guarded_client(digit_model, server.default_allowed_hosts("127.0.0.1"), any_address=False)
+    assert one.get("/healthz", headers={"host": "192.168.1.5"}).status_code == 400
+
+
+@pytest.mark.parametrize("flag", ["example.com:8000", "[::1]:8000", "a.example,localhost:80", "[evil]"])
+def test_allowed_hosts_with_a_port_or_a_broken_address_are_refused(flag):
+    with pytest.raises(server.UserError, match="--allowed_hosts: .* without a port"):
+        server.allowed_hosts(flag, "127.0.0.1")
+
+
+def test_allowed_hosts_write_ipv6_in_brackets_and_match_it(digit_model):
+    assert server.allowed_hosts("::1, [2001:DB8::1],Example.com", "127.0.0.1") == [
+        "[::1]", "[2001:db8::1]", "example.com"]
+    guarded = guarded_client(digit_model, server.allowed_hosts("::1", "127.0.0.1"), any_address=False)
+    assert guarded.get("/healthz", headers={"host": "[::1]:8000"}).status_code == 200
+
+
+def test_a_long_request_line_counts_toward_the_head_limit(live):
+    answer = exchange(live, b"GET /healthz?" + b"a" * 30_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:100]  # before: 200
+
+
+def test_a_bracketed_ipv6_host_is_listened_on(digit_model, monkeypatch, capsys):
+    with server.listen("[::1]", 0) as sock:  # before: "not an address to listen on"
+        assert sock.family == socket.AF_INET6 and sock.getsockname()[0] == "::1"
+        port = sock.getsockname()[1]
+    built = []
+    monkeypatch.setattr(server, "build_server", lambda *args, **kwargs: built.append((args, kwargs)) or
+                        type("Idle", (), {"run": lambda self, sockets: sockets[0].close()})())
+    serve_cli.main(["--model_fn", str(digit_model), "--host", "[::1]", "--port", str(port)])
+    assert f"on http://[::1]:{port}/ for Host [::1], localhost, 127.0.0.1" in capsys.readouterr().out
+    assert built[0][0][1] == ["[::1]", "localhost", "127.0.0.1"] and built[0][1]["any_address"] is False

@@ -16,8 +16,10 @@ import asyncio
 import errno
 import functools
 import io
+import ipaddress
 import json
 import logging
+import re
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +33,10 @@ import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 from PIL import Image
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..data import preprocessing
@@ -306,7 +307,7 @@ def multipart_field(content_type: str, body: bytes, name: str) -> tuple[bytes, s
         parser = MultipartParser(boundary, callbacks)
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as e:
+    except FormParserError as e:  # a malformed body, or one past the parser's own limits (a long boundary)
         raise HTTPException(400, f"the multipart body cannot be read ({first_line(e)})") from None
     for headers, pieces in parts:
         _, parameters = parse_options_header(headers.get(b"content-disposition", b""))
@@ -360,6 +361,9 @@ def answer(predictor: Predictor, log_probs: torch.Tensor, shown: list) -> dict:
 
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+# A Host header's (or an --allowed_hosts entry's) name, then its port: IPv6 in brackets, as in a URL.
+HOST_AND_PORT = re.compile(r"(\[[0-9a-f:.]+\]|[^:\[\]]*)(:[0-9]*)?")
+log = logging.getLogger(__name__)
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -401,60 +405,105 @@ class DeadlineH11Protocol(H11Protocol):
         self._awaiting, self._deadline = None, None
 
 
-def with_header_limits(app, limits: Limits):
-    """The ASGI app, answering 431 to a request with more than ``limits.header_count`` headers or
-    more than ``limits.header_bytes`` of them. h11 caps only a head still incomplete after a read
-    (its memory), so one that arrives whole in a single read of up to 256 KB is measured here."""
-    async def guarded(scope, receive, send):
-        headers = scope.get("headers", ())
-        if scope["type"] == "http" and len(headers) > limits.header_count:
-            await PlainTextResponse(f"more than {limits.header_count} request headers", 431)(scope, receive, send)
-        elif scope["type"] == "http" and sum(len(k) + len(v) for k, v in headers) > limits.header_bytes:
-            await PlainTextResponse(f"request headers over {limits.header_bytes // 1024} KB", 431)(scope, receive, send)
-        else:
-            await app(scope, receive, send)
+def guarded(app, limits: Limits, allowed_hosts: list[str], any_address: bool):
+    """The ASGI app behind the head limits and the allowed hosts. h11 caps only a head still
+    incomplete after a read (its memory), so one that arrives whole in a single read of up to
+    256 KB is measured here, request line (path and query) included."""
+    async def guarded_app(scope, receive, send):
+        refusal = refused(scope, limits, allowed_hosts, any_address) if scope["type"] == "http" else None
+        await (refusal or app)(scope, receive, send)
 
-    return guarded
+    return guarded_app
+
+
+def refused(scope, limits: Limits, allowed_hosts: list[str], any_address: bool) -> JSONResponse | None:
+    """The answer refusing this request, or None to let it through."""
+    headers = scope["headers"]
+    head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + sum(
+        len(k) + len(v) for k, v in headers)
+    if len(headers) > limits.header_count:
+        return JSONResponse({"detail": f"more than {limits.header_count} request headers"}, 431)
+    if head > limits.header_bytes:
+        return JSONResponse({"detail": f"request line and headers over {limits.header_bytes // 1024} KB"}, 431)
+    header = next((value for key, value in headers if key == b"host"), b"").decode("latin-1")  # the first, as Starlette
+    match = HOST_AND_PORT.fullmatch(header.lower())
+    name = match[1] if match else ""
+    if name and host_allowed(name, allowed_hosts, any_address):
+        return None
+    # One line a refusal (the header cut short and escaped): a server refusing its own users' name says why.
+    log.warning("mnist-serve: refused Host %r from %s", header[:200], (scope.get("client") or ("?",))[0])
+    if not name:
+        return JSONResponse({"detail": f"the Host header {header[:200]!r} is not a host name"}, 400)
+    return JSONResponse({"detail": f"Host {name!r} is not one this server answers; start it with "
+                                   f"--allowed_hosts {name} to allow it"}, 400)
+
+
+def host_allowed(name: str, allowed_hosts: list[str], any_address: bool) -> bool:
+    """Whether a Host name (lower-case, no port) is answered. Bound to all interfaces, any address
+    literal is: DNS rebinding needs a name (the attacker's domain), which an address cannot be."""
+    if any_address and is_address(name):
+        return True
+    return any(pattern in ("*", name) or (pattern.startswith("*.") and name.endswith(pattern[1:]))
+               for pattern in allowed_hosts)
+
+
+def is_address(name: str) -> bool:
+    """An IPv4 address, or an IPv6 one in brackets, as a URL writes them."""
+    try:
+        address = ipaddress.ip_address(name[1:-1] if name.startswith("[") else name)
+    except ValueError:
+        return False
+    return (address.version == 6) == name.startswith("[")
+
+
+def unbracketed(host: str) -> str:
+    """``--host`` as sockets take it: ``[::1]`` (as in a URL) is ``::1``."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def bracketed(name: str) -> str:
+    """A host name as a Host header writes it: IPv6 in brackets."""
+    return f"[{name}]" if ":" in name and not name.startswith("[") else name
 
 
 def default_allowed_hosts(host: str) -> list[str]:
     """The Host names answered by default: the bound host, with the loopback names when bound there,
-    and this machine's names and addresses when bound to all interfaces. Any other name is refused
-    with 400, so that a DNS-rebinding page cannot read a server meant for this machine."""
+    and this machine's names when bound to all interfaces (where any address is answered too, see
+    ``host_allowed``). Any other name is refused with 400, so that a DNS-rebinding page cannot read
+    a server meant for this machine."""
+    host = unbracketed(host).lower()
     if host in WILDCARD_HOSTS:
         names = [*LOOPBACK_HOSTS, socket.gethostname(), socket.getfqdn()]
-        try:
-            names += socket.gethostbyname_ex(socket.gethostname())[2]
-        except OSError:  # a host name that does not resolve: its name alone
-            pass
-    elif host in LOOPBACK_HOSTS or host.startswith("127.") or host == "::1":
+    elif host == "localhost" or (is_address(bracketed(host)) and ipaddress.ip_address(host).is_loopback):
         names = [host, *LOOPBACK_HOSTS]
     else:
         names = [host]
-    names = [f"[{name}]" if ":" in name and not name.startswith("[") else name for name in names]  # IPv6
-    return list(dict.fromkeys(name.lower() for name in names))
+    return list(dict.fromkeys(bracketed(name).lower() for name in names))
 
 
 def allowed_hosts(flag: str | None, host: str) -> list[str]:
-    """``--allowed_hosts`` (names separated by commas; ``*`` any; ``*.example.com`` its subdomains) as a
-    list; without it, the default for the bound ``host``."""
+    """``--allowed_hosts`` (names separated by commas; ``*`` any; ``*.example.com`` its subdomains;
+    IPv6 with or without brackets; no ports) as a list; without it, the default for the bound ``host``."""
     if flag is None:
         return default_allowed_hosts(host)
-    names = [name.strip().lower() for name in flag.split(",") if name.strip()]
+    names = [bracketed(name.strip().lower()) for name in flag.split(",") if name.strip()]
     for name in names:
-        if "*" in name[1:] or (name.startswith("*") and name != "*" and not name.startswith("*.")):
-            raise UserError(f"--allowed_hosts: {name!r} is not a host name, '*' or '*.domain'")
+        match = HOST_AND_PORT.fullmatch(name)
+        bad_wildcard = "*" in name[1:] or (name.startswith("*") and name != "*" and not name.startswith("*."))
+        if not match or match[2] is not None or bad_wildcard or (name.startswith("[") and not is_address(name)):
+            raise UserError(f"--allowed_hosts: {name!r} is not a host name, an address, '*' or '*.domain', "
+                            "written without a port (every port is answered)")
     if not names:
         raise UserError("--allowed_hosts: no host names given")
     return names
 
 
-def build_server(app, allowed_hosts: list[str], limits: Limits = Limits()) -> uvicorn.Server:
-    """A uvicorn server for ``app`` that answers only ``allowed_hosts`` and holds clients to ``limits``.
+def build_server(app, allowed_hosts: list[str], limits: Limits = Limits(), any_address: bool = False) -> uvicorn.Server:
+    """A uvicorn server for ``app`` that answers only ``allowed_hosts`` (and any address literal with
+    ``any_address``, for a server bound to all interfaces) and holds clients to ``limits``.
     h11 rather than httptools: h11 caps the request head's bytes (httptools buffered a 60 MB header)."""
-    guarded = TrustedHostMiddleware(app, allowed_hosts=allowed_hosts, www_redirect=False)
     config = uvicorn.Config(
-        with_header_limits(guarded, limits),
+        guarded(app, limits, allowed_hosts, any_address),
         http=functools.partial(DeadlineH11Protocol, limits=limits),
         # uvicorn counts connections and request tasks together, and a finished task leaves its count
         # a loop pass later: 64 busy connections counted up to 103 and got 503s under a limit of 100.
@@ -467,7 +516,8 @@ def build_server(app, allowed_hosts: list[str], limits: Limits = Limits()) -> uv
 def listen(host: str, port: int) -> socket.socket:
     """A socket listening on ``host:port`` (before anything says it serves), or a one-line UserError."""
     try:
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        family, _, _, _, address = socket.getaddrinfo(unbracketed(host), port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
     except socket.gaierror as e:
         raise UserError(f"--host {host}: not an address to listen on ({e.strerror})") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
