@@ -97,6 +97,16 @@ def digit_model(tmp_path_factory) -> Path:
     return small_digit_model_file(x, torch.tensor(labels), tmp_path_factory.mktemp("model") / "digits.pth", steps=60)
 
 
+@pytest.fixture(scope="module")
+def client(digit_model):
+    """The web server's app on ``digit_model``, PyTorch answering (no export), for the server tests."""
+    from fastapi.testclient import TestClient
+
+    from mnist_classifier.inference import server
+
+    return TestClient(server.create_app(digit_model, use_export=False))
+
+
 def small_digit_model_file(x, y, path: Path, steps: int) -> Path:
     """A 784-64-10 MLP fitted to MNIST-like pictures ``x`` (N, 1, 28, 28) and digits ``y`` by full-batch
     Adam, saved as an ordinary model file for MNIST's ten classes."""

@@ -19,11 +19,6 @@ from mnist_classifier.inference.predictor import Predictor
 from .conftest import render_digit
 
 
-@pytest.fixture(scope="module")
-def client(digit_model) -> TestClient:
-    return TestClient(server.create_app(digit_model, use_export=False))
-
-
 def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")

@@ -3,7 +3,6 @@ exports, NaN, disconnects, oversized or slow requests, foreign Host headers, mul
 The network cases run the real server (uvicorn, h11) in a thread on a free port, with raw sockets."""
 
 import asyncio
-import io
 import json
 import socket
 import threading
@@ -25,18 +24,7 @@ from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.inference.predictor import Predictor
 
 from .conftest import render_digit
-
-
-@pytest.fixture(scope="module")
-def client(digit_model) -> TestClient:
-    return TestClient(server.create_app(digit_model, use_export=False))
-
-
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
+from .test_server import png
 
 # --- 1. JSON pixels: the Predictor's shapes, no others ----------------------------------------------
 
