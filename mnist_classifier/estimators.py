@@ -423,9 +423,9 @@ class Classifier(ClassifierMixin, _Estimator):
         return self.classes_[self._output(X).argmax(dim=1).numpy()]
 
 
-# numpy kinds of labels a model file can hold and give back: bool, int, uint, float, text, object (of text
-# or numbers, checked one by one).
-SAVED_LABEL_KINDS = "biufUO"
+# numpy kinds of labels a model file cannot give back: dates, durations, bytes, records (complex numbers
+# scikit-learn's own check refuses).
+UNSAVED_LABEL_KINDS = "mMSV"
 
 
 def _check_labels(y: np.ndarray) -> None:
@@ -443,7 +443,7 @@ def _check_labels(y: np.ndarray) -> None:
     if len(kinds) > 1:
         raise ValueError(f"y mixes labels of different types ({', '.join(sorted(kinds))}); give every label "
                          "the same type")
-    if y.dtype.kind not in SAVED_LABEL_KINDS or kinds - {"text", "numbers"}:
+    if y.dtype.kind in UNSAVED_LABEL_KINDS or kinds - {"text", "numbers", "complex"}:  # complex: as above
         # A model file holds plain values: dates or objects as classes could be fitted, not loaded back.
         raise ValueError(f"y holds labels of type {kinds.pop() if kinds else y.dtype}; give labels as text, "
                          "integers, booleans or floats (e.g. y.astype(str) for dates)")

@@ -431,7 +431,7 @@ def refused(scope, limits: Limits, allowed_hosts: list[str], any_address: bool) 
     if name and host_allowed(name, allowed_hosts, any_address):
         return None
     # One line a refusal (the header cut short and escaped): a server refusing its own users' name says why.
-    log.warning("mnist-serve: refused Host %r from %s", header[:200], (scope.get("client") or ("?",))[0])
+    log.warning("refused Host %r from %s", header[:200], (scope.get("client") or ("?",))[0])
     if not name:
         return JSONResponse({"detail": f"the Host header {header[:200]!r} is not a host name"}, 400)
     return JSONResponse({"detail": f"Host {name!r} is not one this server answers; start it with "
