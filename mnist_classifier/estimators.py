@@ -31,13 +31,14 @@ from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d,
 from .data import preprocessing, tables
 from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
+from .files import companion_paths
 from .inference.model_file import load_model, save_model_file
 from .models import MODELS
 from .training.build import build_trainer
 from .training.callbacks import EpochPrinter
 from .training.config import CHOSEN_PER_MODEL, TRAIN_OPTIONS, TrainConfig, defaults_for, table_schedule
 from .training.outputs import check_outputs
-from .training.run_log import TensorBoardLog, companion_paths, write_config, write_history
+from .training.run_log import TensorBoardLog, write_config, write_history
 
 # The estimators' parameters: the model's, then every training option marked ``estimator`` in
 # ``TrainConfig`` (so a new one is a parameter here too). None means what ``mnist-train`` would

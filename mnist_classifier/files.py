@@ -54,6 +54,23 @@ def probe_writable(folder: str | Path, name: str = "probe") -> None:
 RECEIPT_FORMAT = "mnist_classifier.receipt/1"
 
 
+# Every file that lives beside another is named in this module alone (the tests use these names too).
+def companion_paths(model_fn: str | Path) -> dict[str, Path]:
+    """What a run keeps beside its model file: ``m.pth`` -> ``m.pth.history.csv`` (a row per epoch),
+    ``m.pth.config.json`` (the settled configuration) and ``m.pth.ckpt`` (the default checkpoint). The
+    whole name is kept, so ``m.pth`` and ``m.pt`` never share."""
+    path = Path(model_fn)
+    return {"history": path.with_name(f"{path.name}.history.csv"),
+            "config": path.with_name(f"{path.name}.config.json"),
+            "checkpoint": path.with_name(f"{path.name}.ckpt")}
+
+
+def lock_path(path: str | Path) -> Path:
+    """The hidden lock file that keeps a second run from writing ``path`` at the same time."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
 def receipt_path(path: str | Path) -> Path:
     """Where ``write_with_receipt`` records what it wrote: a hidden file beside ``path``."""
     path = Path(path)

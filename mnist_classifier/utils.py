@@ -7,7 +7,7 @@ import torch
 from .errors import UserError
 from .models.mlp import get_hidden_sizes
 
-__all__ = ["default_gpu_id", "get_device", "get_hidden_sizes", "split_data", "split_indices"]
+__all__ = ["default_gpu_id", "device_of", "get_device", "get_hidden_sizes", "split_data", "split_indices"]
 
 
 def split_data(
@@ -40,3 +40,9 @@ def get_device(gpu_id: int) -> torch.device:
         found = f"{count} CUDA device(s) found" if count else "no CUDA device is available"
         raise UserError(f"--gpu_id {gpu_id}: {found}; use --gpu_id -1 for the CPU")
     return torch.device(f"cuda:{gpu_id}")
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")

@@ -154,3 +154,41 @@ def test_no_function_in_the_package_is_longer_than_a_screen():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
             and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
     assert not long, long
+
+
+TRAINER = PACKAGE / "training" / "trainer.py"
+
+
+def names_before_the_epoch_loop(path: Path) -> list[str]:
+    """What a reader of ``path`` meets before its ``for epoch`` line: each name imported or defined
+    at module level, and each method of a class (dunders aside), above that line."""
+    tree = ast.parse(path.read_text())
+    loop = next(node.lineno for node in ast.walk(tree) if isinstance(node, ast.For)
+                and isinstance(node.target, ast.Name) and node.target.id == "epoch")
+    names = []
+    for node in tree.body:
+        if node.lineno >= loop:
+            break
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names += [(alias.asname or alias.name).split(".")[0] for alias in node.names]
+        elif isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.append(node.name)
+        if isinstance(node, ast.ClassDef):
+            names += [m.name for m in node.body if isinstance(m, ast.FunctionDef) and m.lineno < loop
+                      and not m.name.startswith("__")]
+    return names
+
+
+def test_the_trainer_reads_as_the_seeds_did():
+    # The issue "one way through": at most 250 lines, at most 10 names before the epoch loop, and
+    # the distributed run behind a strategy object, never a branch of the loop.
+    text = TRAINER.read_text()
+    assert len(text.splitlines()) <= 250
+    names = names_before_the_epoch_loop(TRAINER)
+    assert len(names) <= 10, names
+    assert "parallel" not in text and "world_size" not in text
+    assert "is_floating_point" not in text and "dtype" not in text  # the task is given, never guessed

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mnist_classifier.cli.train import main
-from mnist_classifier.training.run_log import HISTORY_COLUMNS, companion_paths
+from mnist_classifier.files import companion_paths, lock_path
+from mnist_classifier.training.run_log import HISTORY_COLUMNS
 
 DIGITS = ["--dataset", "digits", "--gpu_id", "-1", "--amp", "off", "--seed", "0", "--batch_size", "64",
           "--verbose", "0"]
@@ -68,7 +69,9 @@ def test_a_file_of_yours_where_the_history_would_go_is_never_replaced(tmp_path, 
 
 def test_companion_names():
     assert companion_paths("runs/m.pth") == {"history": Path("runs/m.pth.history.csv"),
-                                             "config": Path("runs/m.pth.config.json")}
+                                             "config": Path("runs/m.pth.config.json"),
+                                             "checkpoint": Path("runs/m.pth.ckpt")}
+    assert lock_path("runs/m.pth") == Path("runs/.m.pth.lock")
     # Names that differ only after their last dot keep files of their own.
     assert companion_paths("runs/lr0.001")["history"] != companion_paths("runs/lr0.003")["history"]
     assert companion_paths("m.pth")["config"] != companion_paths("m.pt")["config"]

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from mnist_classifier.training.callbacks import Callback, EarlyStopping, GradientClipping
-from mnist_classifier.training.trainer import Trainer, TrainingInterrupted, evaluate
+from mnist_classifier.training.metrics import evaluate
+from mnist_classifier.training.trainer import Trainer, TrainingInterrupted
 
 
 def config(n_epochs: int, batch_size: int) -> SimpleNamespace:
@@ -54,7 +55,7 @@ def test_classification_records_accuracy_and_learns():
     y = torch.randint(0, 2, (600,))
     x = torch.randn(600, 2) + 3 * y.unsqueeze(1).float()
     model = nn.Sequential(nn.Linear(2, 8), nn.LeakyReLU(), nn.BatchNorm1d(8), nn.Linear(8, 2), nn.LogSoftmax(-1))
-    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.NLLLoss())
+    trainer = Trainer(model, torch.optim.Adam(model.parameters(), lr=1e-2), nn.NLLLoss(), task="classification")
     history = trainer.train((x[:500], y[:500]), (x[500:], y[500:]), config(n_epochs=5, batch_size=64))
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[-1]["valid_accuracy"] > 0.95
@@ -73,7 +74,7 @@ def test_a_last_batch_of_one_does_not_break_batch_norm():
 def test_epochs_print_one_line_each_when_verbose(capsys):
     x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
     model = nn.Sequential(nn.Linear(3, 2), nn.LogSoftmax(-1))
-    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss())
+    trainer = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss(), task="classification")
     trainer.train((x, y), (x, y), SimpleNamespace(n_epochs=3, batch_size=8, verbose=1))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[2].startswith("Epoch(3/3)") and "valid_accuracy=" in lines[2]
@@ -264,3 +265,15 @@ def test_one_signal_handler_stops_inside_the_loop_and_exits_at_once_outside_it()
         with pytest.raises(SystemExit) as exit_info:  # outside the loop, e.g. while saving
             signals.raise_signal(signals.SIGINT)
     assert exit_info.value.code == 128 + signals.SIGINT and signals.getsignal(signals.SIGINT) is before
+
+
+def test_the_task_is_given_never_guessed_from_the_targets():
+    # Class indices alone do not make a classification: without a task only the losses are recorded.
+    x, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    model = nn.Sequential(nn.Linear(3, 2), nn.LogSoftmax(-1))
+    plain = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss(), verbose=False)
+    assert "valid_accuracy" not in plain.train((x, y), (x, y), config(1, batch_size=16))[0]
+    told = Trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), nn.NLLLoss(), verbose=False,
+                   task="classification")
+    accuracy = told.train((x, y), (x, y), config(1, batch_size=16))[0]["valid_accuracy"]
+    assert accuracy == evaluate(model, nn.NLLLoss(), (x, y), task="classification")["accuracy"]

@@ -23,7 +23,7 @@ from ..evaluation.test_data import other_folder, prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
 from ..inference.tta import averaged_log_probs, views_for
-from ..training.trainer import device_of
+from ..utils import device_of
 from . import OneLineParser, run_cli
 
 

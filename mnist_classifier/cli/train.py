@@ -24,8 +24,8 @@ from ..training.config import (
     is_folder,
     is_table,
 )
-from ..training.distributed import data_parallel
-from ..training.trainer import PeerLost, TrainingDiverged, TrainingInterrupted
+from ..training.distributed import PeerLost, data_parallel
+from ..training.trainer import TrainingDiverged, TrainingInterrupted
 from . import OneLineParser, run_cli
 from .train_run import load_configured_dataset, make_callbacks, precision_words, run  # noqa: F401 (the API)
 
@@ -197,13 +197,12 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
             return
         # Joined with the resumed configuration: its --gpu_id, unless given again, says CPUs or GPUs.
-        with data_parallel(config.gpu_id, config.dist_timeout) as parallel:
-            if parallel is not None:  # ranks started by hand may differ: refused before they train apart
-                parallel.check_same_settings(config.to_dict())
-            if config.sync_bn and parallel is None and not config.resume:
+        with data_parallel(config.gpu_id, config.dist_timeout) as strategy:
+            strategy.check_same_settings(config.to_dict())  # ranks started by hand may differ: refused here
+            if config.sync_bn and strategy.world_size == 1 and not config.resume:
                 print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
                       file=sys.stderr)
-            run(config, checkpoint.get("trainer"), checkpoint.get("data"), parallel)
+            run(config, checkpoint.get("trainer"), checkpoint.get("data"), strategy)
 
     try:
         run_cli("mnist-train", action)

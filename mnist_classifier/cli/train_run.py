@@ -19,23 +19,26 @@ from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fin
 from ..data.datasets import load_dataset
 from ..data.preprocessing import describe_columns, target_scale
 from ..errors import SaveFailed, UserError, first_line
+from ..files import companion_paths
 from ..inference.model_file import save_model_file
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
 from ..training.config import TrainConfig, family_candidates, source_options, table_schedule
-from ..training.distributed import DataParallel, regrouped_batch_size
+from ..training.distributed import PeerLost, regrouped_batch_size
 from ..training.fine_tune import pretrained_state
+from ..training.metrics import evaluate
 from ..training.model_choice import Choice, choose
 from ..training.outputs import check_outputs, writing
 from ..training.precision import BFLOAT16
-from ..training.run_log import RunLog, TensorBoardLog, companion_paths, write_config, write_history
-from ..training.trainer import PeerLost, Trainer, TrainingInterrupted, TrainingStopped, evaluate
+from ..training.run_log import RunLog, TensorBoardLog, write_config, write_history
+from ..training.strategy import SingleProcess
+from ..training.trainer import Trainer, TrainingInterrupted, TrainingStopped
 from ..utils import get_device, split_indices
 
 
 def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None,
-        parallel: DataParallel | None = None) -> dict:
+        strategy=None) -> dict:
     """Train, save and test as ``config`` says; return the test metrics.
 
     ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch, on the
@@ -43,9 +46,11 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
     checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
     ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
 
-    ``parallel``: this process's rank in a torchrun job; rank 0 alone checks and writes the files,
-    prints and tests (the other ranks return no metrics).
+    ``strategy``: one process on ``--gpu_id`` by default, or this process's rank in a torchrun job
+    (``distributed.DataParallel``): rank 0 alone checks and writes the files, prints and tests (the
+    other ranks return no metrics).
     """
+    strategy = strategy or SingleProcess(get_device(config.gpu_id))
     beside = companion_paths(config.model_fn)
     outputs = {"--model_fn": config.model_fn, "--checkpoint_fn": checkpoint_path(config),
                "--model_fn's history": beside["history"], "--model_fn's configuration": beside["config"]}
@@ -55,11 +60,8 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
                           folders={"--tensorboard": config.tensorboard})
             held.enter_context(writing(outputs))
 
-        if parallel is None:
-            claim()
-        else:
-            parallel.agree(claim)  # rank 0 claims them; its refusal stops every rank
-        return _run(config, resume, resumed_data, parallel)
+        strategy.agree(claim)  # rank 0 claims them; its refusal stops every rank
+        return _run(config, resume, resumed_data, strategy)
 
 
 def input_paths(config: TrainConfig) -> dict[str, str]:
@@ -77,24 +79,24 @@ class _Data:
     train: tuple
     valid: tuple
     fingerprint: Callable[[], dict]
-    device: torch.device
-    parallel: DataParallel | None
+    strategy: SingleProcess
     say: Callable
 
     @property
     def main_rank(self) -> bool:
-        return self.parallel is None or self.parallel.is_main
+        return self.strategy.is_main
+
+    @property
+    def device(self) -> torch.device:
+        return self.strategy.device
 
 
-def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, parallel: DataParallel | None
-         ) -> dict:
-    device = parallel.device if parallel is not None else get_device(config.gpu_id)
-    _set_world_size(config, parallel, resume is not None)
-    _seed(config, parallel)
-    dataset, train_data, valid_data, data_now = _prepare_data(config, parallel, resume, resumed_data)
-    main_rank = parallel is None or parallel.is_main
-    say = print if config.verbose >= 1 and main_rank else (lambda *a, **k: None)
-    data = _Data(dataset, train_data, valid_data, data_now, device, parallel, say)
+def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, strategy) -> dict:
+    _set_world_size(config, strategy, resume is not None)
+    _seed(config, strategy)
+    dataset, train_data, valid_data, data_now = _prepare_data(config, strategy, resume, resumed_data)
+    say = print if config.verbose >= 1 and strategy.is_main else (lambda *a, **k: None)
+    data = _Data(dataset, train_data, valid_data, data_now, strategy, say)
     _describe_data(data, config)
     candidates = family_candidates(config)
     if len(candidates) > 1:
@@ -109,7 +111,7 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, pa
             say(f"--model auto: {choice.words(candidate.model, kept[1].model)}")
         if kept is None or choice.challenger_wins:
             kept = (trainer, candidate)
-    if not main_rank:
+    if not strategy.is_main:
         return {}
     trainer, config = kept
     if len(candidates) > 1:
@@ -135,14 +137,14 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
                   ) -> tuple[Trainer, Choice | None]:
     """Build and train one family; save its best model unless it does not beat the family trained
     before it (``rival``), so that the model file always holds the one kept so far."""
-    dataset, parallel, say = data.dataset, data.parallel, data.say
+    dataset, say = data.dataset, data.say
 
     def checkpoint(trainer: Trainer) -> None:
         if data.main_rank:
             save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data.fingerprint())
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(data.train[0]), data.device,
-                            dataset.task, make_callbacks(config, checkpoint, data.main_rank), parallel,
+                            dataset.task, make_callbacks(config, checkpoint, data.main_rank), data.strategy,
                             config.verbose >= 1 and data.main_rank, train_targets=data.train[1],
                             classes=dataset.classes, record=dataset.preprocessing)
     say(_run_words(config, data))
@@ -170,7 +172,7 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
                         train_seconds=time.perf_counter() - started, data=data.fingerprint(), **extra)
 
-    if _train_and_save(trainer, config, (data.train, data.valid), parallel, save_best, checkpoint):
+    if _train_and_save(trainer, config, (data.train, data.valid), data.strategy, save_best, checkpoint):
         trainer.model.load_state_dict(trainer.best_state)
         saved = wins()
         say(f"{'Saved' if saved else 'Trained'} the best {config.model} (epoch {trainer.best_epoch}, valid_loss="
@@ -183,9 +185,7 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
 
 def _run_words(config: TrainConfig, data: _Data) -> str:
     """The line before a family trains: the data's shapes, where and in what it computes."""
-    parallel, device = data.parallel, data.device
-    where = f"{device}" if parallel is None else (f"{parallel.describe()} on {device.type}, global batch "
-                                                  f"{config.batch_size * config.world_size}")
+    where = data.strategy.describe(config.batch_size)
     return (f"{data.dataset.name}: train {tuple(data.train[0].shape)}, valid {tuple(data.valid[0].shape)}, "
             f"test {tuple(data.dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
             f"model {config.model}")
@@ -196,7 +196,7 @@ def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
     difference's standard error from the validation rows (under torchrun, where a forward pass on
     one rank alone could wait on the others, the losses alone)."""
     trainer.model.load_state_dict(trainer.best_state)
-    if data.parallel is not None:
+    if data.strategy.world_size > 1:
         difference = trainer.best_valid_loss - rival.best_valid_loss
         return Choice(difference < 0, difference, 0.0)
     return choose(trainer.model, rival.model, trainer.crit, data.valid)
@@ -232,25 +232,22 @@ def imbalance_note(dataset: Dataset, targets: torch.Tensor, config: TrainConfig)
             "weighs them evenly"]
 
 
-def _seed(config: TrainConfig, parallel: DataParallel | None) -> None:
+def _seed(config: TrainConfig, strategy) -> None:
     """A seed for the run (drawn and saved when none was given, so any run can be repeated)."""
     if config.seed is None:
-        draw = lambda: random.SystemRandom().randrange(2**31)  # noqa: E731
-        config.seed = parallel.agree(draw) if parallel is not None else draw()
+        config.seed = strategy.agree(lambda: random.SystemRandom().randrange(2**31))
     torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
-    if parallel is not None:
-        parallel.seed = config.seed
+    strategy.seed = config.seed
 
 
-def _prepare_data(config: TrainConfig, parallel: DataParallel | None, resume: dict | None,
+def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
                   resumed_data: dict | None) -> tuple:
     """The dataset prepared with a record fitted on the training rows alone, the training and
     validation tensors, and the (lazy) fingerprint of the data, checked across ranks and resumes."""
     if config.pretrained and resume is None:
         pretrained_state(config.model)  # a missing weights file is refused before any picture is decoded
     # The test set is loaded up front too: a data problem should show before training, not after.
-    load = lambda: load_configured_dataset(config)  # noqa: E731
-    raw = parallel.leader_first(load) if parallel is not None else load()
+    raw = strategy.leader_first(lambda: load_configured_dataset(config))
     if raw.fixed_record is not None:  # the size chosen from the pictures, kept for evaluation and resumes
         config.image_size = raw.input_shape[1]
     if raw.valid is not None:  # the source's own validation split (a folder's valid/)
@@ -263,20 +260,23 @@ def _prepare_data(config: TrainConfig, parallel: DataParallel | None, resume: di
         train_data = (take_rows(x, train_rows), y[train_rows])
         valid_data = (take_rows(x, valid_rows), y[valid_rows])
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
-    if parallel is not None:
-        parallel.check_same_data(data_now())
+    if strategy.world_size > 1:
+        strategy.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
     _size_table_run(config, len(train_data[1]) // config.world_size)
+    if config.sampler == "balanced" and hasattr(train_data[0], "epoch_order"):
+        raise UserError("--sampler balanced draws rows of classes at random: it needs the rows in memory (this "
+                        "cache is read from disk block by block); use --class_weight balanced")
     rows_per_rank = len(train_data[0]) // config.world_size
     if rows_per_rank < config.batch_size:
-        per_rank = f" per process ({config.world_size} processes)" if parallel is not None else ""
+        per_rank = f" per process ({config.world_size} processes)" if config.world_size > 1 else ""
         raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
     return dataset, train_data, valid_data, data_now
 
 
-def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, parallel: DataParallel | None,
+def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy,
                     save_best: Callable, checkpoint: Callable) -> bool:
     """Train, then save the best model; False on the ranks that do not save. A stopped run keeps
     what it achieved and raises on."""
@@ -287,15 +287,12 @@ def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, parallel
         try:
             trainer.train(*data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
-            if parallel is None:
-                _save_after_stop(stop, trainer, config, save_best, checkpoint)
-                raise
-            _stop_together(stop, parallel, functools.partial(_save_after_stop, stop, trainer, config, save_best,
+            _stop_together(stop, strategy, functools.partial(_save_after_stop, stop, trainer, config, save_best,
                                                              checkpoint))
             raise
         except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
             _save_after_failed_checkpoint(failed, trainer, config, save_best)
-        if parallel is not None and not parallel.is_main:
+        if not strategy.is_main:
             return False
         save_best()
     return True
@@ -309,35 +306,38 @@ def _size_table_run(config: TrainConfig, rows: int) -> None:
         config.n_epochs = config.n_epochs or epochs
 
 
-def _stop_together(stop: TrainingStopped, parallel: DataParallel, save: Callable[[], None]) -> None:
-    """A distributed run that stopped: rank 0 saves what it has while the others wait for it.
+def _stop_together(stop: TrainingStopped, strategy, save: Callable[[], None]) -> None:
+    """A run that stopped: rank 0 saves what it has while the others (under torchrun) wait for it.
 
     As soon as one process exits with an error, torchrun's agent stops the others with SIGTERM (and
     kills them after its own timeout, 30 s by default): rank 0 ignores it while saving. After an
     agreed stop (Ctrl-C, divergence) the others also wait until the files are written; after a lost
     peer there is no one left to wait with.
     """
+    if strategy.world_size == 1:
+        save()
+        return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if parallel.is_main:
+    if strategy.is_main:
         save()
     elif isinstance(stop, PeerLost):
         print(f"mnist-train: {stop}", file=sys.stderr)
     if not isinstance(stop, PeerLost):
         with contextlib.suppress(UserError):  # a peer lost while saving: nothing more to do
-            parallel.barrier()
+            strategy.barrier()
 
 
-def _set_world_size(config: TrainConfig, parallel: DataParallel | None, resumed: bool) -> None:
+def _set_world_size(config: TrainConfig, strategy, resumed: bool) -> None:
     """Record how many processes train; a resumed run must have as many as it began with (each
     process's steps per epoch, and so the global batch and the schedule, depend on it)."""
-    now = parallel.world_size if parallel is not None else 1
+    now = strategy.world_size
     batch_size = regrouped_batch_size(config, now) if resumed else config.batch_size
     if resumed and batch_size is None:
         launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
                   if config.world_size > 1 else "mnist-train, without torchrun")
         raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "
                         f"{now}; resume it with {launch}")
-    if resumed and now != config.world_size and (parallel is None or parallel.is_main):
+    if resumed and now != config.world_size and strategy.is_main:
         print(f"mnist-train: note: resuming on {now} process(es) a run begun on {config.world_size}: --batch_size "
               f"{batch_size} per process keeps its global batch of {config.world_size * config.batch_size}",
               file=sys.stderr)
@@ -384,7 +384,7 @@ def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], m
 def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dict:
     """The test set's metrics; for regression every one in the target's own units."""
     # In float32 whatever the training precision: what every consumer of the model file will measure.
-    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size)
+    test = evaluate(trainer.model, trainer.crit, dataset.test, config.batch_size, task=dataset.task)
     if dataset.task == REGRESSION:
         # Targets were standardised for training; undo it for what people read.
         scale = target_scale(dataset.preprocessing)
@@ -399,7 +399,7 @@ def precision_words(config: TrainConfig) -> str:
 
 
 def checkpoint_path(config: TrainConfig) -> str:
-    return config.checkpoint_fn or f"{config.model_fn}.ckpt"
+    return config.checkpoint_fn or str(companion_paths(config.model_fn)["checkpoint"])
 
 
 def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best, checkpoint) -> None:

@@ -14,10 +14,10 @@ from ..resources import available_memory
 from .augment import RandomDistortion
 from .callbacks import Callback, from_config
 from .config import REGRESSION_LOSSES, TrainConfig
-from .distributed import DataParallel, convert_sync_batchnorm
 from .fine_tune import Freeze, Start, head_names, initial_weights, parameter_groups
 from .precision import BFLOAT16, bf16_ruled_out, choose_precision
-from .trainer import Trainer, device_of, steps_per_epoch
+from .strategy import SingleProcess
+from .trainer import Trainer, balanced_order, steps_per_epoch
 
 # Weights, their gradients and AdamW's two moments: four float32 copies of every parameter.
 BYTES_PER_PARAMETER = 16
@@ -116,13 +116,13 @@ KEPT = "kept from the checkpoint"
 
 
 def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...],
-                      parallel: DataParallel | None = None) -> None:
+                      strategy=None) -> None:
     """Settle ``config.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
     if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
     (resumed elsewhere) rules it out. In a distributed run rank 0 decides for all."""
     def decide() -> tuple[str, str | None]:
         if config.precision is not None:
-            moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device_of(model))
+            moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device)
             if not moved:
                 reason = config.precision_reason or ""
                 if KEPT not in reason:
@@ -131,35 +131,37 @@ def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[
         precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
         return precision.dtype, precision.reason
 
-    config.precision, config.precision_reason = parallel.agree(decide) if parallel is not None else decide()
+    device = next(model.parameters()).device
+    config.precision, config.precision_reason = (strategy or SingleProcess()).agree(decide)
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
                   device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
-                  parallel: DataParallel | None = None, verbose: bool = False, announce: bool | None = None,
+                  strategy=None, verbose: bool = False, announce: bool | None = None,
                   train_targets: torch.Tensor | None = None, classes: list[str] | None = None,
                   class_weights: torch.Tensor | None = None, record: dict | None = None) -> Trainer:
     """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
     ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
     ``announce``: the configured callbacks say what they do (an early stop); by default, as ``verbose``.
 
-    ``n_train`` is the number of training rows; with ``parallel`` (a torchrun job), of all ranks together.
+    ``n_train`` is the number of training rows; with a ``strategy`` of several processes (torchrun), of
+    all of them together.
     ``train_targets``: their classes, for ``--class_weight balanced``; ``classes``: their names, for
     ``--init_from`` (a model file for other classes starts everything but the head); ``class_weights``:
     the loss's weight per class, given; ``record``: the data's preprocessing record (``--init_from``
     checks a table's columns against it).
     """
-    if parallel is not None and (config.freeze or config.sampler != "shuffle"):
+    strategy = strategy or SingleProcess(device)
+    if strategy.world_size > 1 and (config.freeze or config.sampler != "shuffle"):
         raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     model = build_model(config, input_shape, output_size, task, device)
     start = initial_weights(config, model, classes, record)
     if start is not None and verbose:
         print(start.describe())
-    resolve_precision(config, model, input_shape, parallel)
-    if parallel is not None:
-        n_train = parallel.shard_size(n_train)  # each rank's steps per epoch set the schedule's length
-        if config.sync_bn:  # before the optimizer: the synchronised layers hold new parameters
-            convert_sync_batchnorm(model, device)
+    resolve_precision(config, model, input_shape, strategy)
+    n_train = strategy.shard_size(n_train)  # each process's steps per epoch set the schedule's length
+    if config.sync_bn and strategy.world_size > 1:  # before the optimizer: the new layers hold new parameters
+        strategy.convert_sync_batchnorm(model)
     parameters, freeze = trainable_parameters(config, model, start, verbose)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
@@ -173,14 +175,20 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         optimizer,
         make_loss(config, task, counts, None if class_weights is None else class_weights.to(device)),
         make_scheduler(optimizer, config, n_train),
+        task=task,
         compile=config.compile,
         amp=config.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
         callbacks=[*from_config(config, verbose if announce is None else announce), *freeze, *(callbacks or ())],
-        parallel=parallel,
+        strategy=strategy,
         verbose=verbose,
-        balanced_sampling=config.sampler == "balanced",
+        sampler=make_sampler(config),
     )
+
+
+def make_sampler(config: TrainConfig):
+    """``--sampler balanced``: each epoch's rows drawn with replacement, each class as often."""
+    return balanced_order if config.sampler == "balanced" else None
 
 
 def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | None, verbose: bool

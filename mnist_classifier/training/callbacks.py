@@ -49,6 +49,11 @@ def from_config(config, verbose: bool = True) -> list[Callback]:
     return callbacks
 
 
+def printers() -> list[Callback]:
+    """What a verbose trainer shows: a progress bar over the batches and the seed's line per epoch."""
+    return [ProgressBar(), EpochPrinter()]
+
+
 class GradientClipping(Callback):
     """Scale the gradients down where their total norm exceeds ``max_norm`` (``--grad_clip``)."""
 

@@ -19,8 +19,8 @@ How the ranks stay one run:
   resumed run continues as it began without saving each rank's generator.
 
 A rank that dies breaks the others' next collective: gloo raises at once when the peer's connection
-closes, and after ``--dist_timeout`` seconds when a peer hangs. The trainer raises ``PeerLost``
-then, and the command line keeps what the last completed epoch achieved. (NCCL notices a lost
+closes, and after ``--dist_timeout`` seconds when a peer hangs. ``collectives()`` turns that into
+``PeerLost``, and the command line keeps what the last completed epoch achieved. (NCCL notices a lost
 peer by its watchdog, after the timeout, and may abort the process instead of raising: verified
 here only with gloo.)
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,6 +40,9 @@ from torch import nn
 
 from ..data.dataset import take_rows, user_data, with_path
 from ..errors import AgreedError, UserError, first_line
+from ..utils import get_device
+from .strategy import SingleProcess
+from .trainer import TrainingStopped
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 DEFAULT_TIMEOUT_S = 120.0
@@ -52,13 +56,21 @@ PEER_FAILURE_MARKERS = ("gloo", "NCCL", "nccl", "ProcessGroup", "Connection rese
 # themselves are compared by ``check_same_data``; a resumed checkpoint's configuration is among the
 # compared settings); each process takes its local rank's GPU whatever ``--gpu_id`` says, and waits
 # for a silent peer as long as it was told.
+# How often (in batches) the ranks check together whether one was asked to stop.
+STOP_CHECK_STEPS = 20
+SIGNAL_NUMBERS = {s.name: s.value for s in signal.Signals}
 PER_PROCESS_SETTINGS = frozenset({"model_fn", "checkpoint_fn", "tensorboard", "verbose", "resume", "data_dir",
                                   "test_csv", "init_from", "gpu_id", "dist_timeout"})
 
 
+class PeerLost(TrainingStopped):
+    """Another rank of a distributed run died or stopped answering."""
+
+
 @dataclass
 class DataParallel:
-    """This process's place in a torchrun job and the few collectives the trainer needs."""
+    """This process's place in a torchrun job: the strategy (``strategy.SingleProcess``'s methods)
+    whose collectives keep the ranks one run."""
 
     rank: int
     world_size: int
@@ -82,6 +94,36 @@ class DataParallel:
         used = n_rows - n_rows % self.world_size
         return order[self.rank:used:self.world_size]
 
+    def epoch_order(self, x, epoch: int) -> torch.Tensor:
+        """This rank's rows of ``epoch``, with dropout and augmentation reseeded for it."""
+        self.seed_epoch(epoch)
+        return self.epoch_shard(len(x), epoch, x.device, getattr(x, "epoch_order", None))
+
+    def before_validation(self, model: nn.Module) -> None:
+        self.sync_buffers(model)  # every rank validates (and keeps) rank 0's model
+
+    def agreed_stop(self, reason: str | None, step: int) -> str | None:
+        """A stop asked of any rank, seen by every rank at the same batch (each epoch's first and every
+        ``STOP_CHECK_STEPS``-th): a rank that left alone would leave the others waiting."""
+        if step != 1 and step % STOP_CHECK_STEPS:
+            return None
+        asked = 0 if reason is None else SIGNAL_NUMBERS.get(reason, 1)
+        asked = int(self.max(torch.tensor(asked, device=self.device)).item())
+        if not asked:
+            return None
+        return reason or (signal.Signals(asked).name if asked > 1 else "a stop on another rank")
+
+    @contextlib.contextmanager
+    def collectives(self):
+        """Around the epochs: a collective that failed because another rank is gone raises ``PeerLost``."""
+        try:
+            yield
+        except RuntimeError as e:
+            news = self.peer_failure(e)
+            if news is None:
+                raise
+            raise PeerLost(news) from e
+
     def seed_epoch(self, epoch: int) -> None:
         """Dropout and augmentation of ``epoch`` on this rank: its own stream, the same on a resume."""
         torch.manual_seed(_mix(self.seed, epoch, self.rank + 1))
@@ -97,6 +139,10 @@ class DataParallel:
 
     def max(self, tensor: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return tensor
+
+    def min(self, tensor: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return tensor
 
     def leader_first(self, load):
@@ -145,9 +191,15 @@ class DataParallel:
     def barrier(self) -> None:
         self._collective(dist.barrier)
 
-    def describe(self) -> str:
+    def describe(self, batch_size: int) -> str:
+        """Where the run trains, for its first line."""
         backend = "nccl" if self.device.type == "cuda" else "gloo"
-        return f"{self.world_size} process{'es' if self.world_size > 1 else ''} ({backend})"
+        return (f"{self.world_size} process{'es' if self.world_size > 1 else ''} ({backend}) on {self.device.type}, "
+                f"global batch {batch_size * self.world_size}")
+
+    def convert_sync_batchnorm(self, model: nn.Module) -> None:
+        """``--sync_bn``: every BatchNorm of ``model`` over the global batch (``convert_sync_batchnorm``)."""
+        convert_sync_batchnorm(model, self.device)
 
     def sync_buffers(self, model: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm's running statistics) on every rank: one model, one validation."""
@@ -256,13 +308,14 @@ def under_torchrun() -> bool:
 
 @contextlib.contextmanager
 def data_parallel(gpu_id: int, timeout_s: float = DEFAULT_TIMEOUT_S):
-    """Join the torchrun job this process belongs to (None outside torchrun) and leave it afterwards.
+    """Join the torchrun job this process belongs to and leave it afterwards; outside torchrun, a
+    ``SingleProcess`` on ``--gpu_id``'s device.
 
     Each process takes the GPU of its local rank (NCCL) when ``gpu_id`` asks for GPUs, else the CPU
     (gloo). Collectives give up after ``timeout_s`` seconds without an answer.
     """
     if not under_torchrun():
-        yield None
+        yield SingleProcess(get_device(gpu_id))
         return
     rank, world_size, local_rank = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
     device = _device(gpu_id, local_rank)

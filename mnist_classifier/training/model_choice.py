@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import model_input
-from .trainer import device_of
+from ..utils import device_of
 
 
 @dataclass

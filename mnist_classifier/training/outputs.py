@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..files import probe_writable
+from ..files import lock_path, probe_writable
 from ..inference.model_file import FORMAT, OLD_FORMATS
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .run_log import is_our_config, is_our_history
@@ -131,17 +131,17 @@ def _locked(path: Path, flag: str):
     if fcntl is None:
         yield
         return
-    lock_path = path.parent / f".{path.name}.lock"
-    fd = _acquire(lock_path, flag, path)
+    lock = lock_path(path)
+    fd = _acquire(lock, flag, path)
     try:
         try:
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}: {' '.join(sys.argv)}\n".encode())
         except OSError as e:
-            raise UserError(f"{flag} {path}: cannot write its lock file {lock_path} ({e.strerror})") from e
+            raise UserError(f"{flag} {path}: cannot write its lock file {lock} ({e.strerror})") from e
         yield
     finally:
         with contextlib.suppress(OSError):
-            os.unlink(lock_path)  # before unlocking: a waiting process then retries on a fresh file
+            os.unlink(lock)  # before unlocking: a waiting process then retries on a fresh file
         os.close(fd)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .trainer import device_of
+from ..utils import device_of
 
 AMP_CHOICES = ("auto", "on", "off")
 BFLOAT16, FLOAT32 = "bfloat16", "float32"

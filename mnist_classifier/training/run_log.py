@@ -14,18 +14,11 @@ import sys
 from pathlib import Path
 
 from ..errors import SaveFailed, UserError
-from ..files import atomic_write, probe_writable
+from ..files import atomic_write, companion_paths, probe_writable
 from .callbacks import Callback
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "valid_loss", "valid_accuracy", "lr", "seconds")
 CONFIG_FORMAT = "mnist_classifier.run_config/1"
-
-
-def companion_paths(model_fn: str | Path) -> dict[str, Path]:
-    """Where a run writes its history and configuration: ``m.pth`` -> ``m.pth.history.csv`` and
-    ``m.pth.config.json`` (the whole name, as ``m.pth.ckpt``: ``m.pth`` and ``m.pt`` never share)."""
-    path = Path(model_fn)
-    return {"history": path.with_name(f"{path.name}.history.csv"), "config": path.with_name(f"{path.name}.config.json")}
 
 
 def write_history(path: Path, history: list[dict]) -> None:
