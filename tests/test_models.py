@@ -100,3 +100,24 @@ def test_rnn_trains_under_bfloat16_autocast_on_the_cpu():
         out = model(torch.rand(4, *IMAGES))
     nn.functional.nll_loss(out.float(), torch.arange(4)).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn", "rnn"])
+def test_a_familys_defaults_are_its_options_defaults(family):
+    # Each default written once: build() and the constructors take theirs from the family's Options.
+    import inspect
+
+    from mnist_classifier.models import MODELS
+    from mnist_classifier.options import options_of
+
+    module = MODELS[family]
+    options = options_of(module.Options)
+    for function in (module.build, module.MODEL_CLASS.__init__):
+        for name, parameter in inspect.signature(function).parameters.items():
+            if name in options and parameter.default is not inspect.Parameter.empty:
+                default = options[name].default
+                if default is None:  # computed from the other options (the MLP's hidden sizes)
+                    continue
+                assert parameter.default == (tuple(default) if isinstance(default, list) else default), name
+    if family == "mlp":
+        assert inspect.signature(module.Block).parameters["dropout_p"].default == options["dropout_p"].default

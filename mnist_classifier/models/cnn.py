@@ -36,7 +36,8 @@ class Options:
 class ConvBlock(nn.Module):
     """Conv2d (3x3, same size) -> LeakyReLU -> BatchNorm2d, or Dropout in place of the batch norm."""
 
-    def __init__(self, in_channels: int, out_channels: int, use_batch_norm: bool = True, dropout_p: float = 0.3):
+    def __init__(self, in_channels: int, out_channels: int, use_batch_norm: bool = True,
+                 dropout_p: float = Options.dropout_p):
         super().__init__()
         # The batch norm's shift makes a convolution bias redundant.
         conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=not use_batch_norm)
@@ -56,12 +57,12 @@ class ConvClassifier(nn.Module):
         input_shape: Sequence[int],
         output_size: int,
         channels: Sequence[int] = (16, 32, 64),
-        convs_per_stage: int = 1,
+        convs_per_stage: int = Options.convs_per_stage,
         hidden_sizes: Sequence[int] = (256,),
         use_batch_norm: bool = True,
-        dropout_p: float = 0.3,
+        dropout_p: float = Options.dropout_p,
         classify: bool = True,
-        global_pool: bool = False,
+        global_pool: bool = Options.global_pool,
     ):
         super().__init__()
         self.input_shape, self.output_size = list(input_shape), output_size
@@ -115,8 +116,9 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
 
 
 def build(input_shape: tuple[int, ...], output_size: int, classify: bool, channels: Sequence[int] = (16, 32, 64),
-          convs_per_stage: int = 1, hidden_sizes: Sequence[int] = (256,), use_dropout: bool = False,
-          dropout_p: float = 0.3, global_pool: bool = False) -> ConvClassifier:
+          convs_per_stage: int = Options.convs_per_stage, hidden_sizes: Sequence[int] = (256,),
+          use_dropout: bool = Options.use_dropout, dropout_p: float = Options.dropout_p,
+          global_pool: bool = Options.global_pool) -> ConvClassifier:
     return ConvClassifier(input_shape, output_size, channels, convs_per_stage, hidden_sizes,
                           use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify,
                           global_pool=global_pool)

@@ -41,7 +41,8 @@ def get_hidden_sizes(input_size: int, output_size: int, n_layers: int) -> list[i
 class Block(nn.Module):
     """Linear -> LeakyReLU -> BatchNorm1d, or Dropout(dropout_p) in place of the batch norm."""
 
-    def __init__(self, input_size: int, output_size: int, use_batch_norm: bool = True, dropout_p: float = 0.4):
+    def __init__(self, input_size: int, output_size: int, use_batch_norm: bool = True,
+                 dropout_p: float = Options.dropout_p):
         super().__init__()
         regularizer = nn.BatchNorm1d(output_size) if use_batch_norm else nn.Dropout(dropout_p)
         self.block = nn.Sequential(nn.Linear(input_size, output_size), nn.LeakyReLU(), regularizer)
@@ -71,7 +72,7 @@ class ImageClassifier(nn.Module):
         output_size: int,
         hidden_sizes: Sequence[int] = (500, 400, 300, 200, 100),
         use_batch_norm: bool = True,
-        dropout_p: float = 0.3,
+        dropout_p: float = Options.dropout_p,
         classify: bool = True,
     ):
         super().__init__()
@@ -110,9 +111,9 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
     return None
 
 
-def build(input_shape: tuple[int, ...], output_size: int, classify: bool, n_layers: int = 5,
-          hidden_sizes: Sequence[int] | None = None, use_dropout: bool = False, dropout_p: float = 0.3
-          ) -> ImageClassifier:
+def build(input_shape: tuple[int, ...], output_size: int, classify: bool, n_layers: int = Options.n_layers,
+          hidden_sizes: Sequence[int] | None = None, use_dropout: bool = Options.use_dropout,
+          dropout_p: float = Options.dropout_p) -> ImageClassifier:
     """The MLP from the command line's values; hidden sizes follow the seed's rule unless given."""
     input_size = math.prod(input_shape)
     sizes = hidden_sizes or get_hidden_sizes(input_size, output_size, n_layers)

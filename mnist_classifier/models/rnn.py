@@ -37,12 +37,12 @@ class SequenceClassifier(nn.Module):
         self,
         input_shape: Sequence[int],
         output_size: int,
-        hidden_size: int = 128,
-        n_layers: int = 1,
-        cell: str = "gru",
-        bidirectional: bool = True,
+        hidden_size: int = Options.hidden_size,
+        n_layers: int = Options.n_layers,
+        cell: str = Options.cell,
+        bidirectional: bool = Options.bidirectional,
         use_batch_norm: bool = True,
-        dropout_p: float = 0.2,
+        dropout_p: float = Options.dropout_p,
         classify: bool = True,
     ):
         super().__init__()
@@ -96,8 +96,9 @@ def accepts(input_shape: tuple[int, ...]) -> str | None:
     return image_shape(input_shape)
 
 
-def build(input_shape: tuple[int, ...], output_size: int, classify: bool, cell: str = "gru",
-          hidden_size: int = 128, n_layers: int = 1, bidirectional: bool = True, use_dropout: bool = False,
-          dropout_p: float = 0.2) -> SequenceClassifier:
+def build(input_shape: tuple[int, ...], output_size: int, classify: bool, cell: str = Options.cell,
+          hidden_size: int = Options.hidden_size, n_layers: int = Options.n_layers,
+          bidirectional: bool = Options.bidirectional, use_dropout: bool = Options.use_dropout,
+          dropout_p: float = Options.dropout_p) -> SequenceClassifier:
     return SequenceClassifier(input_shape, output_size, hidden_size, n_layers, cell, bidirectional,
                               use_batch_norm=not use_dropout, dropout_p=dropout_p, classify=classify)

@@ -155,7 +155,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
     if strategy.world_size > 1 and (config.freeze or config.sampler != "shuffle"):
         raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     model = build_model(config, input_shape, output_size, task, device)
-    start = initial_weights(config, model, classes, record)
+    start = initial_weights(config, model, classes, record) if config.pretrained or config.init_from else None
     if start is not None and verbose:
         print(start.describe())
     resolve_precision(config, model, input_shape, strategy)

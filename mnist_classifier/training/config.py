@@ -274,7 +274,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not column_names(value):
                 raise UserError(f"--{name} needs at least one comma-separated name, got {value!r}")
-        both = set(column_names(self.text_columns)) & set(column_names(self.ignore_columns))
+        both = self.text_columns and self.ignore_columns and \
+            set(column_names(self.text_columns)) & set(column_names(self.ignore_columns))
         if both:
             raise UserError(f"--text_columns and --ignore_columns both name {sorted(both)[0]!r}; choose one")
 
