@@ -154,7 +154,7 @@ def run_project(data, epochs: int, compile: bool | str = False, amp: str = "auto
     train, valid = data
     trainer, config = project_trainer(len(train[0]), epochs, bool(compile), amp)
     if compile == "default":  # without the CUDA graphs the Trainer asks for on a GPU
-        trainer._train_forward = torch.compile(trainer.model, dynamic=False)
+        trainer._forward = torch.compile(trainer.model, dynamic=False)
     PRECISIONS[(bool(compile), amp)] = config.precision
     history = trainer.train(train, valid, epochs, BATCH_SIZE)
     return [(h["seconds"], h["valid_seconds"]) for h in history]

@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_mnist": "data.mnist",
     "load_dataset": "data.datasets",
     "Trainer": "training.trainer",
-    "evaluate": "training.trainer",
+    "evaluate": "training.metrics",
     "load_model": "inference.model_file",
     "Prediction": "inference.predictor",
     "Predictor": "inference.predictor",

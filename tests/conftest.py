@@ -144,3 +144,10 @@ def signal_after_epoch(monkeypatch, epoch: int, signum) -> None:
                 signal.raise_signal(signum)
 
     monkeypatch.setattr(train_cli, "make_callbacks", lambda *args: [SignalAfterEpoch(), *make_callbacks(*args)])
+
+
+def beside(model_fn, what: str):
+    """The file a run keeps beside ``model_fn``: "history", "config" or "checkpoint" (named in files.py)."""
+    from mnist_classifier.files import companion_paths
+
+    return companion_paths(model_fn)[what]

@@ -19,7 +19,7 @@ from mnist_classifier.training import build as build_module
 from mnist_classifier.training.checkpoint import load_checkpoint
 from mnist_classifier.training.trainer import Trainer, TrainingDiverged
 
-from .conftest import signal_after_epoch
+from .conftest import beside, signal_after_epoch
 from .test_trainer import config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,19 +47,19 @@ def test_resumed_run_ends_bit_identical_to_an_uninterrupted_one(augment, tmp_pat
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert "SIGINT during epoch 3" in err and "--resume" in err
-    saved = load_checkpoint(tmp_path / "split.pth.ckpt")
+    saved = load_checkpoint(beside(tmp_path / "split.pth", "checkpoint"))
     assert len(saved["trainer"]["history"]) == 2  # the last completed epoch
     assert len(torch.load(tmp_path / "split.pth", weights_only=True)["history"]) == 2  # best-so-far model
 
     monkeypatch.undo()
-    train_module.main(["--resume", str(tmp_path / "split.pth.ckpt")])
+    train_module.main(["--resume", str(beside(tmp_path / "split.pth", "checkpoint"))])
     assert "Test accuracy" in capsys.readouterr().out
     assert_same_weights(weights(tmp_path / "whole.pth"), weights(tmp_path / "split.pth"))
 
 
 def test_checkpoint_every_writes_a_loadable_checkpoint(tmp_path):
     train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", "--checkpoint_every", "2", *DIGITS])
-    saved = load_checkpoint(tmp_path / "m.pth.ckpt")
+    saved = load_checkpoint(beside(tmp_path / "m.pth", "checkpoint"))
     assert len(saved["trainer"]["history"]) == 2 and saved["config"]["n_epochs"] == 3
 
 
@@ -136,7 +136,8 @@ def test_sigterm_saves_model_and_checkpoint_then_resume_finishes(tmp_path, fake_
     stopped_after = len(saved["history"])
     assert stopped_after >= 2 and saved["stopped"].startswith("SIGTERM")
     # Resumed in another process; the constant schedule lets it end sooner than planned.
-    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(tmp_path / "m.pth.ckpt"),
+    checkpoint = beside(tmp_path / "m.pth", "checkpoint")
+    resumed = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(checkpoint),
                               "--n_epochs", str(stopped_after + 1), "--verbose", "0"], capture_output=True,
                              text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert resumed.returncode == 0, resumed.stderr
@@ -219,7 +220,7 @@ def test_sigkill_during_saves_never_leaves_a_broken_model_file(tmp_path):
 def one_epoch_checkpoint(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("checkpoint")
     train_module.main(["--model_fn", str(folder / "m.pth"), "--n_epochs", "1", "--checkpoint_every", "1", *DIGITS])
-    return folder / "m.pth.ckpt"
+    return beside(folder / "m.pth", "checkpoint")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -234,9 +235,9 @@ def test_an_edited_checkpoint_configuration_is_validated_like_flags(one_epoch_ch
                                                                     message):
     checkpoint = torch.load(one_epoch_checkpoint, weights_only=True)
     checkpoint["config"].update(edit)
-    torch.save(checkpoint, tmp_path / "m.pth.ckpt")
+    torch.save(checkpoint, beside(tmp_path / "m.pth", "checkpoint"))
     with pytest.raises(SystemExit) as exit_info:
-        train_module.main(["--resume", str(tmp_path / "m.pth.ckpt")])
+        train_module.main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint"))])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "the checkpoint's configuration is refused" in err and message in err and len(err.splitlines()) == 1
@@ -293,9 +294,9 @@ def test_a_model_file_that_cannot_be_written_is_one_line_and_the_old_file_stays(
 def test_a_hand_edited_checkpoint_is_one_line(one_epoch_checkpoint, tmp_path, capsys, edit, message):
     checkpoint = torch.load(one_epoch_checkpoint, weights_only=True)
     edit(checkpoint)
-    torch.save(checkpoint, tmp_path / "m.pth.ckpt")
+    torch.save(checkpoint, beside(tmp_path / "m.pth", "checkpoint"))
     with pytest.raises(SystemExit) as exit_info:
-        train_module.main(["--resume", str(tmp_path / "m.pth.ckpt")])
+        train_module.main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint"))])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
 
@@ -310,8 +311,8 @@ def test_a_csv_given_as_the_checkpoint_is_one_line(tmp_path, capsys):
 def test_a_checkpoint_from_before_fingerprints_resumes_with_a_note(one_epoch_checkpoint, tmp_path, capsys):
     checkpoint = torch.load(one_epoch_checkpoint, weights_only=True)
     checkpoint["data"] = None  # as the previous release wrote them
-    torch.save(checkpoint, tmp_path / "m.pth.ckpt")
-    train_module.main(["--resume", str(tmp_path / "m.pth.ckpt"), "--verbose", "0"])
+    torch.save(checkpoint, beside(tmp_path / "m.pth", "checkpoint"))
+    train_module.main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--verbose", "0"])
     captured = capsys.readouterr()
     assert "holds no fingerprint of its training data (an older release)" in captured.err
     assert "Test accuracy" in captured.out

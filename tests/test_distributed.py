@@ -20,7 +20,7 @@ from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.training.checkpoint import load_checkpoint
 from mnist_classifier.training.distributed import DataParallel, SyncBatchNorm
 
-from .conftest import write_fake_mnist
+from .conftest import beside, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 # Of the digits' 1437 non-test rows, 0.98 leaves 1408 for training, a multiple of 64: every batch is
@@ -149,7 +149,8 @@ def runs(tmp_path_factory):
     half = folders["half"]
     finish(torchrun(half, 2, *DIGITS, "--n_epochs", "4", "--batch_size", "32", "--sync_bn", "--checkpoint_every", "4",
                     "--model_fn", str(half / "m.pth")))
-    outputs["resumed"] = finish(torchrun(half, 2, "--resume", str(half / "m.pth.ckpt"), "--n_epochs", "8"))
+    resumed = beside(half / "m.pth", "checkpoint")
+    outputs["resumed"] = finish(torchrun(half, 2, "--resume", str(resumed), "--n_epochs", "8"))
     return folders, outputs
 
 
@@ -201,8 +202,8 @@ def test_a_resumed_distributed_run_continues_exactly(runs):
 
 def test_a_distributed_checkpoint_resumes_in_one_process_with_the_same_global_batch(runs, tmp_path):
     folders, _ = runs
-    checkpoint = tmp_path / "m.pth.ckpt"
-    checkpoint.write_bytes((folders["half"] / "m.pth.ckpt").read_bytes())  # epoch 8's, of the resumed run
+    checkpoint = beside(tmp_path / "m.pth", "checkpoint")
+    checkpoint.write_bytes(beside(folders["half"] / "m.pth", "checkpoint").read_bytes())  # the resumed run's epoch 8
     single = subprocess.run([sys.executable, str(ROOT / "train.py"), "--resume", str(checkpoint), "--n_epochs", "10"],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert single.returncode == 0, single.stderr[-3000:]
@@ -260,7 +261,7 @@ def test_a_lost_rank_stops_the_run_with_one_line_and_keeps_the_last_epoch(tmp_pa
     assert f"torchrun ... train.py --resume {tmp_path / 'm.pth.ckpt'}" in err
     model, saved = load_model(tmp_path / "m.pth")  # whole, and what the last completed epochs achieved
     assert len(saved["history"]) >= 2 and "another process" in saved["stopped"]
-    assert len(load_checkpoint(tmp_path / "m.pth.ckpt")["trainer"]["history"]) == len(saved["history"])
+    assert len(load_checkpoint(beside(tmp_path / "m.pth", "checkpoint"))["trainer"]["history"]) == len(saved["history"])
 
 
 def test_ctrl_c_on_torchrun_stops_every_rank_and_leaves_a_checkpoint(tmp_path):
@@ -272,7 +273,7 @@ def test_ctrl_c_on_torchrun_stops_every_rank_and_leaves_a_checkpoint(tmp_path):
     assert launcher.returncode != 0
     assert err.count("SIGINT: stopping after this batch") == 1  # said once, by rank 0
     assert "SIGINT during epoch" in err
-    checkpoint = load_checkpoint(tmp_path / "m.pth.ckpt")
+    checkpoint = load_checkpoint(beside(tmp_path / "m.pth", "checkpoint"))
     assert checkpoint["config"]["world_size"] == 2 and len(checkpoint["trainer"]["history"]) >= 2
     assert writers(tmp_path) == {"0"}
 
@@ -313,7 +314,7 @@ def test_under_torchrun_a_killed_rank_leaves_rank_0s_files_whole(tmp_path):
     assert "another process of the run stopped" in err and "exiting at once" not in err
     _, saved = load_model(tmp_path / "m.pth")
     assert len(saved["history"]) >= 2
-    assert len(load_checkpoint(tmp_path / "m.pth.ckpt")["trainer"]["history"]) == len(saved["history"])
+    assert len(load_checkpoint(beside(tmp_path / "m.pth", "checkpoint"))["trainer"]["history"]) == len(saved["history"])
 
 
 @pytest.mark.parametrize("mistake", ["unreadable csv", "output not ours"])

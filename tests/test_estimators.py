@@ -13,6 +13,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from mnist_classifier import Classifier, Predictor, Regressor
 from mnist_classifier.cli.evaluate import main as evaluate_main
 
+from .conftest import beside
+
 # As scikit-learn's own suite shortens its iterative models (max_iter) for its checks: few epochs.
 FAST = {"n_epochs": 15, "random_state": 0}
 # Checks a neural network trained by stochastic gradient descent cannot pass, with the reason.
@@ -59,8 +61,8 @@ def test_a_dataframe_with_text_columns_trains_saves_and_loads(tmp_path):
     with pytest.raises(ValueError, match="feature names"):  # scikit-learn's own check of the columns
         clf.predict(frame[["city", "age", "member"]])
     clf.save(tmp_path / "shop.pth")
-    assert (tmp_path / "shop.pth.history.csv").read_text().count("\n") == 16  # a header and 15 epochs
-    assert '"n_epochs": 15' in (tmp_path / "shop.pth.config.json").read_text()
+    assert (beside(tmp_path / "shop.pth", "history")).read_text().count("\n") == 16  # a header and 15 epochs
+    assert '"n_epochs": 15' in (beside(tmp_path / "shop.pth", "config")).read_text()
     loaded = Classifier.load(tmp_path / "shop.pth")
     np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
     np.testing.assert_allclose(loaded.predict_proba(frame), clf.predict_proba(frame))
@@ -131,7 +133,7 @@ def test_save_never_replaces_a_file_of_the_users(tmp_path):
     (tmp_path / "notes.txt").write_text("my thesis\n")
     with pytest.raises(ValueError, match="exists and is not a model file of mnist_classifier"):
         clf.save(tmp_path / "notes.txt")
-    (tmp_path / "m.pth.config.json").write_text("{}")
+    (beside(tmp_path / "m.pth", "config")).write_text("{}")
     with pytest.raises(ValueError, match="m.pth.config.json exists and is not a configuration JSON"):
         clf.save(tmp_path / "m.pth")
     assert (tmp_path / "notes.txt").read_text() == "my thesis\n" and not (tmp_path / "m.pth").exists()

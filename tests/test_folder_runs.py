@@ -23,7 +23,7 @@ from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.inference.predictor import Predictor
 from mnist_classifier.models.cnn import ConvClassifier
 
-from .conftest import signal_after_epoch
+from .conftest import beside, signal_after_epoch
 from .pictures import COLOURS, make_folder, picture
 from .test_checkpoint import assert_same_weights, weights
 from .test_distributed import finish, torchrun
@@ -144,7 +144,7 @@ def test_a_resumed_folder_run_ends_bit_identical(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         train_module.main(["--model_fn", str(tmp_path / "split.pth"), *flags])
     monkeypatch.undo()
-    train_module.main(["--resume", str(tmp_path / "split.pth.ckpt")])
+    train_module.main(["--resume", str(beside(tmp_path / "split.pth", "checkpoint"))])
     assert_same_weights(weights(tmp_path / "whole.pth"), weights(tmp_path / "split.pth"))
 
 

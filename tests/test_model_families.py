@@ -16,7 +16,7 @@ from mnist_classifier.data.images import mnist_like
 from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.inference.predictor import Predictor
 
-from .conftest import render_digit, signal_after_epoch
+from .conftest import beside, render_digit, signal_after_epoch
 
 # Small versions of each family, so that a few epochs on 600 images take seconds.
 FAMILIES = {
@@ -66,7 +66,7 @@ def test_resume_continues_bit_for_bit(family, fake_mnist, tmp_path, monkeypatch)
         train(tmp_path, fake_mnist, family, "split.pth")
     assert stopped.value.code == 143
     monkeypatch.undo()
-    train_cli.main(["--resume", str(tmp_path / "split.pth.ckpt")])
+    train_cli.main(["--resume", str(beside(tmp_path / "split.pth", "checkpoint"))])
 
     whole, split = (torch.load(tmp_path / n, weights_only=True)["model"] for n in ("whole.pth", "split.pth"))
     assert whole.keys() == split.keys()

@@ -14,6 +14,8 @@ from mnist_classifier.cli.train import main
 from mnist_classifier.errors import UserError
 from mnist_classifier.training.outputs import writing
 
+from .conftest import beside
+
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--n_epochs", "1", "--batch_size", "8", "--verbose", "0", "--seed", "0"]
 
@@ -160,7 +162,7 @@ def checkpoint(tmp_path):
     folder.mkdir()
     main(["--model_fn", str(folder / "m.pth"), "--dataset", "digits", "--checkpoint_every", "1",
           "--lr_schedule", "constant", *FAST])
-    return folder / "m.pth.ckpt"
+    return beside(folder / "m.pth", "checkpoint")
 
 
 def test_resume_never_writes_where_an_edited_checkpoint_points(checkpoint, tmp_path, capsys):
@@ -188,14 +190,14 @@ def test_resume_on_changed_csv_values_says_what_changed(tmp_path, capsys):
     main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", f"csv:{data}", "--checkpoint_every", "1",
           "--lr_schedule", "constant", *FAST])
     data.write_text(data.read_text().replace("\n6,", "\n5,"))  # same shape, other values
-    err = refused(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "2"], capsys)
+    err = refused(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "2"], capsys)
     assert "the training data changed since the checkpoint (the same number of rows, but their values changed)" in err
     data.write_text(data.read_text() + "1,1,x\n" * 10)
-    err = refused(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "2"], capsys)
+    err = refused(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "2"], capsys)
     assert "it had 32 training rows of shape [2], now 40 of shape [2]" in err
     table_csv(data)
     data.write_text(data.read_text().replace(",y\n", ",z\n"))
-    err = refused(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "2"], capsys)
+    err = refused(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "2"], capsys)
     assert "its classes were ['x', 'y'], now ['x', 'z']" in err
 
 
@@ -209,7 +211,7 @@ def test_an_output_folder_where_a_file_is_read_or_written_is_refused(tmp_path, f
     from mnist_classifier.training.outputs import check_outputs
 
     table_csv(tmp_path / "data.csv")
-    outputs = {"--model_fn": tmp_path / "m.pth", "--checkpoint_fn": tmp_path / "m.pth.ckpt"}
+    outputs = {"--model_fn": tmp_path / "m.pth", "--checkpoint_fn": beside(tmp_path / "m.pth", "checkpoint")}
     with pytest.raises(UserError, match=re.escape(message.format(d=tmp_path))):
         check_outputs(outputs, {"--dataset": tmp_path / "data.csv"}, folders={"--tensorboard": tmp_path / folder})
     check_outputs(outputs, {}, folders={"--tensorboard": tmp_path / "runs", "--other": None})  # beside them: fine

@@ -14,7 +14,7 @@ from mnist_classifier.training.checkpoint import load_checkpoint
 from mnist_classifier.training.config import TrainConfig
 from mnist_classifier.training.precision import BFLOAT16, FLOAT32, choose_precision, probe_bf16_speedup
 
-from .conftest import signal_after_epoch
+from .conftest import beside, signal_after_epoch
 
 DIGITS = ["--dataset", "digits", "--batch_size", "64", "--seed", "3", "--lr_schedule", "constant",
           "--hidden_sizes", "32", "--gpu_id", "-1"]
@@ -116,16 +116,16 @@ def test_a_resumed_run_keeps_its_precision_unless_amp_is_given_again(cpu_with_bf
     signal_after_epoch(monkeypatch, 1, signal.SIGINT)
     with pytest.raises(SystemExit):
         train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
-    assert load_checkpoint(tmp_path / "m.pth.ckpt")["config"]["precision"] == BFLOAT16
+    assert load_checkpoint(beside(tmp_path / "m.pth", "checkpoint"))["config"]["precision"] == BFLOAT16
     monkeypatch.undo()
     monkeypatch.setattr(precision, "cpu_has_bf16_kernels", lambda: True)
     monkeypatch.setattr(precision, "probe_bf16_speedup", lambda *args: pytest.fail("a resumed run must not probe"))
-    train_module.main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "3"])
+    train_module.main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "3"])
     assert torch.load(tmp_path / "m.pth", weights_only=True)["config"]["precision"] == BFLOAT16
     capsys.readouterr()
 
     monkeypatch.undo()
-    train_module.main(["--resume", str(tmp_path / "m.pth.ckpt"), "--amp", "off"])
+    train_module.main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--amp", "off"])
     assert torch.load(tmp_path / "m.pth", weights_only=True)["config"]["precision"] == FLOAT32
     assert "fp32 (--amp off)" in capsys.readouterr().out
 
@@ -138,7 +138,7 @@ def bf16_checkpoint(cpu_with_bf16_kernels, tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         train_module.main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", *DIGITS])
     monkeypatch.undo()
-    return tmp_path / "m.pth.ckpt"
+    return beside(tmp_path / "m.pth", "checkpoint")
 
 
 def test_amp_auto_given_again_on_resume_chooses_again(bf16_checkpoint, cpu_with_bf16_kernels, tmp_path, capsys):

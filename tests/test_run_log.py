@@ -15,6 +15,8 @@ from mnist_classifier.cli.train import main
 from mnist_classifier.files import companion_paths, lock_path
 from mnist_classifier.training.run_log import HISTORY_COLUMNS
 
+from .conftest import beside
+
 DIGITS = ["--dataset", "digits", "--gpu_id", "-1", "--amp", "off", "--seed", "0", "--batch_size", "64",
           "--verbose", "0"]
 
@@ -27,7 +29,7 @@ def read_rows(path):
 def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "3", *DIGITS])
     saved = torch.load(tmp_path / "m.pth", weights_only=True)
-    rows = read_rows(tmp_path / "m.pth.history.csv")
+    rows = read_rows(beside(tmp_path / "m.pth", "history"))
     assert list(rows[0]) == list(HISTORY_COLUMNS) and len(rows) == 3
     for row, record in zip(rows, saved["history"], strict=True):
         assert int(row["epoch"]) == record["epoch"]
@@ -35,7 +37,7 @@ def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path
             assert float(row[name]) == record[name], name  # written exactly, not rounded
     # The cosine schedule decays to 0 over the run: the rate each epoch ended with falls.
     assert float(rows[0]["lr"]) > float(rows[1]["lr"]) > float(rows[2]["lr"]) == pytest.approx(0, abs=1e-9)
-    config = json.loads((tmp_path / "m.pth.config.json").read_text())
+    config = json.loads((beside(tmp_path / "m.pth", "config")).read_text())
     assert config.pop("format") == "mnist_classifier.run_config/1"
     assert config == saved["config"]  # seed and precision included, as the run settled them
 
@@ -43,15 +45,15 @@ def test_the_history_csv_and_config_json_hold_what_the_model_file_holds(tmp_path
 def test_a_regression_history_leaves_accuracy_empty(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--dataset", "diabetes", "--gpu_id", "-1",
           "--amp", "off", "--seed", "0", "--batch_size", "32", "--verbose", "0"])
-    rows = read_rows(tmp_path / "m.pth.history.csv")
+    rows = read_rows(beside(tmp_path / "m.pth", "history"))
     assert [row["valid_accuracy"] for row in rows] == ["", ""] and all(float(row["valid_loss"]) > 0 for row in rows)
 
 
 def test_a_resumed_run_rewrites_the_whole_history(tmp_path):
     main(["--model_fn", str(tmp_path / "m.pth"), "--n_epochs", "2", "--lr_schedule", "constant",
           "--checkpoint_every", "2", *DIGITS])
-    main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "4"])
-    rows = read_rows(tmp_path / "m.pth.history.csv")
+    main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "4"])
+    rows = read_rows(beside(tmp_path / "m.pth", "history"))
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3, 4]
 
 

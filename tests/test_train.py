@@ -13,6 +13,8 @@ from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.inference.predictor import Predictor
 from mnist_classifier.training.config import TrainConfig
 
+from .conftest import beside
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -231,7 +233,7 @@ def digits_checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("resume")
     main(["--model_fn", str(folder / "m.pth"), "--dataset", "digits", "--n_epochs", "2", "--batch_size", "64",
           "--seed", "0", "--verbose", "0", "--checkpoint_every", "1", "--lr_schedule", "constant"])
-    return folder / "m.pth.ckpt"
+    return beside(folder / "m.pth", "checkpoint")
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -257,7 +259,7 @@ def test_resume_refuses_a_longer_run_when_the_schedule_was_planned_for_the_old_l
     main(["--model_fn", str(tmp_path / "m.pth"), "--dataset", "digits", "--n_epochs", "1", "--batch_size", "64",
           "--verbose", "0", "--checkpoint_every", "1"])
     with pytest.raises(SystemExit) as exit_info:
-        main(["--resume", str(tmp_path / "m.pth.ckpt"), "--n_epochs", "5"])
+        main(["--resume", str(beside(tmp_path / "m.pth", "checkpoint")), "--n_epochs", "5"])
     assert exit_info.value.code == 2
     assert "cosine learning-rate schedule was planned for 1 epochs" in capsys.readouterr().err
 
@@ -325,7 +327,7 @@ def test_config_replays_a_runs_own_configuration_file_and_flags_still_win(tmp_pa
     main(["--model_fn", str(tmp_path / "a.pth"), "--dataset", "digits", "--n_epochs", "2", "--seed", "3",
           "--hidden_sizes", "32", "--lr", "0.002", "--verbose", "0"])
     first = capsys.readouterr().out
-    main(["--config", str(tmp_path / "a.pth.config.json"), "--model_fn", str(tmp_path / "b.pth")])
+    main(["--config", str(beside(tmp_path / "a.pth", "config")), "--model_fn", str(tmp_path / "b.pth")])
     assert capsys.readouterr().out.splitlines()[-1] == first.splitlines()[-1]  # the same run, the same result
     a, b = (torch.load(tmp_path / f"{n}.pth", weights_only=True) for n in "ab")
     assert a["config"] | {"model_fn": None} == b["config"] | {"model_fn": None}
@@ -369,7 +371,7 @@ def test_a_config_file_is_read_as_the_flags_read_their_text(tmp_path, capsys):
 def test_config_and_resume_do_not_go_together(tmp_path, capsys):
     (tmp_path / "run.yaml").write_text("lr: 0.5\n")
     with pytest.raises(SystemExit):
-        main(["--config", str(tmp_path / "run.yaml"), "--resume", str(tmp_path / "m.pth.ckpt")])
+        main(["--config", str(tmp_path / "run.yaml"), "--resume", str(beside(tmp_path / "m.pth", "checkpoint"))])
     assert "--config and --resume do not go together" in capsys.readouterr().err
 
 

@@ -277,3 +277,15 @@ def test_the_task_is_given_never_guessed_from_the_targets():
                    task="classification")
     accuracy = told.train((x, y), (x, y), config(1, batch_size=16))[0]["valid_accuracy"]
     assert accuracy == evaluate(model, nn.NLLLoss(), (x, y), task="classification")["accuracy"]
+
+
+def test_a_stop_asked_in_the_last_trained_batch_still_interrupts_when_the_tail_is_dropped():
+    class StopAtTheLastStep(Callback):
+        def on_batch_end(self, trainer, step):
+            if step == 2:  # 65 rows in batches of 32: steps 1 and 2 train, the 1-row tail is dropped
+                trainer.request_stop("SIGINT")
+
+    x, y = torch.randn(65, 3), torch.randn(65, 1)
+    trainer = quiet_trainer(nn.Linear(3, 1), StopAtTheLastStep())
+    with pytest.raises(TrainingInterrupted, match="SIGINT during epoch 1"):
+        trainer.train((x, y), (x, y), config(1, batch_size=32))

@@ -22,7 +22,7 @@ import torch
 from mnist_classifier.inference.model_file import load_model
 from mnist_classifier.training.checkpoint import load_checkpoint
 
-from .conftest import write_fake_mnist
+from .conftest import beside, write_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBNET = "10.27.0"
@@ -167,7 +167,7 @@ def assert_stopped_with_one_line_and_a_checkpoint(pair: list[Host], errors: list
     assert "mnist-train: rank 0: another process of the run stopped or stopped answering" in lines[0], errors
     assert_no_traceback_of_ours(errors)
     _, saved = load_model(pair[0].folder / "m.pth")
-    epochs = len(load_checkpoint(pair[0].folder / "m.pth.ckpt")["trainer"]["history"])
+    epochs = len(load_checkpoint(beside(pair[0].folder / "m.pth", "checkpoint"))["trainer"]["history"])
     assert epochs == len(saved["history"]) >= 2 and "another process" in saved["stopped"]
     assert not (pair[1].folder / "m.pth").exists()  # rank 1 writes nothing
     return epochs
@@ -176,7 +176,7 @@ def assert_stopped_with_one_line_and_a_checkpoint(pair: list[Host], errors: list
 def resume_on_one_host(host: Host, folder: Path, done: int) -> None:
     """The stopped run, resumed on ``host`` alone (world size 1) from rank 0's checkpoint in ``folder``
     (a shared folder, for another machine than rank 0's), finishes."""
-    resumed = host.run(sys.executable, str(ROOT / "train.py"), "--resume", str(folder / "m.pth.ckpt"),
+    resumed = host.run(sys.executable, str(ROOT / "train.py"), "--resume", str(beside(folder / "m.pth", "checkpoint")),
                        "--n_epochs", str(done + 2), check=False)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming after epoch {done}" in resumed.stdout
@@ -226,7 +226,7 @@ def test_a_killed_host_stops_the_run_in_one_line(hosts, lost):
     # it (SIGTERM), not at all: the agent's report says it then.
     assert len(our_lines(errors)) <= 1 and all("rank 1: another process" in line for line in our_lines(errors))
     assert_no_traceback_of_ours(errors)
-    done = len(load_checkpoint(hosts[0].folder / "m.pth.ckpt")["trainer"]["history"])
+    done = len(load_checkpoint(beside(hosts[0].folder / "m.pth", "checkpoint"))["trainer"]["history"])
     assert done >= 1  # epoch 2's, unless the host died while writing it
     resume_on_one_host(hosts[1], hosts[0].folder, done)
 

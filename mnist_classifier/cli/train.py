@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         # Joined with the resumed configuration: its --gpu_id, unless given again, says CPUs or GPUs.
         with data_parallel(config.gpu_id, config.dist_timeout) as strategy:
             strategy.check_same_settings(config.to_dict())  # ranks started by hand may differ: refused here
-            if config.sync_bn and strategy.world_size == 1 and not config.resume:
+            if config.sync_bn and not strategy.distributed and not config.resume:
                 print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
                       file=sys.stderr)
             run(config, checkpoint.get("trainer"), checkpoint.get("data"), strategy)

@@ -196,7 +196,7 @@ def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
     difference's standard error from the validation rows (under torchrun, where a forward pass on
     one rank alone could wait on the others, the losses alone)."""
     trainer.model.load_state_dict(trainer.best_state)
-    if data.strategy.world_size > 1:
+    if data.strategy.distributed:
         difference = trainer.best_valid_loss - rival.best_valid_loss
         return Choice(difference < 0, difference, 0.0)
     return choose(trainer.model, rival.model, trainer.crit, data.valid)
@@ -260,7 +260,7 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         train_data = (take_rows(x, train_rows), y[train_rows])
         valid_data = (take_rows(x, valid_rows), y[valid_rows])
     data_now = functools.cache(lambda: fingerprint(dataset))  # hashing costs a moment: only when needed
-    if strategy.world_size > 1:
+    if strategy.distributed:
         strategy.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
@@ -314,7 +314,7 @@ def _stop_together(stop: TrainingStopped, strategy, save: Callable[[], None]) ->
     agreed stop (Ctrl-C, divergence) the others also wait until the files are written; after a lost
     peer there is no one left to wait with.
     """
-    if strategy.world_size == 1:
+    if not strategy.distributed:
         save()
         return
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

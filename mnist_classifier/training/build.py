@@ -152,7 +152,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
     checks a table's columns against it).
     """
     strategy = strategy or SingleProcess(device)
-    if strategy.world_size > 1 and (config.freeze or config.sampler != "shuffle"):
+    if strategy.distributed and (config.freeze or config.sampler != "shuffle"):
         raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     model = build_model(config, input_shape, output_size, task, device)
     start = initial_weights(config, model, classes, record) if config.pretrained or config.init_from else None
@@ -160,7 +160,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         print(start.describe())
     resolve_precision(config, model, input_shape, strategy)
     n_train = strategy.shard_size(n_train)  # each process's steps per epoch set the schedule's length
-    if config.sync_bn and strategy.world_size > 1:  # before the optimizer: the new layers hold new parameters
+    if config.sync_bn and strategy.distributed:  # before the optimizer: the new layers hold new parameters
         strategy.convert_sync_batchnorm(model)
     parameters, freeze = trainable_parameters(config, model, start, verbose)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a

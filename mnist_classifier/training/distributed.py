@@ -1,8 +1,8 @@
 """Data-parallel training under torchrun: one process per device, ``DistributedDataParallel`` between them.
 
 torchrun starts the processes and gives each ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and a meeting
-point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``data_parallel`` yields None and training is
-one plain process, with no distributed code in the way.
+point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``data_parallel`` yields a
+``strategy.SingleProcess`` and training is one plain process, with no distributed code in the way.
 
 How the ranks stay one run:
 - before anything else they compare their settled configurations (``check_same_settings``): ranks
@@ -77,6 +77,7 @@ class DataParallel:
     local_rank: int
     device: torch.device
     seed: int = 0  # the run's seed, the same on every rank (``agree``); set before training
+    distributed = True  # a torchrun job, even of one process (not a dataclass field: no annotation)
 
     @property
     def is_main(self) -> bool:

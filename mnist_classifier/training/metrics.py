@@ -9,6 +9,7 @@ from torch import nn
 
 from ..data.dataset import model_input
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
+from ..utils import device_of
 
 # Evaluation keeps no activations for backward, so it can use much larger batches.
 MIN_EVAL_BATCH_SIZE = 1024
@@ -30,7 +31,7 @@ def evaluate(model: nn.Module, crit: Callable, data: tuple, batch_size: int = MI
     of the data: the metrics are then those of all the shards together, the same in every process.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = device_of(model)
     x, y = (t.to(device) for t in data)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)

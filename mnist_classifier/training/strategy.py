@@ -17,6 +17,7 @@ class SingleProcess:
     """Training in this process alone, on ``device``."""
 
     rank, world_size, is_main = 0, 1, True
+    distributed = False  # no other process to agree with (the run skips what only a job needs)
 
     def __init__(self, device: torch.device | None = None, seed: int = 0):
         self.device, self.seed = device or torch.device("cpu"), seed

@@ -38,7 +38,7 @@ class Trainer:
         self.model, self.optimizer, self.crit, self.scheduler = model, optimizer, crit, scheduler
         self.task, self.compile, self.amp, self.augment, self.sampler = task, compile, amp, augment, sampler
         self.strategy = strategy or SingleProcess()
-        self.callbacks = [*(printers() if verbose else []), *callbacks]
+        self.callbacks = [*(printers() if verbose else []), *(callbacks or ())]
         self.device = next(model.parameters()).device
         # On a GPU, CUDA graphs replay the step's many small kernels with one launch ("reduce-overhead").
         forward = self.strategy.wrap(model)
@@ -110,7 +110,7 @@ class Trainer:
         self.model.train()
         x, y = data
         order = self.sampler(y) if self.sampler is not None else self.strategy.epoch_order(x, epoch)
-        batches = order.split(batch_size)[:steps_per_epoch(len(order), batch_size, self.compile)]
+        batches, n_steps = order.split(batch_size), steps_per_epoch(len(order), batch_size, self.compile)
         total_loss, seen = torch.zeros((), device=self.device), 0
         # The first batch with a non-finite loss, kept on the device: a check on the host would stall
         # a GPU every step.
@@ -120,6 +120,8 @@ class Trainer:
             reason = self.strategy.agreed_stop(self.stop_reason, step)
             if reason is not None:
                 raise TrainingInterrupted(reason, epoch)
+            if step > n_steps:
+                break  # a last batch too small to train on (steps_per_epoch)
             x_batch = model_input(x[batch], self.device)
             if self.augment is not None:
                 x_batch = self.augment(x_batch)
