@@ -33,9 +33,8 @@ REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 # (e.g. hidden_sizes) may appear beside the training flags.
 PRESETS = {
     "mlp": {
-        # The shortest time to >= 98% test accuracy (docs/results.md): chosen on validation data by
-        # benchmarks/search_fast.py, the fastest recipe that reached 98.3% validation accuracy on
-        # three seeds (98.37-98.53%, 4.6 s of training on 2 CPU cores).
+        # The shortest time to >= 98% test accuracy, chosen on validation data by
+        # benchmarks/search_fast.py (docs/results.md#where-the-defaults-come-from).
         "fast": {
             "hidden_sizes": [256, 256],
             "n_epochs": 4,
@@ -59,9 +58,8 @@ PRESETS = {
         },
     },
     "cnn": {
-        # The defaults' light shifts, but 40 epochs on 90% of the training set, with weight decay:
-        # 99.55% validation and 99.67% test accuracy (seed 0), against the defaults' 99.54% and 99.53%.
-        # Wider stages with the MLP record's distortions ended below the defaults (docs/training.md).
+        # The defaults' light shifts, but longer, on more rows, with weight decay
+        # (docs/results.md#where-the-defaults-come-from).
         "record": {
             "n_epochs": 40,
             "weight_decay": 1e-4,
@@ -71,10 +69,9 @@ PRESETS = {
 }
 # Training defaults that suit a model family better than the seed's (chosen on validation data).
 MODEL_DEFAULTS: dict[str, dict] = {
-    # Tried on validation data (seed 1): 99.6% valid after 12 epochs;
-    # without the shifts and label smoothing, 99.15% and overfitted (training loss 1e-3).
+    # Without the shifts and label smoothing the CNN overfits (docs/results.md#where-the-defaults-come-from).
     "cnn": {"n_epochs": 12, "lr": 3e-3, "lr_schedule": "onecycle", "label_smoothing": 0.1, "shift_px": 2.0},
-    # Tried on validation data (seed 1): 99.07% valid after 12 epochs.
+    # Chosen on validation data, like the CNN's.
     "rnn": {"n_epochs": 12, "lr": 2e-3},
 }
 
@@ -85,13 +82,11 @@ MODEL_DEFAULTS: dict[str, dict] = {
 TABLE_DEFAULTS = {"hidden_sizes": [256, 256], "use_dropout": True, "dropout_p": 0.1, "weight_decay": 1e-4,
                   "batch_size": None, "n_epochs": None}
 # A family's own table defaults, over TABLE_DEFAULTS. The linear model's loss is convex, and at the
-# MLP's 1e-3 its 2,000 steps end short of the minimum: 3e-2 had the lowest validation loss on 3 of 5
-# sets (breast_cancer, diabetes, iris; text_columns and a noiseless line tied or near), seed 0's split.
+# MLP's 1e-3 its 2,000 steps end short of the minimum (docs/results.md#where-the-defaults-come-from).
 TABLE_FAMILY_DEFAULTS = {"linear": {"lr": 3e-2}}
 TABLE_DATASETS = ("diabetes",)  # besides csv:PATH
 # Defaults for people's pictures (folder:PATH), chosen on validation loss by benchmarks/eval_folders.py
-# (docs/pictures.md): none yet beat the families' own. A global pool before the CNN's head was tried:
-# 0.70 against 0.68 on the PNG folder, 0.77 against 0.74 on the colour one.
+# (docs/pictures.md): none yet beat the families' own.
 PICTURE_DEFAULTS: dict[str, dict] = {}
 TABLE_STEPS = 2000  # optimizer steps a table run aims at, whatever its size
 TABLE_BATCH = (16, 256)  # the smallest and largest table batch size

@@ -2,11 +2,8 @@
 row on the same validation rows, with the standard error of that paired difference to say how
 sure the choice is.
 
-Breiman's one-standard-error rule (keep the simpler family unless the other wins by more than one
-standard error) was measured against the plain lower loss on benchmarks/eval_tables.py's 63 runs:
-it changed 9 of them, 7 for the worse (breast_cancer, text_columns: the MLP was better, by less
-than the noise) and 2 for the better (diabetes). The lower loss decides; the standard error is
-printed beside it.
+The lower loss decides, not Breiman's one-standard-error rule, which did worse when measured
+(docs/results.md#where-the-defaults-come-from); the standard error is printed beside it.
 """
 
 from __future__ import annotations
