@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_classifier.cli.train import parse_config, run  # noqa: E402
-from mnist_classifier.data.datasets import load_dataset  # noqa: E402
+from mnist_classifier.kinds import load_dataset  # noqa: E402
 
 # The flags each README section documents, beyond --dataset.
 COMMANDS = {

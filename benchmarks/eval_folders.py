@@ -30,7 +30,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mnist_classifier.data.datasets import FASHION_CLASSES, load_dataset  # noqa: E402
+from mnist_classifier.data.datasets import FASHION_CLASSES  # noqa: E402
+from mnist_classifier.kinds import load_dataset  # noqa: E402
 
 PYTHON = sys.executable
 
@@ -115,6 +116,7 @@ def tutorial(root: str, model: str, epochs: int, gray: bool, out: str) -> None:
     import torch
     from torchvision import datasets, transforms
 
+    from mnist_classifier.kinds import KINDS
     from mnist_classifier.training.build import build_model
     from mnist_classifier.training.config import MODEL_DEFAULTS, TRAIN_OPTIONS, TrainConfig, defaults_for
 
@@ -127,7 +129,7 @@ def tutorial(root: str, model: str, epochs: int, gray: bool, out: str) -> None:
     train_part, _ = torch.utils.data.random_split(train_set, [n_train, len(train_set) - n_train])
     loader = torch.utils.data.DataLoader(train_part, batch_size=256, shuffle=True, num_workers=2)
     # The model a folder run builds: the family's options as folder:PATH sets them (the CNN's global pool).
-    options = {k: v for k, v in defaults_for(model, False, pictures=True).items() if k not in TRAIN_OPTIONS}
+    options = {k: v for k, v in defaults_for(model, KINDS["photo"]).items() if k not in TRAIN_OPTIONS}
     config = TrainConfig(model_fn="x", model=model, model_options=options)
     config.validate()
     shape = (1 if gray else 3, 28, 28)

@@ -6,7 +6,7 @@ Every candidate trains through mnist-train (in this process, to skip start-up) o
 part of eval_tables.py's split, and is scored on its own validation rows only (the best epoch's
 validation accuracy, or 1 - validation MSE in standardised units, which is about the validation
 R^2): the test rows that eval_tables.py reports never choose anything. The recipe with the best
-mean rank over the sets became ``TABLE_DEFAULTS`` in mnist_classifier/training/config.py.
+mean rank over the sets became ``TABLE_DEFAULTS`` in mnist_classifier/kinds/tables.py.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ _EXPORTS = {
     "get_hidden_sizes": "models.mlp",
     "split_data": "utils",
     "load_mnist": "data.mnist",
-    "load_dataset": "data.datasets",
+    "load_dataset": "kinds",
     "Trainer": "training.trainer",
     "evaluate": "training.metrics",
     "load_model": "inference.model_file",

@@ -33,10 +33,11 @@ from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
 from .files import companion_paths
 from .inference.model_file import load_model, save_model_file
+from .kinds import as_record
 from .models import MODELS
 from .training.build import build_trainer
 from .training.callbacks import EpochPrinter
-from .training.config import CHOSEN_PER_MODEL, TRAIN_OPTIONS, TrainConfig, defaults_for, table_schedule
+from .training.config import CHOSEN_PER_MODEL, TRAIN_OPTIONS, TrainConfig, defaults_for
 from .training.outputs import check_outputs
 from .training.run_log import TensorBoardLog, write_config, write_history
 
@@ -174,9 +175,9 @@ class _Estimator(BaseEstimator):
     def _config(self, record: dict, n_train: int, seed: int) -> TrainConfig:
         """This estimator's parameters as the command line's configuration, defaults filled in alike
         (numpy numbers and paths as plain values: the model file and JSON hold nothing else)."""
-        is_table = not preprocessing.takes_images(record)
+        kind = as_record(record)
         model = _plain(self.model)
-        defaults = defaults_for(model, is_table) if model in MODELS else {}
+        defaults = defaults_for(model, type(kind)) if model in MODELS else {}
         given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
         if isinstance(given.get("class_weight"), dict):  # scikit-learn's {class: weight}: see _class_weights
             given["class_weight"] = None
@@ -184,8 +185,8 @@ class _Estimator(BaseEstimator):
         values |= {name: value for name, value in given.items() if value is not None}
         values.setdefault("n_epochs", TRAIN_OPTIONS["n_epochs"].default)
         values.setdefault("batch_size", TRAIN_OPTIONS["batch_size"].default)
-        if is_table:
-            values["batch_size"], epochs = table_schedule(n_train, values["batch_size"])
+        if kind.sized_from_rows:
+            values["batch_size"], epochs = kind.schedule(n_train, values["batch_size"])
             values["n_epochs"] = values["n_epochs"] if values["n_epochs"] is not None else epochs
         values["batch_size"] = min(values["batch_size"], n_train)
         options = {name: value for name, value in defaults.items() if name not in TRAIN_OPTIONS}
@@ -227,7 +228,7 @@ class _Estimator(BaseEstimator):
 
     def _fitted_on_images(self) -> bool:
         record = getattr(self, "record_", None)
-        return isinstance(record, dict) and preprocessing.takes_images(record)
+        return isinstance(record, dict) and as_record(record).takes_pictures
 
     def _check_text_table(self, X: pd.DataFrame, y, reset: bool):
         """A DataFrame with text columns: scikit-learn's numeric checks would refuse it; the table
@@ -313,7 +314,7 @@ class _Estimator(BaseEstimator):
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
         record, mine = estimator.record_, _estimator_entry(saved, path)
-        if not preprocessing.takes_images(record):
+        if not as_record(record).takes_pictures:
             names = [spec["name"] for spec in preprocessing.table_columns(record)]
             estimator.n_features_in_ = len(names)
             # A file of ours says whether it was fitted with names; a training run's CSV columns are names.

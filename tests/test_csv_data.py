@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mnist_classifier.data.csv_data import read_rows
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.errors import UserError
+from mnist_classifier.kinds import load_dataset
 
 
 def write(tmp_path, text, name="data.csv"):

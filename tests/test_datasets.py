@@ -6,9 +6,9 @@ import torch
 from torchvision import datasets as tv_datasets
 
 from mnist_classifier.data import mnist as data
-from mnist_classifier.data.datasets import CLASSIFICATION, REGRESSION, load_dataset
 from mnist_classifier.data.mnist import ensure_fashion_mnist, load_fashion_mnist
 from mnist_classifier.errors import UserError
+from mnist_classifier.kinds import CLASSIFICATION, REGRESSION, load_dataset
 
 from .conftest import write_fake_mnist
 
@@ -110,9 +110,14 @@ def test_fashion_mnist_without_any_source_says_how_to_get_it(tmp_path, monkeypat
         ensure_fashion_mnist(tmp_path / "data", debian_dir=tmp_path / "absent")
 
 
-def test_the_user_data_prefix_is_read_in_one_place():
-    from mnist_classifier.data.dataset import user_data, with_path
+def test_a_sources_prefix_names_its_kind_and_its_path():
+    from mnist_classifier.kinds import KINDS, kind_of, source_path, with_path
 
-    assert user_data("csv:/a/b:c.csv") == ("csv", "/a/b:c.csv")  # a colon in the path stays in the path
-    assert user_data("mnist") is None and user_data("fashion-mnist") is None and user_data("tsv:x") is None
+    assert source_path("csv:/a/b:c.csv") == "/a/b:c.csv"  # a colon in the path stays in the path
+    assert source_path("mnist") is None and source_path("fashion-mnist") is None and source_path("tsv:x") is None
     assert with_path("csv:rel.csv", "/abs/rel.csv") == "csv:/abs/rel.csv"
+    assert [kind_of(name) for name in ("mnist", "digits", "diabetes", "csv:x.csv", "folder:photos")] == [
+        KINDS["image"], KINDS["image"], KINDS["table"], KINDS["table"], KINDS["photo"]]
+    with pytest.raises(UserError, match="unknown; choose one of mnist, fashion-mnist, digits, diabetes, csv:PATH or "
+                                        "folder:PATH"):
+        kind_of("tsv:x")

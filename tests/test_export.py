@@ -9,11 +9,11 @@ import torch
 
 from mnist_classifier.cli import export as export_cli
 from mnist_classifier.cli import train as train_module
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.data.preprocessing import to_model_input
 from mnist_classifier.inference import export as export_module
 from mnist_classifier.inference.export import read_metadata
 from mnist_classifier.inference.model_file import load_model
+from mnist_classifier.kinds import load_dataset
 
 QUICK = ["--n_epochs", "2", "--batch_size", "64", "--seed", "0", "--verbose", "0"]
 MODELS = {

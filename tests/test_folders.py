@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from mnist_classifier.data import folders, image_cache
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.data.pictures import BACKGROUND, fit_picture
 from mnist_classifier.errors import UserError
+from mnist_classifier.kinds import load_dataset
 
 from .pictures import COLOURS, make_folder, picture
 

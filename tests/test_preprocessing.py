@@ -90,15 +90,18 @@ def test_a_damaged_record_is_refused(record):
 def test_each_kind_of_record_is_a_class_that_round_trips_its_plain_values():
     import pandas as pd
 
-    from mnist_classifier.data.preprocessing import RECORDS, ImageRecord, TableRecord, as_record, check_record
+    from mnist_classifier.data.preprocessing import check_record
+    from mnist_classifier.kinds import KINDS, as_record
+    from mnist_classifier.kinds.images import Images
+    from mnist_classifier.kinds.tables import Table
 
-    image = ImageRecord.fit((1, 28, 28))
-    table = TableRecord.fit(pd.DataFrame({"age": [20.0, 40.0, 60.0], "city": ["Oslo", "Oslo", "Riga"]}))
+    image = Images.fit((1, 28, 28))
+    table = Table.fit(pd.DataFrame({"age": [20.0, 40.0, 60.0], "city": ["Oslo", "Oslo", "Riga"]}))
     for record in (image, table):
         plain = record.to_dict()
-        assert type(as_record(plain)) is RECORDS[plain["kind"]] is type(record)
+        assert type(as_record(plain)) is KINDS[plain["kind"]] is type(record)
         assert as_record(plain).to_dict() == plain and check_record(plain, "m.pth") is plain
-    assert image.takes_images and not table.takes_images and table.input_shape == (3,)  # age, city=Oslo, other
+    assert image.takes_pictures and not table.takes_pictures and table.input_shape == (3,)  # age, city=Oslo, other
     assert table.describe() == "2 columns: 1 number, 1 text (city)"
     assert table.apply({"age": 40.0, "city": "Oslo"}).shape == (1, table.input_shape[0])
     with pytest.raises(UserError, match="picture.png: this model takes table rows"):

@@ -15,9 +15,9 @@ from mnist_classifier.cli.train import main as train_main
 from mnist_classifier.cli.train import parse_config
 from mnist_classifier.data import preprocessing, tables
 from mnist_classifier.data.csv_data import read_rows
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.errors import UserError
 from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.kinds import load_dataset
 from mnist_classifier.utils import split_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -13,9 +13,9 @@ import torch
 from mnist_classifier.cli import predict as predict_cli
 from mnist_classifier.cli.train import main as train_main
 from mnist_classifier.data import preprocessing, tables
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.errors import UserError
 from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.kinds import load_dataset
 
 CITIES = ["Paris", "Lyon", "Nice", "Metz"]
 

@@ -9,8 +9,8 @@ import torch
 from sklearn.metrics import mean_squared_error, r2_score
 
 from mnist_classifier.cli.train import main, parse_config
-from mnist_classifier.data.datasets import load_dataset
 from mnist_classifier.inference.predictor import Predictor
+from mnist_classifier.kinds import load_dataset
 from mnist_classifier.training.config import TrainConfig
 
 from .conftest import beside

@@ -49,7 +49,7 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
     if saved["dataset"].get("task", CLASSIFICATION) != CLASSIFICATION:
         raise UserError(f"{model_fn}: a regression model; mnist-evaluate reports on classifiers")
     dataset = other_folder(saved, dataset, data_dir) if dataset else prepared_dataset(saved, data_dir)
-    chosen = views_for(saved, dataset.is_image) if tta else None
+    chosen = views_for(saved) if tta else None
     x, y = dataset.test
     with torch.inference_mode():
         probabilities = torch.cat([averaged_log_probs(model, model_input(chunk, device_of(model)), chosen).exp()
@@ -66,7 +66,7 @@ def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = Non
         "model_fn": str(model_fn),
         "dataset": dataset.name,
         "n_test": len(y_true),
-        "unit": "images" if dataset.is_image else "rows",
+        "unit": dataset.kind.unit,
         "accuracy": float((y_true == y_pred).mean()),
         # Beside accuracy, what a rare class's mistakes cost: each class counts the same.
         "balanced_accuracy": balanced_accuracy(y_true, y_pred),
@@ -102,7 +102,7 @@ def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list
     files = {"confusion_matrix": str(plots.save(plots.confusion_matrix_figure(
         np.array(metrics["confusion_matrix"]), classes), out_dir / "confusion_matrix.png"))}
     wrong = np.flatnonzero(y_true != y_pred)
-    if dataset.is_image and len(wrong):
+    if dataset.kind.takes_pictures and len(wrong):
         # The most confident mistakes are the most telling: sort by the wrong class's probability.
         order = wrong[np.argsort(-confidence.numpy()[wrong])][:worst]
         images = model_input(take_rows(dataset.test[0], torch.from_numpy(order)), torch.device("cpu")).numpy()

@@ -8,22 +8,11 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..kinds import KINDS
 from ..models import MODELS, model_options
 from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
-from ..training.config import (
-    AUTO,
-    AUTO_FAMILIES,
-    MODEL_DEFAULTS,
-    RESUMABLE,
-    TABLE_DEFAULTS,
-    TABLE_FAMILY_DEFAULTS,
-    TRAIN_OPTIONS,
-    TrainConfig,
-    defaults_for,
-    is_folder,
-    is_table,
-)
+from ..training.config import AUTO, MODEL_DEFAULTS, RESUMABLE, TRAIN_OPTIONS, TrainConfig, data_kind, defaults_for
 from ..training.distributed import PeerLost, data_parallel
 from ..training.trainer import TrainingDiverged, TrainingInterrupted
 from . import OneLineParser, run_cli
@@ -56,10 +45,12 @@ def _help(name: str, opt) -> str:
     if opt.kind is bool or default is None:
         return opt.help
     others = [f"{model}: {shown(values[name])}" for model, values in MODEL_DEFAULTS.items() if name in values]
-    if name in TABLE_DEFAULTS:
-        others.append(f"tables: {'from the rows' if TABLE_DEFAULTS[name] is None else shown(TABLE_DEFAULTS[name])}")
-    others += [f"{model} on tables: {shown(values[name])}" for model, values in TABLE_FAMILY_DEFAULTS.items()
-               if name in values]
+    for kind in KINDS.values():  # a kind's defaults for its default family, then any family's own
+        general = kind.defaults(kind.default_model)
+        if name in general:
+            others.append(f"{kind.title}: {'from the rows' if general[name] is None else shown(general[name])}")
+        others += [f"{model} on {kind.title}: {shown(kind.defaults(model)[name])}" for model in MODELS
+                   if name in kind.defaults(model) and kind.defaults(model)[name] != general.get(name, ...)]
     return f"{opt.help} (default: {'; '.join([shown(default), *others])})"
 
 
@@ -96,9 +87,9 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
     for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
         if chosen.get(name) is not None and not isinstance(chosen[name], str):
             raise UserError(f"--{name} must be a word, got {chosen[name]!r}")
-    dataset = chosen.get("dataset") or "mnist"
-    model = chosen.get("model") or (AUTO if is_table(dataset) else "mlp")  # tables: linear or mlp, whichever fits
-    defaults = defaults_for(model, is_table(dataset), chosen.get("preset"), pictures=is_folder(dataset))
+    kind = data_kind(chosen.get("dataset") or "mnist")
+    model = chosen.get("model") or kind.default_model  # tables: auto, linear or mlp, whichever fits
+    defaults = defaults_for(model, kind, chosen.get("preset"))
     if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
         defaults.pop("hidden_sizes", None)
         replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
@@ -109,10 +100,16 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
     unknown = sorted(set(values) - set(TRAIN_OPTIONS))
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r} (see --help for the flags)")
-    # --model auto: each family's own table defaults, where no flag or file chose the setting.
-    family_settings = {family: {k: v for k, v in TABLE_FAMILY_DEFAULTS.get(family, {}).items()
-                                if k not in {**replayed, **given}} for family in AUTO_FAMILIES} if model == AUTO else {}
+    family_settings = _family_settings(kind, {**replayed, **given}) if model == AUTO else {}
     return TrainConfig(**values, model_options=options, family_settings=family_settings)
+
+
+def _family_settings(kind, chosen: dict) -> dict:
+    """--model auto: each family's own defaults on this kind of data (a table's linear model has its
+    own learning rate), where no flag or file chose the setting."""
+    auto = defaults_for(AUTO, kind)
+    return {family: {k: v for k, v in defaults_for(family, kind).items() if auto.get(k, ...) != v and k not in chosen}
+            for family in kind.auto_families}
 
 
 def read_config_file(path: str) -> dict:

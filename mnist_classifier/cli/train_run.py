@@ -15,16 +15,16 @@ from pathlib import Path
 
 import torch
 
-from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint, take_rows, user_data
-from ..data.datasets import load_dataset
-from ..data.preprocessing import describe_columns, target_scale
+from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fingerprint, take_rows
+from ..data.preprocessing import target_scale
 from ..errors import SaveFailed, UserError, first_line
 from ..files import companion_paths
 from ..inference.model_file import save_model_file
+from ..kinds import load_dataset, source_path
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
-from ..training.config import TrainConfig, family_candidates, source_options, table_schedule
+from ..training.config import TrainConfig, family_candidates, source_options
 from ..training.distributed import PeerLost, regrouped_batch_size
 from ..training.fine_tune import pretrained_state
 from ..training.metrics import evaluate
@@ -66,7 +66,7 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
 
 def input_paths(config: TrainConfig) -> dict[str, str]:
     """The files this run reads, which it must never write."""
-    paths = {"--dataset": (user_data(config.dataset) or (None, None))[1],
+    paths = {"--dataset": source_path(config.dataset),
              "--test_csv": config.test_csv, "--resume": config.resume, "--init_from": config.init_from}
     return {flag: path for flag, path in paths.items() if path}
 
@@ -124,11 +124,9 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, st
 def _describe_data(data: _Data, config: TrainConfig) -> None:
     """What was found in the data, before any training: a folder's classes, a table's columns, notes."""
     dataset, say = data.dataset, data.say
-    if dataset.found and dataset.is_image:
-        say(dataset.found)
-    if not dataset.is_image:
-        say(f"{dataset.found or dataset.name}: {describe_columns(dataset.preprocessing, details=True)} -> "
-            f"{dataset.input_size} model inputs; batch size {config.batch_size}, {config.n_epochs} epochs")
+    line = dataset.kind.from_dict(dataset.preprocessing).first_line(dataset, config)
+    if line:
+        say(line)
     for note in [*dataset.notes, *imbalance_note(dataset, data.train[1], config)] if data.main_rank else ():
         print(f"mnist-train: {note}", file=sys.stderr)
 
@@ -248,8 +246,8 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         pretrained_state(config.model)  # a missing weights file is refused before any picture is decoded
     # The test set is loaded up front too: a data problem should show before training, not after.
     raw = strategy.leader_first(lambda: load_configured_dataset(config))
-    if raw.fixed_record is not None:  # the size chosen from the pictures, kept for evaluation and resumes
-        config.image_size = raw.input_shape[1]
+    for name, value in raw.kind.settings_found(raw).items():  # a folder's side: kept for evaluation and resumes
+        setattr(config, name, value)
     if raw.valid is not None:  # the source's own validation split (a folder's valid/)
         dataset = raw.prepared()
         train_data, valid_data = dataset.train, dataset.valid
@@ -264,7 +262,7 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         strategy.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
-    _size_table_run(config, len(train_data[1]) // config.world_size)
+    _size_from_rows(config, raw.kind, len(train_data[1]) // config.world_size)
     if config.sampler == "balanced" and hasattr(train_data[0], "epoch_order"):
         raise UserError("--sampler balanced draws rows of classes at random: it needs the rows in memory (this "
                         "cache is read from disk block by block); use --class_weight balanced")
@@ -298,10 +296,11 @@ def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy
     return True
 
 
-def _size_table_run(config: TrainConfig, rows: int) -> None:
-    """Batch size and epochs a table run left to the defaults, from its training rows (per process)."""
+def _size_from_rows(config: TrainConfig, kind, rows: int) -> None:
+    """Batch size and epochs a run left to its kind of data (a table's), from its training rows (per
+    process)."""
     if config.batch_size is None or config.n_epochs is None:
-        batch, epochs = table_schedule(rows, config.batch_size)
+        batch, epochs = kind.schedule(rows, config.batch_size)
         config.batch_size = batch
         config.n_epochs = config.n_epochs or epochs
 
@@ -440,5 +439,5 @@ def load_configured_dataset(config: TrainConfig) -> Dataset:
 def describe_test(test: dict, dataset: Dataset) -> str:
     n = len(dataset.test[0])
     if dataset.task == CLASSIFICATION:
-        return f"Test accuracy: {test['accuracy']:.2%} ({n} {'images' if dataset.is_image else 'rows'})"
+        return f"Test accuracy: {test['accuracy']:.2%} ({n} {dataset.kind.unit})"
     return f"Test RMSE: {test['rmse']:.4g}  R^2: {test['r2']:.4f} ({n} rows)"

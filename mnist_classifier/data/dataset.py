@@ -8,26 +8,11 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from . import preprocessing
-from .preprocessing import CLASSIFICATION, REGRESSION
+from ..kinds.base import CLASSIFICATION, DIGIT, REGRESSION
 
 Data = tuple[torch.Tensor, torch.Tensor]
 TEST_RATIO = 0.2  # for datasets that come without a test split
 SPLIT_SEED = 0  # so the same file always gives the same test split
-# ``--dataset KIND:PATH`` names the user's own data of that kind; any other name is a built-in set.
-USER_DATA_KINDS = ("csv", "folder")
-
-
-def user_data(name: str) -> tuple[str, str] | None:
-    """``("csv", PATH)`` for ``"csv:PATH"`` (``folder:PATH`` likewise); None for a built-in set's
-    name. The one place the prefix is read."""
-    kind, colon, path = name.partition(":")
-    return (kind, path) if colon and kind in USER_DATA_KINDS else None
-
-
-def with_path(name: str, path: str) -> str:
-    """``name`` (``KIND:PATH``) with another path."""
-    return f"{user_data(name)[0]}:{path}"
 
 __all__ = ["CLASSIFICATION", "REGRESSION", "Data", "Dataset", "split_test"]
 
@@ -50,7 +35,7 @@ class Dataset:
     input_shape: tuple[int, ...]  # (1, 28, 28) for MNIST; (columns,) for raw tables, (inputs,) once prepared
     classes: list[str] | None = None  # None for regression
     feature_names: list[str] | None = None
-    image_style: str = preprocessing.DIGIT  # how people's own images are prepared for this data
+    image_style: str = DIGIT  # how people's own images are prepared for this data
     preprocessing: dict | None = None  # the record the tensors went through, once prepared
     fixed_record: dict | None = None  # a source that prepared its rows already (a folder's cache) sets it
     valid: Data | None = None  # a source's own validation split (PATH/valid); else train_ratio splits train
@@ -58,6 +43,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)  # a line per file or folder skipped
     skipped: int = 0  # files that could not be read, saved in the model file
     na_values: list[str] = field(default_factory=list)  # a table's words for a gap besides the usual (--na_values)
+    kind: type | None = None  # its kind (``kinds.Kind``), set by ``kinds.load_dataset``: it fits the record
 
     @property
     def input_size(self) -> int:
@@ -67,10 +53,6 @@ class Dataset:
     def output_size(self) -> int:
         return len(self.classes) if self.task == CLASSIFICATION else 1
 
-    @property
-    def is_image(self) -> bool:
-        return len(self.input_shape) == 3
-
     def __len__(self) -> int:
         """The number of training rows."""
         return len(self.train[1])
@@ -78,23 +60,17 @@ class Dataset:
     def fit_preprocessing(self, rows: torch.Tensor | None = None) -> dict:
         """The preprocessing record, fitted on the training rows (only ``rows`` of them when given:
         the validation rows must not shape what the model is judged on)."""
-        if self.fixed_record is not None:
-            return self.fixed_record
-        if self.is_image:
-            return preprocessing.image_record(self.input_shape, self.image_style)
-        x, y = self.train
-        if rows is not None:
-            x, y = x.iloc[rows.numpy()] if hasattr(x, "iloc") else x[rows], y[rows]
-        return preprocessing.fit_table(x, y if self.task == REGRESSION else None, self.feature_names, self.na_values)
+        return self.kind.fit_dataset(self, rows).to_dict()
 
     def prepared(self, record: dict | None = None) -> Dataset:
         """The same data as model input: ``record`` (fitted here when None) applied to train and test."""
         record = record or self.fit_preprocessing()
+        fitted = self.kind.from_dict(record)
         parts = {"training": self.train, "test": self.test, **({"validation": self.valid} if self.valid else {})}
-        prepared = {part: (preprocessing.prepare_rows(record, x, f"{self.name} ({part} rows)"),
-                           preprocessing.to_model_target(record, y)) for part, (x, y) in parts.items()}
+        prepared = {part: (fitted.prepare_rows(x, f"{self.name} ({part} rows)"), fitted.to_target(y))
+                    for part, (x, y) in parts.items()}
         return replace(self, train=prepared["training"], test=prepared["test"], valid=prepared.get("validation"),
-                       preprocessing=record, input_shape=preprocessing.input_shape(record))
+                       preprocessing=record, input_shape=fitted.input_shape)
 
     def metadata(self) -> dict:
         """Plain values for the model file: what the data was and what its classes are called."""

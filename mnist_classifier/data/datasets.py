@@ -1,25 +1,23 @@
-"""The datasets ``--dataset`` can name, each loaded into the same form: a ``Dataset``.
+"""The built-in datasets ``--dataset`` can name, each loaded into the same form: a ``Dataset``.
 
 Swapping the data source is all it takes to train the same model and trainer on another
 problem: a loader returns raw train and test tensors in their natural shape plus what inference
 needs later (class names, input shape, task, how people's pictures are prepared).
 ``Dataset.prepared()`` then fits the preprocessing record on the training rows. Adding a dataset
-is adding one function to ``LOADERS``.
+is one function in ``LOADERS`` and its name among its kind's ``builtins`` (``kinds/``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test, user_data
+from ..kinds.base import DIGIT, FILL
+from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 from .mnist import load_fashion_mnist, load_mnist
-from .preprocessing import DIGIT, FILL
 
-__all__ = ["CLASSIFICATION", "LOADERS", "REGRESSION", "Dataset", "load_dataset"]
+__all__ = ["CLASSIFICATION", "LOADERS", "REGRESSION", "Dataset"]
 
 
 def image_dataset(name: str, load: Callable, data_dir: str, classes: list[str], style: str = DIGIT) -> Dataset:
@@ -71,20 +69,3 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "diabetes": diabetes,
 }
 
-
-def load_dataset(name: str, data_dir: str = "data", **options) -> Dataset:
-    """The raw data ``name`` names (a key of ``LOADERS``, ``csv:PATH`` or ``folder:PATH``); ``options``
-    go to the CSV reader (``target``, ``test_csv``, ...) or the folder reader (``image_size``,
-    ``resize``, ``strict``). ``Dataset.prepared()`` turns it into model input."""
-    source = user_data(name)
-    if source is not None and source[0] == "folder":
-        from .folders import load_folder
-
-        return load_folder(Path(source[1]), data_dir, **options)
-    if source is not None:  # csv:PATH
-        from .csv_data import load_csv
-
-        return load_csv(Path(source[1]), **options)
-    if name not in LOADERS:
-        raise UserError(f"--dataset {name!r}: unknown; choose one of {', '.join(LOADERS)}, csv:PATH or folder:PATH")
-    return LOADERS[name](data_dir=data_dir)

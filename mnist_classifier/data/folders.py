@@ -27,7 +27,6 @@ from . import image_cache
 from .dataset import CLASSIFICATION, Dataset, split_test, take_rows
 from .images import IMAGE_SUFFIXES
 from .pictures import CROP
-from .preprocessing import photo_record
 
 SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
 # The default --image_size: the pictures' median short side, within these bounds. Above 64 px an
@@ -254,7 +253,7 @@ def load_folder(root: Path, data_dir: str = "data", image_size: int | None = Non
         parts["train"], parts["test"] = _split(*parts["train"])
     shape = pictures.cache.shape
     dataset = Dataset(f"folder {root.name}", parts["train"], parts["test"], CLASSIFICATION, shape, found.classes,
-                      fixed_record=photo_record(shape, resize), valid=parts.get("valid"))
+                      valid=parts.get("valid"))
     dataset.found, dataset.notes = describe(pictures, dataset), _notes(pictures)
     dataset.skipped = len(pictures.unreadable)
     return dataset

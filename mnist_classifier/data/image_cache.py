@@ -349,8 +349,9 @@ class FileRows:
     rows are in a hashed order of the file names, so a block holds a mix of classes. Scattered rows
     (evaluation) are read one by one. Resident memory stays near one region however large the file.
 
-    Not a memory map: a page fault reads ahead by the disk's read-ahead (8 MB here), and under a
-    cgroup limit those pages were dropped before use; one epoch over a 4.4 GB cache read 219 GB.
+    Not a memory map: a page fault reads ahead by the disk's read-ahead, and under a cgroup memory
+    limit those pages are dropped before use, so an epoch reads the file many times over
+    (docs/results.md#where-the-defaults-come-from).
     """
 
     def __init__(self, path: Path, n_rows: int, shape: tuple[int, ...], rows: torch.Tensor):

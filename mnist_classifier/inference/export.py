@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.preprocessing import input_shape, takes_images
 from ..errors import UserError, first_line
 from ..files import atomic_write
+from ..kinds import as_record
 from .model_file import load_model
 
 EXPORT_FORMAT = "mnist_classifier.export/1"
@@ -52,7 +52,7 @@ def export_model(model_fn: str | Path, fmt: str, out: str | Path) -> Exported:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, saved = load_model(model_fn)
     description = describe(saved) | {"source_sha256": file_digest(model_fn)}
-    example = torch.zeros(2, *input_shape(saved["preprocessing"]))
+    example = torch.zeros(2, *as_record(saved["preprocessing"]).input_shape)
     build, runner = BUILDERS[fmt]
     data = build(model, example, description)
     inputs = parity_inputs(saved["preprocessing"])
@@ -71,12 +71,13 @@ def describe(saved: dict) -> dict:
     """What a consumer needs besides the weights: how to prepare input, what the output means."""
     metadata = saved["dataset"]
     task = metadata.get("task", "classification")
+    shape = as_record(saved["preprocessing"]).input_shape
     return {
         "format": EXPORT_FORMAT,
         "model_name": saved["model_name"],
         "task": task,
         "classes": metadata.get("classes") if task == "classification" else None,
-        "input": {"name": INPUT, "shape": ["batch", *input_shape(saved["preprocessing"])], "dtype": "float32"},
+        "input": {"name": INPUT, "shape": ["batch", *shape], "dtype": "float32"},
         "output": {"name": OUTPUT, "meaning": "log-probabilities per class" if task == "classification"
                    else "the prediction in standardised units: multiply by y_std, add y_mean"},
         "preprocessing": saved["preprocessing"],
@@ -86,29 +87,8 @@ def describe(saved: dict) -> dict:
 
 def preparation(record: dict) -> str:
     """How a picture (or a row) becomes this model's input, in words."""
-    if record.get("kind") == "photo":
-        channels, side, _ = record["shape"]
-        how = ("the short side scaled to {s} and the centre {s}x{s} kept" if record["resize"] == "crop"
-               else "the long side scaled to {s} and the rest padded with the background").format(s=side)
-        return (f"pixels as float32 in [0, 1], channels first ({'RGB' if channels == 3 else 'greyscale'}); a "
-                f"photo: transparency laid on the background {record['background']}, turned upright by its EXIF "
-                f"orientation, {how} (bilinear)")
-    return PREPARATION.get(record.get("style"), TABLE_PREPARATION) if takes_images(record) else TABLE_PREPARATION
+    return as_record(record).preparation()
 
-
-PREPARATION = {  # how images.py prepares people's pictures, in words for consumers in other languages
-    "digit": "pixels as float32 in [0, 1], light ink on black; a picture of a digit: greyscale, inverted if the "
-             "background is light, cropped to the ink, fitted into 20x20 keeping its aspect ratio and centred "
-             "by its centre of mass in the 28x28 frame (as MNIST was made)",
-    "fill": "pixels as float32 in [0, 1], light object on black; a photo: greyscale, inverted if the background "
-            "is light, fitted to fill the frame (as Fashion-MNIST was made)",
-}
-TABLE_PREPARATION = ("each column in order (preprocessing.columns) becomes inputs: a number itself; yes/no 1 or 0; "
-                     "text one input per level (1 for the row's level, else 0) then one for any other level; a gap "
-                     "(an empty cell; in a number column also pandas' NA words; in any column the column's "
-                     "na_values) is a number's or yes/no's fill, and a text column's other level; a column whose "
-                     "gaps is above 0 has one more input: for a number or yes/no 1 after a gap, else 0, and for text "
-                     "a slot for the gap itself, not the other level; then each input: (value - x_mean) / x_std")
 
 
 def file_digest(path: str | Path) -> str:
@@ -171,11 +151,7 @@ BUILDERS = {"onnx": (build_onnx, onnx_runner), "torchscript": (build_torchscript
 
 def parity_inputs(record: dict, rows: int = PARITY_ROWS) -> torch.Tensor:
     """Inputs of the kind the model sees: pixels in [0, 1], or standardised table rows."""
-    generator = torch.Generator().manual_seed(0)
-    shape = (rows, *input_shape(record))
-    if takes_images(record):
-        return torch.rand(shape, generator=generator)
-    return torch.randn(shape, generator=generator)
+    return as_record(record).parity_inputs(rows, torch.Generator().manual_seed(0))
 
 
 @torch.inference_mode()

@@ -10,7 +10,6 @@ array of raw values in the columns' order (text columns as text).
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..data import preprocessing
 from ..data.images import open_image
-from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
+from ..kinds import CLASSIFICATION, as_record
+from ..kinds.base import PICTURE_SOURCES
 from .model_file import load_model
 from .tta import averaged_log_probs, views_for
 
@@ -52,38 +51,25 @@ class Predictor:
         self.model, saved = load_model(model_fn)
         self.model_name = saved["model_name"]
         self.record = saved["preprocessing"]
+        self.kind = as_record(self.record)  # the record, as its kind of data: what input it takes
         self.metadata = saved["dataset"]
         self.task = self.metadata.get("task", CLASSIFICATION)
         self.classes = self.metadata.get("classes")
-        self.input_shape = preprocessing.input_shape(self.record)
+        self.input_shape = self.kind.input_shape
         self.history = saved.get("history", [])
-        self.views = views_for(saved, self.takes_images) if tta else None
+        self.views = views_for(saved) if tta else None
 
     @property
     def takes_images(self) -> bool:
-        return preprocessing.takes_images(self.record)
+        """Whether the model takes people's pictures (paths, PIL images); else rows of its kind."""
+        return self.kind.takes_pictures
 
     def predict(self, inputs, top_k: int = 3) -> list[Prediction]:
         """Predict for an image path, a PIL image, a tensor or array of one or many inputs, or a list;
         for a table model also a DataFrame, a dict (one row) or a list of dicts."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
-        if not self.takes_images and not isinstance(inputs, IMAGE_SOURCES):
-            return self.rows(inputs, top_k)  # a table model: everything but a path or picture is rows
-        if isinstance(inputs, (torch.Tensor, np.ndarray)):
-            return self._predict_numbers([inputs], top_k)
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if not items:
-            raise UserError("nothing to predict: no inputs were given")
-        if all(isinstance(item, (torch.Tensor, np.ndarray)) for item in items):
-            return self._predict_numbers(items, top_k)  # arrays: one input or a batch each
-        if not any(isinstance(item, IMAGE_SOURCES) for item in items):
-            return self._predict_numbers([items], top_k)  # nested lists of numbers: rows or pixels
-        results = self.predict_each(items, top_k)
-        for result in results:
-            if isinstance(result, UserError):
-                raise result
-        return results
+        return self.kind.predict(self, inputs, top_k)  # which inputs are pictures, rows or arrays
 
     def predict_each(self, sources: list, top_k: int = 3) -> list[Prediction | UserError]:
         """One result per image source, in order: its prediction, or the ``UserError`` that says why
@@ -109,26 +95,27 @@ class Predictor:
         columns' order), named "NAME, row 1", "NAME, row 2", ..."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
-        x = preprocessing.to_model_input(self.record, rows, name)
-        note = preprocessing.gaps_note(self.record, rows, name)
+        x = self.kind.apply(rows, name)
+        note = self.kind.gaps_note(rows, name)
         if note:  # answered by the training rule, but the caller should know
             warnings.warn(note, UserWarning, stacklevel=2)
         return self._predict_batch(x, top_k, [f"{name}, row {i}" for i in range(1, len(x) + 1)])
 
-    def _predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:
-        x = torch.cat([preprocessing.to_model_input(self.record, array) for array in arrays])
+    def predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:
+        """Predictions for tensors, arrays or nested lists of model input, one input or a batch each."""
+        x = torch.cat([self.kind.apply(array) for array in arrays])
         return self._predict_batch(x, top_k, [f"input {i}" for i in range(len(x))])
 
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""
-        if not self.takes_images:
-            raise UserError(preprocessing.as_record(self.record).not_images())
-        if not isinstance(source, IMAGE_SOURCES):
+        if not self.kind.takes_pictures:
+            raise UserError(self.kind.not_pictures())
+        if not isinstance(source, PICTURE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:
-            side = preprocessing.as_record(self.record).working_side  # as training decoded its pictures
+            side = self.kind.working_side  # as training decoded its pictures
             image = source if isinstance(source, Image.Image) else open_image(source, working_side=side)
-            return preprocessing.prepare_image(self.record, image, name=source_name(source))
+            return self.kind.prepare_image(image, name=source_name(source))
         except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
             raise UserError(f"{source_name(source)}: cannot be read as an image ({first_line(e)})") from e
 
@@ -150,7 +137,7 @@ class Predictor:
             raise UserError(f"{sources[int(broken.nonzero()[0])]}: the model's output is not a number (NaN or "
                             "infinite); the model file may be damaged, or the input lies far outside its training data")
         if self.task != CLASSIFICATION:
-            values = preprocessing.from_model_output(self.record, output.squeeze(-1))
+            values = self.kind.from_output(output.squeeze(-1))
             return [Prediction(source, float(v)) for source, v in zip(sources, values, strict=True)]
         best = output.exp().topk(min(top_k, len(self.classes)), dim=-1)
         return [
@@ -160,7 +147,6 @@ class Predictor:
         ]
 
 
-IMAGE_SOURCES = (str, Path, Image.Image, io.IOBase)
 
 
 

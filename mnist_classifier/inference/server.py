@@ -39,18 +39,17 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..data import preprocessing
-from ..data.preprocessing import CLASSIFICATION
 from ..errors import UserError, first_line
+from ..kinds import CLASSIFICATION
 from .export import INPUT, OUTPUT, check_parity, file_digest, parity_inputs, read_metadata
 from .predictor import Predictor
 
 MAX_UPLOAD_BYTES = 5 * 2**20
-# Far below Pillow's bomb limit (89 million): a 13000x13000 picture took 2 s and 1 GB to refuse
-# there. A photo of a digit needs far fewer pixels than this.
+# Far below Pillow's bomb limit, which lets a refusal cost seconds and a gigabyte; a photo of a digit
+# needs far fewer pixels (docs/results.md#where-the-defaults-come-from).
 MAX_PIXELS = 25_000_000
-# Bodies up to this size, and pictures up to this many pixels (a 512x512 PNG: about 5 ms to decode
-# and prepare), are answered on the event loop; larger ones on the worker thread.
+# Bodies up to this size, and pictures up to this many pixels, are answered on the event loop (a few
+# milliseconds: less than a hand-off to a thread); larger ones on the worker thread.
 INLINE_BYTES = 256 * 2**10
 INLINE_PIXELS = 512 * 512
 MAX_PARTS = 256  # multipart parts read at most: enough for any form, few enough to parse in a few ms
@@ -159,7 +158,7 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
         if not predictor.takes_images:
-            raise HTTPException(400, f"{preprocessing.as_record(predictor.record).not_images()}; use mnist-predict "
+            raise HTTPException(400, f"{predictor.kind.not_pictures()}; use mnist-predict "
                                      "or the Predictor from Python")
         body = await read_capped(request)
         prepare, pixels = preparer(predictor, request.headers.get("content-type", ""), body)
@@ -169,11 +168,11 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
             return answer(predictor, backend.log_probs(x), shown)
 
         if len(body) <= INLINE_BYTES and pixels <= INLINE_PIXELS:
-            return work()  # a drawing or JSON pixels: ~2 ms; a thread hand-off would cost a third of that
-        # A large picture (in bytes or in pixels: a 35 KB PNG can hold 25 million) takes up to a
-        # second to decode: off the event loop, so that it does not stall every other request (and
-        # /healthz); on one worker thread, as more threads only fight over the GIL and the cores
-        # (anyio's pool of 40 halved the requests/s).
+            return work()  # a drawing or JSON pixels: cheaper than a hand-off to a thread
+        # A large picture (in bytes or in pixels: a small PNG can hold millions) can take a second to
+        # decode: off the event loop, so that it does not stall every other request (and /healthz);
+        # on one worker thread, as more threads only fight over the GIL and the cores
+        # (docs/results.md#where-the-defaults-come-from).
         return await asyncio.get_running_loop().run_in_executor(worker, work)
 
     return app
@@ -198,9 +197,7 @@ def describe_model(predictor: Predictor, backend: str) -> dict:
     accuracies = [h["valid_accuracy"] for h in predictor.history if isinstance(h.get("valid_accuracy"), float)]
     return {"model_name": predictor.model_name, "dataset": public_name(predictor.metadata.get("name")),
             "task": predictor.task, "classes": predictor.classes, "input_shape": list(predictor.input_shape),
-            "takes": "images" if predictor.takes_images else "table rows",
-            # The drawing pad suits digit-like models only (one channel, prepared the MNIST way).
-            "drawing": predictor.record.get("kind") == preprocessing.IMAGE and predictor.input_shape[0] == 1,
+            "takes": predictor.kind.name, "drawing": predictor.kind.drawing(),
             "best_valid_accuracy": max(accuracies) if accuracies else None, "backend": backend}
 
 
@@ -330,7 +327,7 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
         raise HTTPException(422, "send JSON {\"pixels\": ...}: the model's input as nested lists of numbers, "
                                  "each in [0, 1]") from None
     try:
-        x = preprocessing.to_model_input(predictor.record, x, name="pixels")
+        x = predictor.kind.apply(x, name="pixels")
     except UserError as e:
         raise HTTPException(422, str(e)) from None
     if len(x) != 1:

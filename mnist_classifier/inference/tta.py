@@ -14,6 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from ..errors import UserError
+from ..kinds import as_record
 
 # --augment's largest shift (training.augment.RandomDistortion.max_shift_px; a test keeps them equal):
 # inference does not import training code.
@@ -32,10 +33,11 @@ class View:
         return shifted(x, self.dy, self.dx) if self.dy or self.dx else x
 
 
-def views_for(saved: dict, takes_images: bool) -> list[View]:
-    """The views for a model file's contents (``load_model``'s), refused for a table model."""
-    if not takes_images:
-        raise UserError("--tta mirrors and shifts pictures; this model reads table rows")
+def views_for(saved: dict) -> list[View]:
+    """The views for a model file's contents (``load_model``'s), refused for a model of table rows."""
+    record = as_record(saved["preprocessing"])
+    if not record.takes_pictures:
+        raise UserError(f"--tta mirrors and shifts pictures; this model reads {record.name}")
     return views(saved.get("config") or {})
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from torch import nn
 
 from ..data.csv_data import column_names, encoding_named
-from ..data.dataset import user_data, with_path
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
 from ..data.tables import delimiter_word
 from ..errors import UserError
+from ..kinds import KINDS, Kind, kind_of, source_path, source_prefix, with_path
+from ..kinds.tables import table_schedule
 from ..models import MODELS
 from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
@@ -22,10 +22,19 @@ from .distributed import DEFAULT_TIMEOUT_S
 from .fine_tune import family_of, pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
+__all__ = ["TrainConfig", "defaults_for", "table_schedule"]
+
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
-# --model auto (the default for tables): these families train one after the other on the same rows,
-# and the one with the lower validation loss is kept (model_choice.py). The MLP's options are auto's.
-AUTO, AUTO_FAMILIES = "auto", ("linear", "mlp")
+# --model auto: the families its kind of data names (a table's: linear and mlp) train one after the
+# other on the same rows, and the one with the lower validation loss is kept (model_choice.py). The
+# last family's options are auto's.
+AUTO = "auto"
+ESTIMATOR = "estimator"  # the dataset of a model fitted from Python: rows given, no source to name
+
+
+def data_kind(dataset: str) -> type[Kind]:
+    """The kind of data ``dataset`` names; an estimator's rows have no source (the base kind's answers)."""
+    return Kind if dataset == ESTIMATOR else kind_of(dataset)
 SAMPLERS = ("shuffle", "balanced")
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
@@ -74,46 +83,6 @@ MODEL_DEFAULTS: dict[str, dict] = {
     # Chosen on validation data, like the CNN's.
     "rnn": {"n_epochs": 12, "lr": 2e-3},
 }
-
-
-# Defaults for tables (--dataset csv:PATH, diabetes) with the MLP: the seed's size rule builds
-# 8-7-6-5-4-1 for 8 columns, far too small. Chosen on validation data by benchmarks/search_tables.py
-# (docs/tables.md). None: sized from the number of training rows by ``table_schedule``.
-TABLE_DEFAULTS = {"hidden_sizes": [256, 256], "use_dropout": True, "dropout_p": 0.1, "weight_decay": 1e-4,
-                  "batch_size": None, "n_epochs": None}
-# A family's own table defaults, over TABLE_DEFAULTS. The linear model's loss is convex, and at the
-# MLP's 1e-3 its 2,000 steps end short of the minimum (docs/results.md#where-the-defaults-come-from).
-TABLE_FAMILY_DEFAULTS = {"linear": {"lr": 3e-2}}
-TABLE_DATASETS = ("diabetes",)  # besides csv:PATH
-# Defaults for people's pictures (folder:PATH), chosen on validation loss by benchmarks/eval_folders.py
-# (docs/pictures.md): none yet beat the families' own.
-PICTURE_DEFAULTS: dict[str, dict] = {}
-TABLE_STEPS = 2000  # optimizer steps a table run aims at, whatever its size
-TABLE_BATCH = (16, 256)  # the smallest and largest table batch size
-TABLE_EPOCHS = (20, 500)
-
-
-def is_table(dataset: str) -> bool:
-    return _is_csv(dataset) or dataset in TABLE_DATASETS
-
-
-def _is_csv(dataset: str) -> bool:
-    return (user_data(dataset) or ("", ""))[0] == "csv"
-
-
-def is_folder(dataset: str) -> bool:
-    return (user_data(dataset) or ("", ""))[0] == "folder"
-
-
-def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
-    """Batch size (unless given) and epochs for ``n_train`` table rows: about 32 batches an epoch (a
-    power of two between 16 and 256, never more than the rows), and epochs enough for about
-    ``TABLE_STEPS`` steps (20 to 500)."""
-    low, high = TABLE_BATCH
-    batch = batch or int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high, max(n_train, 1)))
-    steps_per_epoch = max(n_train // batch, 1)
-    epochs = int(min(max(round(TABLE_STEPS / steps_per_epoch), TABLE_EPOCHS[0]), TABLE_EPOCHS[1]))
-    return batch, epochs
 
 
 @dataclass
@@ -238,8 +207,8 @@ class TrainConfig:
             raise UserError("--model_fn is required (where to save the model), unless --resume is given")
         for name, opt in TRAIN_OPTIONS.items():
             value = getattr(self, name)
-            if value is None and name in ("batch_size", "n_epochs") and not is_table(self.dataset):
-                # Only tables size these from their rows (table_schedule).
+            if value is None and name in ("batch_size", "n_epochs") and not data_kind(self.dataset).sized_from_rows:
+                # Only some kinds of data size these from their rows (a table's table_schedule).
                 raise UserError(f"--{name} must be a positive integer, got None")
             problem = opt.problem(value)
             if problem:
@@ -253,9 +222,9 @@ class TrainConfig:
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
-        kind = (user_data(self.dataset) or ("",))[0]
+        prefix = source_prefix(self.dataset)
         given = [(name, opt.spec.applies) for name, opt in TRAIN_OPTIONS.items()
-                 if opt.spec.applies not in (None, kind) and getattr(self, name) != opt.default]
+                 if opt.spec.applies not in (None, prefix) and getattr(self, name) != opt.default]
         if given:
             raise UserError(f"--{given[0][0]} applies only to --dataset {given[0][1]}:PATH, not to {self.dataset}")
         self._check_starting_weights()
@@ -276,9 +245,6 @@ class TrainConfig:
 
     def _check_starting_weights(self) -> None:
         """--pretrained, --init_from and --freeze, and the two ways of balancing classes."""
-        if self.model == AUTO and not is_table(self.dataset):
-            raise UserError(f"--model auto chooses between {' and '.join(AUTO_FAMILIES)} for tables; {self.dataset} "
-                            "is not one: give a family, e.g. --model mlp or cnn")
         if self.pretrained and not isinstance(MODELS.get(self.model), Family):
             raise UserError(f"--pretrained needs a torchvision architecture (--model {ARCHITECTURES[0]}, ...), not "
                             f"--model {self.model}; to start from one of your own runs, use --init_from MODEL_FN")
@@ -290,13 +256,18 @@ class TrainConfig:
             raise UserError("--freeze_epochs applies only with --freeze")
         if self.class_weight and self.sampler != "shuffle":
             raise UserError("--class_weight balanced and --sampler balanced both correct for rare classes; choose one")
-        if self.pretrained and is_folder(self.dataset) and self.image_size is None:
+        resized = TRAIN_OPTIONS["image_size"].spec.applies == source_prefix(self.dataset)
+        if self.pretrained and resized and self.image_size is None:
             # The size the published weights were trained at (224 for most): their features are of that scale.
             self.image_size = pretrained_side(self.model)
 
     def _check_model_options(self) -> None:
         """The family's options: what was given, its defaults for the rest, each checked."""
-        options = MODELS[AUTO_FAMILIES[-1] if self.model == AUTO else self.model].Options
+        if self.model == AUTO and not auto_families(self):
+            offered = next(kind.auto_families for kind in KINDS.values() if kind.auto_families)
+            raise UserError(f"--model auto chooses between {' and '.join(offered)} for tables; {self.dataset} is not "
+                            "one: give a family, e.g. --model mlp or cnn")
+        options = MODELS[auto_families(self)[-1] if self.model == AUTO else self.model].Options
         known = options_of(options)
         unknown = sorted(set(self.model_options) - set(known))
         if unknown:
@@ -322,14 +293,14 @@ class TrainConfig:
     def resolve_input_paths(self) -> None:
         """Input paths made absolute: the model file and checkpoint keep working from another folder."""
         self.data_dir = str(Path(self.data_dir).resolve())
-        source = user_data(self.dataset)
-        if source is not None and source[1]:
-            self.dataset = with_path(self.dataset, str(Path(source[1]).resolve()))
+        path = source_path(self.dataset)
+        if path:
+            self.dataset = with_path(self.dataset, str(Path(path).resolve()))
         if self.init_from:
             self.init_from = str(Path(self.init_from).resolve())
         if self.test_csv:
             self.test_csv = str(Path(self.test_csv).resolve())
-            if _is_csv(self.dataset) and user_data(self.dataset)[1] == self.test_csv:
+            if source_path(self.dataset) == self.test_csv:
                 raise UserError(f"--test_csv {self.test_csv} is the training file itself; test rows must be others")
 
     def to_dict(self) -> dict:
@@ -356,23 +327,29 @@ TRAIN_OPTIONS = options_of(TrainConfig)
 # What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
 RESUMABLE = tuple(name for name, opt in TRAIN_OPTIONS.items() if opt.spec.resumable)
-# Settings chosen per model family or for tables: left to None, an estimator takes the same choice.
-CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), TABLE_DEFAULTS, *PICTURE_DEFAULTS.values(),
-                                     *TABLE_FAMILY_DEFAULTS.values())
+# Settings chosen per model family or kind of data: left to None, an estimator takes the same choice.
+CHOSEN_PER_MODEL = frozenset().union(*MODEL_DEFAULTS.values(), *(
+    kind.defaults(model) for kind in KINDS.values() for model in (*MODELS, AUTO)))
+
+
+def auto_families(config: TrainConfig) -> tuple[str, ...]:
+    """The families --model auto chooses between for this configuration's data (a table's by default)."""
+    return data_kind(config.dataset).auto_families
 
 
 def family_candidates(config: TrainConfig) -> list[TrainConfig]:
     """The configuration of each family a run trains: ``config`` itself, or for --model auto one per
-    family of ``AUTO_FAMILIES`` (each with its own options: auto's are the MLP's); with --init_from,
+    family its kind of data names (each with its own options: auto's are the MLP's); with --init_from,
     the model file's family alone."""
     if config.model != AUTO:
         return [config]
+    families = auto_families(config)
     if config.init_from:  # a start from a model file trains that file's family
         family = family_of(config.init_from)
-        family = family if family in AUTO_FAMILIES else AUTO_FAMILIES[-1]
+        family = family if family in families else families[-1]
         return [_candidate(config, family, config.tensorboard)]
     return [_candidate(config, family, str(Path(config.tensorboard) / family) if config.tensorboard else None)
-            for family in AUTO_FAMILIES]
+            for family in families]
 
 
 def _candidate(config: TrainConfig, family: str, tensorboard: str | None) -> TrainConfig:
@@ -381,23 +358,19 @@ def _candidate(config: TrainConfig, family: str, tensorboard: str | None) -> Tra
 
 
 def source_options(config: TrainConfig) -> dict:
-    """The options of ``config`` that its ``--dataset KIND:PATH``'s reader takes (``applies=KIND``, and a
-    table's task)."""
-    kind = (user_data(config.dataset) or ("",))[0]
-    options = {name: getattr(config, name) for name, opt in TRAIN_OPTIONS.items() if kind and opt.spec.applies == kind}
-    return {**options, "task": config.task or CLASSIFICATION} if is_table(config.dataset) else options
+    """The options of ``config`` that its ``--dataset PREFIX:PATH``'s reader takes (``applies=PREFIX``,
+    and what its kind adds, such as a table's task)."""
+    prefix = source_prefix(config.dataset)
+    options = {name: getattr(config, name) for name, opt in TRAIN_OPTIONS.items()
+               if prefix and opt.spec.applies == prefix}
+    return options | data_kind(config.dataset).reader_options(config)
 
 
-def defaults_for(model: str, table: bool, preset: str | None = None, pictures: bool = False) -> dict:
-    """The defaults that beat ``TrainConfig``'s for this model family and data: the family's own, the
-    tables' (for the MLP) or people's pictures' (``pictures``: a folder), and a preset's, in that
-    order. Model options may be among them."""
-    defaults = dict(MODEL_DEFAULTS.get(model, {}))
-    if pictures:
-        defaults.update(PICTURE_DEFAULTS.get(model, {}))
-    if table:  # the tables' training settings for every family; their MLP sizes for the MLP (auto's too)
-        defaults.update({k: v for k, v in TABLE_DEFAULTS.items() if k in TRAIN_OPTIONS or model in ("mlp", AUTO)})
-        defaults.update(TABLE_FAMILY_DEFAULTS.get(model, {}))
+def defaults_for(model: str, kind, preset: str | None = None) -> dict:
+    """The defaults that beat ``TrainConfig``'s for this model family and kind of data (a
+    ``kinds.Kind``): the family's own, the kind's, and a preset's, in that order. Model options may be
+    among them."""
+    defaults = dict(MODEL_DEFAULTS.get(model, {})) | kind.defaults(model)
     if preset:
         presets = PRESETS.get(model, {})
         if preset not in presets:

@@ -38,8 +38,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.dataset import take_rows, user_data, with_path
+from ..data.dataset import take_rows
 from ..errors import AgreedError, UserError, first_line
+from ..kinds import source_path, with_path
 from ..utils import get_device
 from .strategy import SingleProcess
 from .trainer import TrainingStopped
@@ -269,7 +270,7 @@ def _comparable(settings: dict) -> dict:
     for name, value in settings.items():
         if name in PER_PROCESS_SETTINGS:
             continue
-        if name == "dataset" and user_data(value):
+        if name == "dataset" and source_path(value):
             value = with_path(value, "PATH")
         if name == "model_options":
             flat.update(value)

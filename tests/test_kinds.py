@@ -1,0 +1,102 @@
+"""A kind of data is one class: a new one, made here, trains, predicts, is judged and exported with
+no other change than its line in ``KINDS``."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_classifier import Predictor
+from mnist_classifier.cli.evaluate import evaluate_model_file
+from mnist_classifier.cli.train import main as train_main
+from mnist_classifier.data.dataset import Dataset, split_test
+from mnist_classifier.errors import UserError
+from mnist_classifier.inference.export import export_model
+from mnist_classifier.inference.model_file import load_model
+from mnist_classifier.kinds import CLASSIFICATION, KINDS, kind_of
+from mnist_classifier.kinds.base import Kind, as_batch, as_float_tensor
+
+
+class Vectors(Kind):
+    """``--dataset vectors:PATH``: a JSON list of ``[features, label]`` pairs, the features a Python
+    list of numbers; they reach the model as they are."""
+
+    kind, name, title = "vectors", "vectors of numbers", "vectors"
+    prefix = "vectors"
+
+    @classmethod
+    def load(cls, dataset: str, data_dir: str, **options) -> Dataset:
+        path = Path(dataset.partition(":")[2])
+        pairs = json.loads(path.read_text())
+        x = torch.tensor([features for features, _ in pairs], dtype=torch.float32)
+        labels = sorted({label for _, label in pairs})
+        y = torch.tensor([labels.index(label) for _, label in pairs])
+        train, test = split_test(x, y, stratify=True)
+        return Dataset(f"vectors {path.name}", train, test, CLASSIFICATION, (x.shape[1],), labels)
+
+    @classmethod
+    def fit_dataset(cls, dataset, rows=None):
+        return cls({"kind": cls.kind, "size": dataset.input_shape[0]})
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.values["size"],)
+
+    def check(self) -> bool:
+        return isinstance(self.values.get("size"), int) and self.values["size"] >= 1
+
+    def describe(self) -> str:
+        return f"{self.values['size']} numbers"
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        batch, _ = as_float_tensor(x, name)
+        return as_batch(batch, self.input_shape, name)
+
+    def preparation(self) -> str:
+        return "the vector's numbers as float32, unchanged"
+
+
+@pytest.fixture
+def vectors(tmp_path, monkeypatch):
+    """The new kind registered, and a file of two clusters of 2-D points, ``east`` and ``west``."""
+    monkeypatch.setitem(KINDS, Vectors.kind, Vectors)
+    generator = torch.Generator().manual_seed(0)
+    points = torch.randn(240, 2, generator=generator) * 0.5
+    pairs = [([float(x) + 2, float(y)], "east") for x, y in points[:120]]
+    pairs += [([float(x) - 2, float(y)], "west") for x, y in points[120:]]
+    path = tmp_path / "points.json"
+    path.write_text(json.dumps(pairs))
+    return f"vectors:{path}"
+
+
+def test_a_new_kind_is_one_class_and_one_registry_line(vectors, tmp_path, capsys):
+    assert kind_of(vectors) is Vectors
+    model_fn = str(tmp_path / "v.pth")
+    train_main(["--dataset", vectors, "--model_fn", model_fn, "--n_epochs", "20", "--batch_size", "16",
+                "--hidden_sizes", "16", "--seed", "0", "--verbose", "0"])
+    assert "Test accuracy: 100.00% (48 rows)" in capsys.readouterr().out  # two clusters 4 sigma apart
+
+    predictor = Predictor(model_fn)
+    assert [p.label for p in predictor.predict([[2.5, 0.0], [-1.5, 0.3]])] == ["east", "west"]
+    with pytest.raises(UserError, match=r"takes vectors of numbers \(2 numbers\), not images"):
+        predictor.predict("picture.png")
+    with pytest.raises(UserError, match=r"inputs of shape \(2,\)"):
+        predictor.predict([[1.0, 2.0, 3.0]])
+
+    metrics = evaluate_model_file(model_fn, tmp_path / "report")
+    assert metrics["accuracy"] == 1.0 and metrics["unit"] == "rows"
+
+    exported = export_model(model_fn, "torchscript", tmp_path / "v.pt")
+    description = json.loads(Path(exported.sidecar).read_text())
+    assert description["preparation"] == "the vector's numbers as float32, unchanged"
+    assert description["input"]["shape"] == ["batch", 2]
+
+
+def test_a_model_file_of_an_unregistered_kind_is_refused(vectors, tmp_path, monkeypatch):
+    model_fn = str(tmp_path / "v.pth")
+    train_main(["--dataset", vectors, "--model_fn", model_fn, "--n_epochs", "1", "--batch_size", "16",
+                "--seed", "0", "--verbose", "0"])
+    monkeypatch.delitem(KINDS, Vectors.kind)
+    with pytest.raises(UserError, match="preprocessing record is damaged or edited"):
+        load_model(model_fn)
