@@ -205,3 +205,29 @@ def test_the_trainer_reads_as_the_seeds_did():
     assert len(names) <= 10, names
     assert "parallel" not in text and "world_size" not in text
     assert "is_floating_point" not in text and "dtype" not in text  # the task is given, never guessed
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "serve", "export"])
+def test_every_commands_flags_are_made_from_its_options(command):
+    import importlib
+
+    from mnist_classifier.options import options_of
+
+    module = importlib.import_module(f"mnist_classifier.cli.{command}")
+    actions = module.build_parser()._actions
+    flags = {action.dest for action in actions if action.option_strings and action.dest != "help"}
+    options = next(value for name, value in vars(module).items()  # the one the command defines
+                   if name.endswith("Options") and getattr(value, "__module__", None) == module.__name__)
+    assert flags == set(options_of(options))
+
+
+def test_the_csv_reading_flags_are_declared_once():
+    from mnist_classifier.cli.predict import PredictOptions
+    from mnist_classifier.kinds.tables import CSV_READING
+    from mnist_classifier.options import options_of
+    from mnist_classifier.training.config import TRAIN_OPTIONS
+
+    for name, words in CSV_READING.items():
+        assert TRAIN_OPTIONS[name].help.endswith(words["help"])
+        assert options_of(PredictOptions)[name].help.endswith(words["help"])
+        assert TRAIN_OPTIONS[name].spec.choices == options_of(PredictOptions)[name].spec.choices

@@ -189,7 +189,7 @@ def test_no_generated_request_gets_a_server_error(digit_model):
 
 @pytest.mark.parametrize("flags, message", [
     (["--model_fn", "missing.pth"], "missing.pth: no such model file"),
-    (["--model_fn", "m.pth", "--port", "70000"], "--port must be between 1 and 65535"),
+    (["--model_fn", "m.pth", "--port", "70000"], "--port must lie in [1, 65535]"),
     (["--port", "80"], "the following arguments are required: --model_fn"),
 ])
 def test_serve_refuses_bad_flags_in_one_line(flags, message, capsys, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +24,26 @@ from ..evaluation.test_data import other_folder, prepared_dataset
 from ..files import atomic_write
 from ..inference.model_file import load_model
 from ..inference.tta import averaged_log_probs, views_for
+from ..options import option
 from ..utils import device_of
-from . import OneLineParser, run_cli
+from . import ModelFileOptions, OneLineParser, options_parser, parsed_options, run_cli
+
+
+@dataclass
+class EvaluateOptions(ModelFileOptions):
+    out_dir: str = option("evaluation", "where the plots and metrics.json go")
+    data_dir: str | None = option(None, "where the dataset is kept (default: the one used for training)")
+    dataset: str | None = option(None, "judge a folder model on another folder of pictures (its test/ split, or "
+                                 "every picture; class folders named as the model's classes)",
+                                 cli={"metavar": "folder:PATH"})
+    tta: bool = option(False, "average each picture's probabilities over the mirror and shifts the model trained "
+                       "with")
+    worst: int = option(24, "how many mistakes to show", low=0)
+    json: bool = option(False, "print the metrics as JSON instead of text")
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="mnist-evaluate", description=__doc__)
-    p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
-    p.add_argument("--out_dir", default="evaluation", help="where the plots and metrics.json go (default: %(default)s)")
-    p.add_argument("--data_dir", help="where the dataset is kept (default: the one used for training)")
-    p.add_argument("--dataset", metavar="folder:PATH", help="judge a folder model on another folder of pictures "
-                   "(its test/ split, or every picture; class folders named as the model's classes)")
-    p.add_argument("--tta", action="store_true", help="average each picture's probabilities over the mirror and "
-                   "shifts the model trained with")
-    p.add_argument("--worst", type=int, default=24, help="how many mistakes to show (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of text")
-    return p
+    return options_parser(EvaluateOptions, "mnist-evaluate", __doc__)
 
 
 def evaluate_model_file(model_fn: str, out_dir: Path, data_dir: str | None = None, worst: int = 24,
@@ -120,9 +125,7 @@ def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list
 
 def main(argv: list[str] | None = None) -> None:
     def action():
-        args = build_parser().parse_args(argv)
-        if args.worst < 0:
-            raise UserError(f"--worst must not be negative, got {args.worst}")
+        args = parsed_options(EvaluateOptions, build_parser().parse_args(argv))
         metrics = evaluate_model_file(args.model_fn, Path(args.out_dir), args.data_dir, args.worst, args.dataset,
                                       args.tta)
         text = metrics.pop("report_text")

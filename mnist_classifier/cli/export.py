@@ -10,19 +10,23 @@ export is checked against PyTorch on 1,000 inputs before it is kept.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..inference.export import EXPORT_FORMAT, FORMATS, SUFFIXES, export_model, read_metadata
+from ..options import option
 from ..training.outputs import check_output
-from . import OneLineParser, run_cli
+from . import ModelFileOptions, OneLineParser, options_parser, parsed_options, run_cli
+
+
+@dataclass
+class ExportOptions(ModelFileOptions):
+    format: str = option(FORMATS[0], "onnx or torchscript", choices=FORMATS)
+    out: str | None = option(None, "where the export goes (default: MODEL_FN with .onnx or .pt)")
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="mnist-export", description=__doc__)
-    p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="onnx or torchscript (default: %(default)s)")
-    p.add_argument("--out", help="where the export goes (default: MODEL_FN with .onnx or .pt)")
-    return p
+    return options_parser(ExportOptions, "mnist-export", __doc__)
 
 
 def check_export_outputs(out: Path, model_fn: str) -> None:
@@ -44,7 +48,7 @@ def is_description_of_ours(path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     def action():
-        args = build_parser().parse_args(argv)
+        args = parsed_options(ExportOptions, build_parser().parse_args(argv))
         out = Path(args.out or Path(args.model_fn).with_suffix(SUFFIXES[args.format]))
         check_export_outputs(out, args.model_fn)
         exported = export_model(args.model_fn, args.format, out)

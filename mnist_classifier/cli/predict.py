@@ -12,6 +12,7 @@ import json
 import re
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -19,39 +20,45 @@ import pandas as pd
 from ..data.csv_data import PREDICTIONS_RECEIPT, TableOptions, read_rows, spreadsheet_safe
 from ..data.images import image_files, save_preview
 from ..data.preprocessing import table_columns
-from ..data.tables import NUMBER, delimiter_word, is_text
+from ..data.tables import NUMBER, is_text
 from ..errors import UserError
 from ..files import probe_receipt_writable, receipt_path, unchanged_since_written, write_with_receipt
 from ..inference.predictor import Prediction, Predictor, source_name
+from ..kinds.tables import reading_option
+from ..options import option
 from ..training.outputs import check_output
-from . import OneLineParser, run_cli
+from . import ModelFileOptions, OneLineParser, options_parser, parsed_options, run_cli
+
+
+@dataclass
+class PredictOptions(ModelFileOptions):
+    top_k: int = option(3, "how many classes to list per input", low=1)
+    json: bool = option(False, "print one JSON document instead of text")
+    tta: bool = option(False, "pictures: average the probabilities over the mirror and shifts the model trained with")
+    show: str | None = option(None, "write what the model saw (the prepared input) as PNGs into DIR",
+                              cli={"metavar": "DIR"})
+    out: str | None = option(None, "also write the predictions to CSV: a table's rows with theirs, or a file, "
+                             "prediction and probability per picture", cli={"metavar": "CSV"})
+    delimiter: str | None = reading_option("delimiter", "table models: ")
+    decimal: str | None = reading_option("decimal", "table models: ")
+    encoding: str | None = reading_option("encoding", "table models: ")
+    images: list[str] = field(default_factory=list)  # the INPUT arguments: not a flag
 
 
 def build_parser() -> OneLineParser:
-    p = OneLineParser(prog="mnist-predict", description=__doc__)
+    p = options_parser(PredictOptions, "mnist-predict", __doc__)
     p.add_argument("images", nargs="+", metavar="INPUT",
                    help="image files (PNG, JPEG, ...), folders of them, or - for stdin; for a table model: CSV files "
                         "with the training file's columns (the target column may be there or not)")
-    p.add_argument("--model_fn", required=True, help="a model file written by mnist-train")
-    p.add_argument("--top_k", type=int, default=3, help="how many classes to list per image (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    p.add_argument("--tta", action="store_true", help="pictures: average the probabilities over the mirror and "
-                   "shifts the model trained with")
-    p.add_argument("--show", metavar="DIR", help="write what the model saw (the prepared input) as PNGs into DIR")
-    p.add_argument("--out", metavar="CSV", help="also write the predictions to CSV: a table's rows with theirs, or a "
-                   "file, prediction and probability per picture")
-    p.add_argument("--delimiter", type=delimiter_word, help="table models: the CSV files' delimiter (default: sniffed)")
-    p.add_argument("--decimal", choices=(".", ","), help="table models: the CSV files' decimal mark (default: sniffed)")
-    p.add_argument("--encoding", help="table models: the CSV files' encoding (default: detected)")
     return p
 
 
 def predict(argv: list[str] | None = None) -> list[dict]:
     """Predict for every source given, in the order given; an unreadable image is reported on its own
     line and the others are still predicted (the command then exits 1)."""
-    args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        raise UserError(f"--top_k must be at least 1, got {args.top_k}")
+    parsed = build_parser().parse_args(argv)
+    args = parsed_options(PredictOptions, parsed)
+    args.images = parsed.images  # positional, so made by argparse alone
     if args.images.count("-") > 1:
         raise UserError("- (standard input) can be given only once")
     predictor = Predictor(args.model_fn, tta=args.tta)

@@ -19,6 +19,7 @@ import torch
 
 from ..data import tables
 from ..errors import UserError, first_line
+from ..options import option
 from .base import CLASSIFICATION, REGRESSION, Kind, as_float_tensor
 
 # Defaults for tables with the MLP: the seed's size rule builds 8-7-6-5-4-1 for 8 columns, far too
@@ -40,6 +41,23 @@ TABLE_PREPARATION = ("each column in order (preprocessing.columns) becomes input
                      "na_values) is a number's or yes/no's fill, and a text column's other level; a column whose "
                      "gaps is above 0 has one more input: for a number or yes/no 1 after a gap, else 0, and for text "
                      "a slot for the gap itself, not the other level; then each input: (value - x_mean) / x_std")
+
+
+# How a CSV file is read, for mnist-train's --dataset csv:PATH and mnist-predict's files of rows alike.
+CSV_READING = {
+    "decimal": {"help": "the decimal mark, . or , (default: sniffed; a comma where a file not split by commas "
+                        "writes 0,5)", "choices": (".", ",")},
+    "encoding": {"help": "the file's encoding, e.g. cp1252, latin-1, utf-16 (default: detected by "
+                         "charset-normalizer)"},
+    "delimiter": {"help": "the character between cells, or tab (default: sniffed from the file: comma, semicolon, "
+                          "tab or |)", "cli": {"type": tables.delimiter_word}},
+}
+
+
+def reading_option(name: str, where: str, **spec):
+    """The ``option`` field of CSV_READING's ``name``, its help after ``where`` ("for csv:PATH: ")."""
+    words = dict(CSV_READING[name])
+    return option(None, where + words.pop("help"), **words, **spec)
 
 
 def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:

@@ -10,10 +10,9 @@ from torch import nn
 from ..data.csv_data import column_names, encoding_named
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
-from ..data.tables import delimiter_word
 from ..errors import UserError
 from ..kinds import KINDS, Kind, kind_of, source_path, source_prefix, with_path
-from ..kinds.tables import table_schedule
+from ..kinds.tables import reading_option, table_schedule
 from ..models import MODELS
 from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
@@ -146,13 +145,9 @@ class TrainConfig:
                                       cli={"metavar": "NAMES"})
     ignore_columns: str | None = option(None, "for csv:PATH: comma-separated columns left out (names, notes)",
                                         applies="csv", cli={"metavar": "NAMES"})
-    decimal: str | None = option(None, "for csv:PATH: the decimal mark, . or , (default: sniffed; a comma where "
-                                 "a file not split by commas writes 0,5)", choices=(".", ","), applies="csv")
-    encoding: str | None = option(None, "for csv:PATH: the file's encoding, e.g. cp1252, latin-1, utf-16 "
-                                  "(default: detected by charset-normalizer)", applies="csv")
-    delimiter: str | None = option(None, "for csv:PATH: the character between cells, or tab (default: sniffed "
-                                   "from the file: comma, semicolon, tab or |)", applies="csv",
-                                   cli={"type": delimiter_word})
+    decimal: str | None = reading_option("decimal", "for csv:PATH: ", applies="csv")
+    encoding: str | None = reading_option("encoding", "for csv:PATH: ", applies="csv")
+    delimiter: str | None = reading_option("delimiter", "for csv:PATH: ", applies="csv")
     loss: str | None = option(None, "nll for classification (the default); mse (default), l1 or huber for "
                               "regression", choices=("nll", *REGRESSION_LOSSES))
     image_size: int | None = option(None, "for folder:PATH: the side pictures are resized to (default: their "
