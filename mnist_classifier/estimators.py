@@ -314,8 +314,9 @@ class _Estimator(BaseEstimator):
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
         record, mine = estimator.record_, _estimator_entry(saved, path)
-        if not as_record(record).takes_pictures:
-            names = [spec["name"] for spec in preprocessing.table_columns(record)]
+        columns = as_record(record).columns
+        if columns is not None:
+            names = [spec["name"] for spec in columns]
             estimator.n_features_in_ = len(names)
             # A file of ours says whether it was fitted with names; a training run's CSV columns are names.
             named = mine.get("feature_names_in") if mine else (names if record.get("feature_names") else None)
@@ -324,8 +325,10 @@ class _Estimator(BaseEstimator):
                                      f"feature names for {len(names)} columns)")
             if named is not None:
                 estimator.feature_names_in_ = np.array(named, dtype=object)
-        else:
+        elif as_record(record).takes_pictures:
             estimator.n_features_in_ = record["shape"][1]  # images (N, H, W): as fit() counts them
+        else:
+            estimator.n_features_in_ = as_record(record).input_shape[0]
         if cls._task == CLASSIFICATION:
             estimator.classes_ = _saved_classes(saved["dataset"].get("classes"), mine, path)
         return estimator

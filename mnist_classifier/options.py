@@ -69,21 +69,23 @@ class Option:
         return self.spec.help
 
     def problem(self, value: Any) -> str | None:
-        """Why ``value`` is not acceptable for ``--name``, or None when it is."""
+        """Why ``value`` is not acceptable for this option, or None when it is: a sentence that begins
+        with the option's name (``lr must be positive, got 0``), as a library speaks; the command line
+        makes the name its flag."""
         name, spec = self.name, self.spec
         if value is None:
-            return None if self.nullable else f"--{name} needs a value"
+            return None if self.nullable else f"{name} needs a value"
         problem = _kind_problem(name, self.kind, value)
         if problem:
             return problem
         if spec.choices is not None and value not in spec.choices:
-            return f"--{name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
+            return f"{name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
         if self.kind is list and not value:
-            return f"--{name} needs at least one value"
+            return f"{name} needs at least one value"
         numbers = value if self.kind is list else [value] if self.kind in (int, float) else []
         for number in numbers:
             if not _inside(number, spec):
-                return f"--{name} {_bounds_words(self.kind, spec)}, got {value}"
+                return f"{name} {_bounds_words(self.kind, spec)}, got {value}"
         return None
 
 
@@ -171,17 +173,17 @@ def _kind(annotation) -> tuple[type, bool]:
 def _kind_problem(name: str, kind: type, value: Any) -> str | None:
     # bool is an int to Python: True must not pass as a number, nor 1 as a switch.
     if kind is bool:
-        return None if isinstance(value, bool) else f"--{name} must be true or false, got {value!r}"
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
     if kind is list:
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return None
-        return f"--{name} must be comma-separated integers, got {value!r}"
+        return f"{name} must be comma-separated integers, got {value!r}"
     accepted = {int: (int,), float: (int, float), str: (str,)}[kind]
     if isinstance(value, bool) or not isinstance(value, accepted):
-        return f"--{name} must be {'an integer' if kind is int else 'a number' if kind is float else 'a word'}, " \
+        return f"{name} must be {'an integer' if kind is int else 'a number' if kind is float else 'a word'}, " \
                f"got {value!r}"
     if kind is float and not math.isfinite(value):
-        return f"--{name} must be a finite number, got {value}"
+        return f"{name} must be a finite number, got {value}"
     return None
 
 

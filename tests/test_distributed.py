@@ -339,10 +339,11 @@ def test_a_mistake_one_rank_finds_is_reported_once(tmp_path, mistake):
 @pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "1e10"])
 def test_an_impossible_dist_timeout_is_refused(value, tmp_path):
     from mnist_classifier.cli.train import parse_config
-    from mnist_classifier.errors import UserError
+    from mnist_classifier.errors import UserError, in_flags
 
-    with pytest.raises(UserError, match="--dist_timeout"):
+    with pytest.raises(UserError, match="^dist_timeout") as refused:  # the library names the parameter ...
         parse_config(["--model_fn", str(tmp_path / "m.pth"), "--dist_timeout", value])
+    assert in_flags(refused.value).startswith("--dist_timeout ")  # ... and the command line its flag
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -96,7 +96,7 @@ def test_mistakes_are_value_errors_with_the_reason():
     X, y = make_classification(n_samples=50, random_state=0)
     with pytest.raises(ValueError, match="model must be one of"):
         Classifier(model="nope").fit(X, y)
-    with pytest.raises(ValueError, match="--lr must be positive"):
+    with pytest.raises(ValueError, match="^lr must be positive"):
         Regressor(lr=-1.0).fit(X, y.astype(float))
     with pytest.raises(ValueError, match="at least 3 samples"):
         Classifier().fit(X[:1], y[:1])
@@ -109,7 +109,7 @@ def test_mistakes_are_value_errors_with_the_reason():
         Classifier(n_epochs=2).fit(frame, labels)
     with pytest.raises(ValueError, match="Regressor takes table rows"):
         Regressor(n_epochs=2).fit(np.zeros((10, 4, 4)), np.arange(10.0))
-    with pytest.raises(ValueError, match="--n_epochs must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="^n_epochs must be a positive integer, got 0"):
         Classifier(n_epochs=0).fit(X, y)
 
 

@@ -100,3 +100,23 @@ def test_a_model_file_of_an_unregistered_kind_is_refused(vectors, tmp_path, monk
     monkeypatch.delitem(KINDS, Vectors.kind)
     with pytest.raises(UserError, match="preprocessing record is damaged or edited"):
         load_model(model_fn)
+
+
+def test_a_kind_without_columns_is_refused_by_mnist_predicts_csv_reader(vectors, tmp_path, capsys):
+    from mnist_classifier.cli.predict import main as predict_main
+
+    model_fn = str(tmp_path / "v.pth")
+    train_main(["--dataset", vectors, "--model_fn", model_fn, "--n_epochs", "1", "--batch_size", "16",
+                "--seed", "0", "--verbose", "0"])
+    (tmp_path / "rows.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit):
+        predict_main(["--model_fn", model_fn, str(tmp_path / "rows.csv")])
+    assert "takes vectors of numbers: mnist-predict reads images and CSV files" in capsys.readouterr().err
+
+
+def test_every_built_in_set_has_a_loader_and_one_kind():
+    from mnist_classifier.data.datasets import LOADERS
+
+    owners = {name: [kind for kind in KINDS.values() if name in kind.builtins] for name in LOADERS}
+    assert all(len(kinds) == 1 for kinds in owners.values()), owners
+    assert sorted(name for kind in KINDS.values() for name in kind.builtins) == sorted(LOADERS)

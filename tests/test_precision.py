@@ -86,7 +86,7 @@ def test_files_from_before_auto_read_their_switch_as_the_precision():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"amp": "maybe"}, "--amp must be one of auto, on, off"),
+    ({"amp": "maybe"}, "amp must be one of auto, on, off"),
     ({"amp": "on", "precision": FLOAT32}, "--amp on contradicts the recorded precision float32"),
     ({"amp": "off", "precision": BFLOAT16}, "--amp off contradicts the recorded precision bfloat16"),
     ({"precision": "float16"}, "the precision must be bfloat16 or float32"),

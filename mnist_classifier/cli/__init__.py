@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import AgreedError, UserError
+from ..errors import AgreedError, ParameterError, UserError, in_flags
 from ..options import add_flag, check_options, option, options_of, shown
 
 
@@ -41,7 +41,7 @@ def parsed_options(options, args: argparse.Namespace):
     values = {name: getattr(args, name) for name in options_of(options)}
     problem = check_options(options, values)
     if problem:
-        raise UserError(problem)
+        raise ParameterError(problem)
     return options(**values)
 
 
@@ -52,7 +52,7 @@ def run_cli(prog: str, action: Callable[[], object]) -> None:
     except AgreedError:  # rank 0 of a distributed run printed it: once is enough
         sys.exit(2)
     except UserError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {in_flags(e)}", file=sys.stderr)
         sys.exit(2)
     except OSError as e:  # the file system refused something no check foresaw (a name too long, ...)
         where = f"{e.filename}: " if e.filename else ""

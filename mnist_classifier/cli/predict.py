@@ -19,7 +19,6 @@ import pandas as pd
 
 from ..data.csv_data import PREDICTIONS_RECEIPT, TableOptions, read_rows, spreadsheet_safe
 from ..data.images import image_files, save_preview
-from ..data.preprocessing import table_columns
 from ..data.tables import NUMBER, is_text
 from ..errors import UserError
 from ..files import probe_receipt_writable, receipt_path, unchanged_since_written, write_with_receipt
@@ -100,9 +99,12 @@ def predict(argv: list[str] | None = None) -> list[dict]:
 def predict_rows(args, predictor: Predictor) -> list[dict]:
     """A prediction for every row of every CSV file given, printed (or as JSON) and, with --out,
     written beside the rows. Any unusable cell stops the command before anything is written."""
+    specs = predictor.data_kind.columns
+    if specs is None:
+        raise UserError(f"{args.model_fn} takes {predictor.data_kind.name}: mnist-predict reads images and CSV files "
+                        "of table rows; predict from Python (Predictor)")
     if args.show or "-" in args.images:
         raise UserError(f"{args.model_fn} is a table model: give CSV files of rows (not --show, not -)")
-    specs = table_columns(predictor.record)
     names, numbers = [spec["name"] for spec in specs], [spec["name"] for spec in specs if spec["type"] == NUMBER]
     options = TableOptions(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding)
     if args.out:

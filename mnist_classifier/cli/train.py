@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, in_flags
 from ..kinds import KINDS
 from ..models import MODELS, model_options
 from ..options import add_flag, from_text, options_of, shown
@@ -176,7 +176,7 @@ def _saved_config(checkpoint_fn: str, saved: dict) -> TrainConfig:
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
     except UserError as e:
-        raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {e}") from e
+        raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {in_flags(e)}") from e
     return config
 
 

@@ -60,10 +60,12 @@ class Dataset:
     def fit_preprocessing(self, rows: torch.Tensor | None = None) -> dict:
         """The preprocessing record, fitted on the training rows (only ``rows`` of them when given:
         the validation rows must not shape what the model is judged on)."""
+        self._check_kind()
         return self.kind.fit_dataset(self, rows).to_dict()
 
     def prepared(self, record: dict | None = None) -> Dataset:
         """The same data as model input: ``record`` (fitted here when None) applied to train and test."""
+        self._check_kind()
         record = record or self.fit_preprocessing()
         fitted = self.kind.from_dict(record)
         parts = {"training": self.train, "test": self.test, **({"validation": self.valid} if self.valid else {})}
@@ -71,6 +73,11 @@ class Dataset:
                     for part, (x, y) in parts.items()}
         return replace(self, train=prepared["training"], test=prepared["test"], valid=prepared.get("validation"),
                        preprocessing=record, input_shape=fitted.input_shape)
+
+    def _check_kind(self) -> None:
+        if self.kind is None:  # a bug in the caller: no user can cause it
+            raise TypeError(f"{self.name}: a Dataset needs its kind (a class of mnist_classifier.kinds) to fit and "
+                            "apply its record; kinds.load_dataset sets it")
 
     def metadata(self) -> dict:
         """Plain values for the model file: what the data was and what its classes are called."""

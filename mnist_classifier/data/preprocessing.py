@@ -1,10 +1,11 @@
 """The preprocessing record: what raw input goes through before the model sees it.
 
 One record, fitted once on the training rows, is saved in the model file as plain values and
-applied by every consumer (training, evaluation, ``Predictor``, the notebook) through the
-functions here, so that no two places prepare input in two ways. Each kind of data owns its
-record (``mnist_classifier/kinds/``: images, picture folders, tables); the functions below take the
-plain record (as model files hold it) and hand it to its kind.
+applied by every consumer (training, evaluation, ``Predictor``, the server, an export, the
+notebook) through its kind of data, so that no two places prepare input in two ways. Each kind owns
+its record (``mnist_classifier/kinds/``: images, picture folders, tables; ``kinds.as_record`` gives
+a file's). The functions here take the plain record, as model files hold it, and hand it to its
+kind: for the estimators, the notebook and code written against them before the kinds.
 """
 
 from __future__ import annotations

@@ -90,7 +90,6 @@ def preparation(record: dict) -> str:
     return as_record(record).preparation()
 
 
-
 def file_digest(path: str | Path) -> str:
     """SHA-256 of a file: ties an export to the model file it was made from."""
     digest = hashlib.sha256()

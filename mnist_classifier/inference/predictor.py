@@ -51,25 +51,25 @@ class Predictor:
         self.model, saved = load_model(model_fn)
         self.model_name = saved["model_name"]
         self.record = saved["preprocessing"]
-        self.kind = as_record(self.record)  # the record, as its kind of data: what input it takes
+        self.data_kind = as_record(self.record)  # the record as its kind of data: what input it takes
         self.metadata = saved["dataset"]
         self.task = self.metadata.get("task", CLASSIFICATION)
         self.classes = self.metadata.get("classes")
-        self.input_shape = self.kind.input_shape
+        self.input_shape = self.data_kind.input_shape
         self.history = saved.get("history", [])
         self.views = views_for(saved) if tta else None
 
     @property
     def takes_images(self) -> bool:
         """Whether the model takes people's pictures (paths, PIL images); else rows of its kind."""
-        return self.kind.takes_pictures
+        return self.data_kind.takes_pictures
 
     def predict(self, inputs, top_k: int = 3) -> list[Prediction]:
         """Predict for an image path, a PIL image, a tensor or array of one or many inputs, or a list;
         for a table model also a DataFrame, a dict (one row) or a list of dicts."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
-        return self.kind.predict(self, inputs, top_k)  # which inputs are pictures, rows or arrays
+        return self.data_kind.predict(self, inputs, top_k)  # which inputs are pictures, rows or arrays
 
     def predict_each(self, sources: list, top_k: int = 3) -> list[Prediction | UserError]:
         """One result per image source, in order: its prediction, or the ``UserError`` that says why
@@ -95,27 +95,27 @@ class Predictor:
         columns' order), named "NAME, row 1", "NAME, row 2", ..."""
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
             raise UserError(f"top_k must be a positive integer, got {top_k!r}")
-        x = self.kind.apply(rows, name)
-        note = self.kind.gaps_note(rows, name)
+        x = self.data_kind.apply(rows, name)
+        note = self.data_kind.gaps_note(rows, name)
         if note:  # answered by the training rule, but the caller should know
             warnings.warn(note, UserWarning, stacklevel=2)
         return self._predict_batch(x, top_k, [f"{name}, row {i}" for i in range(1, len(x) + 1)])
 
     def predict_numbers(self, arrays: list, top_k: int) -> list[Prediction]:
         """Predictions for tensors, arrays or nested lists of model input, one input or a batch each."""
-        x = torch.cat([self.kind.apply(array) for array in arrays])
+        x = torch.cat([self.data_kind.apply(array) for array in arrays])
         return self._predict_batch(x, top_k, [f"input {i}" for i in range(len(x))])
 
     def image_input(self, source) -> np.ndarray:
         """An image file, stream or PIL image as this model's input (C, H, W), prepared as its data was."""
-        if not self.kind.takes_pictures:
-            raise UserError(self.kind.not_pictures())
+        if not self.data_kind.takes_pictures:
+            raise UserError(self.data_kind.not_pictures())
         if not isinstance(source, PICTURE_SOURCES):
             raise UserError(f"cannot predict on a {type(source).__name__}: give image paths, images or arrays")
         try:
-            side = self.kind.working_side  # as training decoded its pictures
+            side = self.data_kind.working_side  # as training decoded its pictures
             image = source if isinstance(source, Image.Image) else open_image(source, working_side=side)
-            return self.kind.prepare_image(image, name=source_name(source))
+            return self.data_kind.prepare_image(image, name=source_name(source))
         except (ValueError, TypeError) as e:  # a closed image or file, a text stream, an unknown colour mode
             raise UserError(f"{source_name(source)}: cannot be read as an image ({first_line(e)})") from e
 
@@ -137,7 +137,7 @@ class Predictor:
             raise UserError(f"{sources[int(broken.nonzero()[0])]}: the model's output is not a number (NaN or "
                             "infinite); the model file may be damaged, or the input lies far outside its training data")
         if self.task != CLASSIFICATION:
-            values = self.kind.from_output(output.squeeze(-1))
+            values = self.data_kind.from_output(output.squeeze(-1))
             return [Prediction(source, float(v)) for source, v in zip(sources, values, strict=True)]
         best = output.exp().topk(min(top_k, len(self.classes)), dim=-1)
         return [

@@ -158,7 +158,7 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
         if not predictor.takes_images:
-            raise HTTPException(400, f"{predictor.kind.not_pictures()}; use mnist-predict "
+            raise HTTPException(400, f"{predictor.data_kind.not_pictures()}; use mnist-predict "
                                      "or the Predictor from Python")
         body = await read_capped(request)
         prepare, pixels = preparer(predictor, request.headers.get("content-type", ""), body)
@@ -197,7 +197,7 @@ def describe_model(predictor: Predictor, backend: str) -> dict:
     accuracies = [h["valid_accuracy"] for h in predictor.history if isinstance(h.get("valid_accuracy"), float)]
     return {"model_name": predictor.model_name, "dataset": public_name(predictor.metadata.get("name")),
             "task": predictor.task, "classes": predictor.classes, "input_shape": list(predictor.input_shape),
-            "takes": predictor.kind.name, "drawing": predictor.kind.drawing(),
+            "takes": predictor.data_kind.name, "drawing": predictor.data_kind.drawing(),
             "best_valid_accuracy": max(accuracies) if accuracies else None, "backend": backend}
 
 
@@ -327,7 +327,7 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
         raise HTTPException(422, "send JSON {\"pixels\": ...}: the model's input as nested lists of numbers, "
                                  "each in [0, 1]") from None
     try:
-        x = predictor.kind.apply(x, name="pixels")
+        x = predictor.data_kind.apply(x, name="pixels")
     except UserError as e:
         raise HTTPException(422, str(e)) from None
     if len(x) != 1:

@@ -91,7 +91,30 @@ class Kind:
         """The record for a raw ``Dataset``, fitted on its training rows (``rows`` of them when given)."""
         raise NotImplementedError
 
-    # --- the record -------------------------------------------------------------------------
+    # --- the record: what every kind writes --------------------------------------------------
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one model input."""
+        raise NotImplementedError
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        """Raw input (one or a batch) as a float32 batch of model input; ``name`` for messages."""
+        raise NotImplementedError
+
+    def check(self) -> bool:
+        """Whether the plain values fit together (a model file's record may be edited or damaged)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """The record in a few words, for messages."""
+        raise NotImplementedError
+
+    def preparation(self) -> str:
+        """How raw input becomes model input, in words for an export's consumers in other languages."""
+        raise NotImplementedError
+
+    # --- the record: what most kinds share ----------------------------------------------------
 
     @classmethod
     def from_dict(cls, values: dict):
@@ -141,10 +164,18 @@ class Kind:
         raise UserError(f"{name}: {self.not_pictures()}")
 
     def predict(self, predictor, inputs, top_k: int) -> list:
-        """``Predictor.predict`` for this kind: by default, everything but a picture is rows."""
+        """``Predictor.predict`` for this kind: by default, everything but a picture is rows. A path
+        is a picture here (``PICTURE_SOURCES`` holds ``str``): a kind whose inputs are strings (text)
+        overrides this."""
         if isinstance(inputs, PICTURE_SOURCES):
             raise UserError(self.not_pictures())
         return predictor.rows(inputs, top_k)
+
+    @property
+    def columns(self) -> list[dict] | None:
+        """The named columns a model of this kind reads from a CSV file of rows (``mnist-predict``);
+        None: it reads none."""
+        return None
 
     def drawing(self) -> bool:
         """Whether the served page offers a drawing pad."""

@@ -8,6 +8,7 @@ channels-last, (H, W, 3) as Pillow and numpy give them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ PICTURE_DEFAULTS: dict[str, dict] = {}
 class PictureFolder(Images):
     """Photos of any size, resized to one square side; colour kept for 3-channel models."""
 
-    kind, name = "photo", "pictures"
+    kind, name = "photo", "images"  # what the server's /model says it takes, as for Images
     title = "picture folders"
     prefix, builtins = "folder", ()
 
@@ -110,8 +111,6 @@ class PictureFolder(Images):
     def other_test_data(cls, saved: dict, dataset: str, data_dir: str):
         """Another folder's pictures to judge this model on: its ``test/`` split, or every picture,
         prepared by the model's own record, its class folders matched to the model's classes by name."""
-        from dataclasses import replace
-
         if not cls.owns(dataset):
             return super().other_test_data(saved, dataset, data_dir)
 

@@ -10,9 +10,9 @@ from torch import nn
 from ..data.csv_data import column_names, encoding_named
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
-from ..errors import UserError
+from ..errors import ParameterError, UserError
 from ..kinds import KINDS, Kind, kind_of, source_path, source_prefix, with_path
-from ..kinds.tables import reading_option, table_schedule
+from ..kinds.tables import reading_option
 from ..models import MODELS
 from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
@@ -21,7 +21,7 @@ from .distributed import DEFAULT_TIMEOUT_S
 from .fine_tune import family_of, pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
-__all__ = ["TrainConfig", "defaults_for", "table_schedule"]
+__all__ = ["TrainConfig", "defaults_for"]
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
 # --model auto: the families its kind of data names (a table's: linear and mlp) train one after the
@@ -34,6 +34,8 @@ ESTIMATOR = "estimator"  # the dataset of a model fitted from Python: rows given
 def data_kind(dataset: str) -> type[Kind]:
     """The kind of data ``dataset`` names; an estimator's rows have no source (the base kind's answers)."""
     return Kind if dataset == ESTIMATOR else kind_of(dataset)
+
+
 SAMPLERS = ("shuffle", "balanced")
 REGRESSION_LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
@@ -204,10 +206,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name in ("batch_size", "n_epochs") and not data_kind(self.dataset).sized_from_rows:
                 # Only some kinds of data size these from their rows (a table's table_schedule).
-                raise UserError(f"--{name} must be a positive integer, got None")
+                raise ParameterError(f"{name} must be a positive integer, got None")
             problem = opt.problem(value)
             if problem:
-                raise UserError(problem)
+                raise ParameterError(problem)
         self._check_model_options()
         # bool is an int to Python: True must not pass for 1.
         if isinstance(self.world_size, bool) or not (isinstance(self.world_size, int) and self.world_size >= 1):
@@ -271,11 +273,11 @@ class TrainConfig:
         self.model_options = {name: self.model_options.get(name, opt.default) for name, opt in known.items()}
         problem = check_options(options, self.model_options)
         if problem:
-            raise UserError(problem)
+            raise ParameterError(problem)
 
     def _check_precision(self) -> None:
         if self.amp not in AMP_CHOICES:
-            raise UserError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
+            raise ParameterError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
         if self.precision not in (None, BFLOAT16, FLOAT32):
             raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {self.precision!r}")
         reason = self.precision_reason
