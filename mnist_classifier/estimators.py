@@ -34,10 +34,9 @@ from .errors import UserError
 from .files import companion_paths
 from .inference.model_file import load_model, save_model_file
 from .kinds import as_record
-from .models import MODELS
 from .training.build import build_trainer
 from .training.callbacks import EpochPrinter
-from .training.config import CHOSEN_PER_MODEL, TRAIN_OPTIONS, TrainConfig, defaults_for
+from .training.config import CHOSEN_PER_MODEL, ESTIMATOR, TRAIN_OPTIONS, TrainConfig, resolve
 from .training.outputs import check_outputs
 from .training.run_log import TensorBoardLog, write_config, write_history
 
@@ -176,25 +175,18 @@ class _Estimator(BaseEstimator):
         """This estimator's parameters as the command line's configuration, defaults filled in alike
         (numpy numbers and paths as plain values: the model file and JSON hold nothing else)."""
         kind = as_record(record)
-        model = _plain(self.model)
-        defaults = defaults_for(model, type(kind)) if model in MODELS else {}
         given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
         if isinstance(given.get("class_weight"), dict):  # scikit-learn's {class: weight}: see _class_weights
             given["class_weight"] = None
-        values = {name: value for name, value in defaults.items() if name in TRAIN_OPTIONS}
-        values |= {name: value for name, value in given.items() if value is not None}
-        values.setdefault("n_epochs", TRAIN_OPTIONS["n_epochs"].default)
-        values.setdefault("batch_size", TRAIN_OPTIONS["batch_size"].default)
-        if kind.sized_from_rows:
-            values["batch_size"], epochs = kind.schedule(n_train, values["batch_size"])
-            values["n_epochs"] = values["n_epochs"] if values["n_epochs"] is not None else epochs
-        values["batch_size"] = min(values["batch_size"], n_train)
-        options = {name: value for name, value in defaults.items() if name not in TRAIN_OPTIONS}
-        options |= dict(_plain(self.model_options) or {})
-        options |= {name: value for name in MODEL_PARAMETERS if name not in ("model", "model_options")
-                    and (value := _plain(getattr(self, name))) is not None}
-        config = TrainConfig(model_fn="(in memory)", model=model, model_options=options, seed=seed, gpu_id=-1,
-                             task=self._task, dataset="estimator", **values)
+        given |= dict(_plain(self.model_options) or {})
+        given |= {name: _plain(getattr(self, name)) for name in MODEL_PARAMETERS if name != "model_options"}
+        given = {name: value for name, value in given.items() if value is not None}  # None: the run's choice
+        config = resolve({**given, "model_fn": "(in memory)", "seed": seed, "gpu_id": -1, "task": self._task,
+                          "dataset": ESTIMATOR}, kind=type(kind))
+        if kind.sized_from_rows:  # the batch size and epochs a table's run chooses from its rows
+            config.batch_size, epochs = kind.schedule(n_train, config.batch_size)
+            config.n_epochs = config.n_epochs if config.n_epochs is not None else epochs
+        config.batch_size = min(config.batch_size, n_train)
         if config.tensorboard is not None:
             config.tensorboard = str(config.tensorboard)
         config.validate()

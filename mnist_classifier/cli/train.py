@@ -12,7 +12,7 @@ from ..kinds import KINDS
 from ..models import MODELS, model_options
 from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
-from ..training.config import AUTO, MODEL_DEFAULTS, RESUMABLE, TRAIN_OPTIONS, TrainConfig, data_kind, defaults_for
+from ..training.config import MODEL_DEFAULTS, RESUMABLE, TRAIN_OPTIONS, TrainConfig, resolve
 from ..training.distributed import PeerLost, data_parallel
 from ..training.trainer import TrainingDiverged, TrainingInterrupted
 from . import OneLineParser, run_cli
@@ -82,34 +82,10 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 
 def settle(replayed: dict, given: dict) -> TrainConfig:
-    """``TrainConfig`` from the flags given, over a ``--config`` file's values, over the defaults."""
-    chosen = {**replayed, **given}
-    for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
-        if chosen.get(name) is not None and not isinstance(chosen[name], str):
-            raise UserError(f"--{name} must be a word, got {chosen[name]!r}")
-    kind = data_kind(chosen.get("dataset") or "mnist")
-    model = chosen.get("model") or kind.default_model  # tables: auto, linear or mlp, whichever fits
-    defaults = defaults_for(model, kind, chosen.get("preset"))
-    if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
-        defaults.pop("hidden_sizes", None)
-        replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
-    values = {name: opt.spec.cli["default"]() for name, opt in TRAIN_OPTIONS.items() if "default" in opt.spec.cli}
-    values |= {"model": model, **defaults, **replayed, **given}
-    options = {name: values.pop(name) for name in list(values) if name in MODEL_OPTIONS}
-    options = {name: value for name, value in options.items() if value is not None}
-    unknown = sorted(set(values) - set(TRAIN_OPTIONS))
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r} (see --help for the flags)")
-    family_settings = _family_settings(kind, {**replayed, **given}) if model == AUTO else {}
-    return TrainConfig(**values, model_options=options, family_settings=family_settings)
-
-
-def _family_settings(kind, chosen: dict) -> dict:
-    """--model auto: each family's own defaults on this kind of data (a table's linear model has its
-    own learning rate), where no flag or file chose the setting."""
-    auto = defaults_for(AUTO, kind)
-    return {family: {k: v for k, v in defaults_for(family, kind).items() if auto.get(k, ...) != v and k not in chosen}
-            for family in kind.auto_families}
+    """``TrainConfig`` from the flags given, over a ``--config`` file's values, over the defaults
+    (``config.resolve``, which the estimators share); the machine's own defaults (the GPU) lowest."""
+    machine = {name: opt.spec.cli["default"]() for name, opt in TRAIN_OPTIONS.items() if "default" in opt.spec.cli}
+    return resolve(given, {**machine, **replayed})
 
 
 def read_config_file(path: str) -> dict:

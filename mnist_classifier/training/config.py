@@ -13,7 +13,7 @@ from ..data.preprocessing import CLASSIFICATION, REGRESSION
 from ..errors import ParameterError, UserError
 from ..kinds import KINDS, Kind, kind_of, source_path, source_prefix, with_path
 from ..kinds.tables import reading_option
-from ..models import MODELS
+from ..models import MODELS, model_options
 from ..models.torchvision_models import ARCHITECTURES, Family
 from ..options import check_options, option, options_of
 from ..utils import default_gpu_id
@@ -21,7 +21,7 @@ from .distributed import DEFAULT_TIMEOUT_S
 from .fine_tune import family_of, pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
-__all__ = ["TrainConfig", "defaults_for"]
+__all__ = ["TrainConfig", "defaults_for", "resolve"]
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
 # --model auto: the families its kind of data names (a table's: linear and mlp) train one after the
@@ -321,6 +321,7 @@ class TrainConfig:
 
 
 TRAIN_OPTIONS = options_of(TrainConfig)
+MODEL_OPTION_NAMES = frozenset(model_options())  # every family's, by name
 # What may change when a run is resumed; everything else is the checkpoint's. A longer run needs a
 # fixed learning rate: a cosine or one-cycle schedule was planned for the original length.
 RESUMABLE = tuple(name for name, opt in TRAIN_OPTIONS.items() if opt.spec.resumable)
@@ -361,6 +362,40 @@ def source_options(config: TrainConfig) -> dict:
     options = {name: getattr(config, name) for name, opt in TRAIN_OPTIONS.items()
                if prefix and opt.spec.applies == prefix}
     return options | data_kind(config.dataset).reader_options(config)
+
+
+def resolve(given: dict, replayed: dict | None = None, kind: type[Kind] | None = None) -> TrainConfig:
+    """The one resolver, for the command line and the estimators alike: a ``TrainConfig`` of the
+    settings ``given``, over ``replayed`` ones (a ``--config`` file's), over the defaults of the model
+    family, the kind of data (``kind``, else the one ``dataset`` names) and a preset. Settings are
+    flat names and values, the model's options among them. Validation is the caller's next step."""
+    replayed = replayed or {}
+    chosen = {**replayed, **given}
+    for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
+        if chosen.get(name) is not None and not isinstance(chosen[name], str):
+            raise ParameterError(f"{name} must be a word, got {chosen[name]!r}")
+    kind = kind or data_kind(chosen.get("dataset") or TRAIN_OPTIONS["dataset"].default)
+    model = chosen.get("model") or kind.default_model  # tables: auto, linear or mlp, whichever fits
+    defaults = defaults_for(model, kind, chosen.get("preset"))
+    if "n_layers" in given and "hidden_sizes" not in given:  # an explicit depth beats a preset's or file's sizes
+        defaults.pop("hidden_sizes", None)
+        replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
+    values = {"model": model, **defaults, **replayed, **given}
+    options = {name: values.pop(name) for name in list(values) if name in MODEL_OPTION_NAMES}
+    options = {name: value for name, value in options.items() if value is not None}
+    unknown = sorted(set(values) - set(TRAIN_OPTIONS))
+    if unknown:
+        raise UserError(f"unknown setting {unknown[0]!r} (see --help for the flags)")
+    family_settings = _family_settings(kind, {**replayed, **given}) if model == AUTO else {}
+    return TrainConfig(**values, model_options=options, family_settings=family_settings)
+
+
+def _family_settings(kind, chosen: dict) -> dict:
+    """--model auto: each family's own defaults on this kind of data (a table's linear model has its
+    own learning rate), where no flag or file chose the setting."""
+    auto = defaults_for(AUTO, kind)
+    return {family: {k: v for k, v in defaults_for(family, kind).items() if auto.get(k, ...) != v and k not in chosen}
+            for family in kind.auto_families}
 
 
 def defaults_for(model: str, kind, preset: str | None = None) -> dict:
