@@ -178,11 +178,13 @@ class _Estimator(BaseEstimator):
         given = {name: _plain(getattr(self, name)) for name in TRAINING_PARAMETERS}
         if isinstance(given.get("class_weight"), dict):  # scikit-learn's {class: weight}: see _class_weights
             given["class_weight"] = None
-        given |= dict(_plain(self.model_options) or {})
         given |= {name: _plain(getattr(self, name)) for name in MODEL_PARAMETERS if name != "model_options"}
         given = {name: value for name, value in given.items() if value is not None}  # None: the run's choice
+        options = _plain(self.model_options) or {}
+        if not isinstance(options, dict):
+            raise EstimatorError(f"model_options must be a dict of option names and values, got {options!r}")
         config = resolve({**given, "model_fn": "(in memory)", "seed": seed, "gpu_id": -1, "task": self._task,
-                          "dataset": ESTIMATOR}, kind=type(kind))
+                          "dataset": ESTIMATOR}, kind=type(kind), model_options=options)
         if kind.sized_from_rows:  # the batch size and epochs a table's run chooses from its rows
             config.batch_size, epochs = kind.schedule(n_train, config.batch_size)
             config.n_epochs = config.n_epochs if config.n_epochs is not None else epochs

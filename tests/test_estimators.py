@@ -109,6 +109,18 @@ def test_mistakes_are_value_errors_with_the_reason():
         Classifier(n_epochs=2).fit(frame, labels)
     with pytest.raises(ValueError, match="Regressor takes table rows"):
         Regressor(n_epochs=2).fit(np.zeros((10, 4, 4)), np.arange(10.0))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"model_options": {"dropout_p": 2, "use_dropout": True}}, r"dropout_p must lie in \[0, 0.99\], got 2"),
+    ({"model_options": {"bogus": 1}}, "bogus does not apply to --model mlp"),
+    ({"model_options": ["a"]}, "model_options must be a dict"),
+    ({"batch_size": 0}, "^batch_size must be a positive integer, got 0"),
+])
+def test_every_parameter_is_checked_however_it_is_given(params, message):
+    X, y = make_classification(n_samples=50, random_state=0)
+    with pytest.raises(ValueError, match=message):
+        Classifier(n_epochs=1, **params).fit(X, y)
     with pytest.raises(ValueError, match="^n_epochs must be a positive integer, got 0"):
         Classifier(n_epochs=0).fit(X, y)
 

@@ -65,8 +65,9 @@ def table_schedule(n_train: int, batch: int | None = None) -> tuple[int, int]:
     power of two between 16 and 256, never more than the rows), and epochs enough for about
     ``TABLE_STEPS`` steps (20 to 500)."""
     low, high = TABLE_BATCH
-    batch = batch or int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high, max(n_train, 1)))
-    steps_per_epoch = max(n_train // batch, 1)
+    if batch is None:
+        batch = int(min(max(2 ** round(math.log2(max(n_train, 1) / 32)), low), high, max(n_train, 1)))
+    steps_per_epoch = max(n_train // max(batch, 1), 1)  # a batch size below 1 is refused after this
     epochs = int(min(max(round(TABLE_STEPS / steps_per_epoch), TABLE_EPOCHS[0]), TABLE_EPOCHS[1]))
     return batch, epochs
 

@@ -364,12 +364,15 @@ def source_options(config: TrainConfig) -> dict:
     return options | data_kind(config.dataset).reader_options(config)
 
 
-def resolve(given: dict, replayed: dict | None = None, kind: type[Kind] | None = None) -> TrainConfig:
+def resolve(given: dict, replayed: dict | None = None, kind: type[Kind] | None = None,
+            model_options: dict | None = None) -> TrainConfig:
     """The one resolver, for the command line and the estimators alike: a ``TrainConfig`` of the
     settings ``given``, over ``replayed`` ones (a ``--config`` file's), over the defaults of the model
     family, the kind of data (``kind``, else the one ``dataset`` names) and a preset. Settings are
-    flat names and values, the model's options among them. Validation is the caller's next step."""
-    replayed = replayed or {}
+    flat names and values, the model's options among them; ``model_options`` (an estimator's dict)
+    come under ``given``'s and are checked against the family's. Validation is the caller's next step."""
+    replayed, model_options = replayed or {}, model_options or {}
+    given = {**{k: v for k, v in model_options.items() if k in MODEL_OPTION_NAMES}, **given}
     chosen = {**replayed, **given}
     for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
         if chosen.get(name) is not None and not isinstance(chosen[name], str):
@@ -382,6 +385,7 @@ def resolve(given: dict, replayed: dict | None = None, kind: type[Kind] | None =
         replayed = {k: v for k, v in replayed.items() if k != "hidden_sizes"}
     values = {"model": model, **defaults, **replayed, **given}
     options = {name: values.pop(name) for name in list(values) if name in MODEL_OPTION_NAMES}
+    options |= {k: v for k, v in model_options.items() if k not in MODEL_OPTION_NAMES}  # refused by validate
     options = {name: value for name, value in options.items() if value is not None}
     unknown = sorted(set(values) - set(TRAIN_OPTIONS))
     if unknown:
