@@ -308,7 +308,8 @@ class _Estimator(BaseEstimator):
         estimator.optimizer_, estimator.config_ = None, config
         estimator.history_, estimator.best_epoch_ = saved.get("history", []), saved.get("best_epoch")
         record, mine = estimator.record_, _estimator_entry(saved, path)
-        columns = as_record(record).columns
+        kind = as_record(record)
+        columns = kind.columns
         if columns is not None:
             names = [spec["name"] for spec in columns]
             estimator.n_features_in_ = len(names)
@@ -319,10 +320,10 @@ class _Estimator(BaseEstimator):
                                      f"feature names for {len(names)} columns)")
             if named is not None:
                 estimator.feature_names_in_ = np.array(named, dtype=object)
-        elif as_record(record).takes_pictures:
+        elif kind.takes_pictures:
             estimator.n_features_in_ = record["shape"][1]  # images (N, H, W): as fit() counts them
         else:
-            estimator.n_features_in_ = as_record(record).input_shape[0]
+            estimator.n_features_in_ = kind.input_shape[0]
         if cls._task == CLASSIFICATION:
             estimator.classes_ = _saved_classes(saved["dataset"].get("classes"), mine, path)
         return estimator

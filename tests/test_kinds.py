@@ -2,6 +2,7 @@
 no other change than its line in ``KINDS``."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,10 @@ def test_a_new_kind_is_one_class_and_one_registry_line(vectors, tmp_path, capsys
     model_fn = str(tmp_path / "v.pth")
     train_main(["--dataset", vectors, "--model_fn", model_fn, "--n_epochs", "20", "--batch_size", "16",
                 "--hidden_sizes", "16", "--seed", "0", "--verbose", "0"])
-    assert "Test accuracy: 100.00% (48 rows)" in capsys.readouterr().out  # two clusters 4 sigma apart
+    # Two clusters 8 standard deviations apart: at most 2 of the 48 test rows may fall on the wrong
+    # side of whatever boundary another CPU's float sums draw (100% here).
+    accuracy = float(re.search(r"Test accuracy: ([0-9.]+)% \(48 rows\)", capsys.readouterr().out).group(1))
+    assert accuracy >= 100 * 46 / 48
 
     predictor = Predictor(model_fn)
     assert [p.label for p in predictor.predict([[2.5, 0.0], [-1.5, 0.3]])] == ["east", "west"]
@@ -85,7 +89,7 @@ def test_a_new_kind_is_one_class_and_one_registry_line(vectors, tmp_path, capsys
         predictor.predict([[1.0, 2.0, 3.0]])
 
     metrics = evaluate_model_file(model_fn, tmp_path / "report")
-    assert metrics["accuracy"] == 1.0 and metrics["unit"] == "rows"
+    assert abs(metrics["accuracy"] - accuracy / 100) < 1e-4 and metrics["unit"] == "rows"  # same rows, same model
 
     exported = export_model(model_fn, "torchscript", tmp_path / "v.pt")
     description = json.loads(Path(exported.sidecar).read_text())
