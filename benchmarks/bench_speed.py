@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_classifier.data.mnist import load_mnist  # noqa: E402
 from mnist_classifier.models import MODELS  # noqa: E402
 from mnist_classifier.training.build import build_trainer  # noqa: E402
-from mnist_classifier.training.config import TrainConfig  # noqa: E402
+from mnist_classifier.training.config import RunFacts, TrainConfig  # noqa: E402
 from mnist_classifier.training.precision import cpu_has_bf16_kernels  # noqa: E402
 
 BATCH_SIZE = 256
@@ -144,18 +144,18 @@ def project_trainer(n_train: int, epochs: int, compile: bool = False, amp: str =
     """This project's Trainer, built exactly as train.py builds it."""
     config = TrainConfig(model_fn="unused", n_epochs=epochs, verbose=0, compile=compile, amp=amp, model=MODEL,
                          model_options={}, gpu_id=0 if DEVICE.type == "cuda" else -1)
-    config.validate()
-    trainer = build_trainer(config, IMAGES, 10, n_train, DEVICE, callbacks=[])
-    return trainer, config
+    facts = RunFacts()  # the precision build_trainer chooses
+    trainer = build_trainer(config.validate(), IMAGES, 10, n_train, DEVICE, callbacks=[], facts=facts)
+    return trainer, facts
 
 
 def run_project(data, epochs: int, compile: bool | str = False, amp: str = "auto", **_) -> list[tuple[float, float]]:
     """This project's Trainer, validation included."""
     train, valid = data
-    trainer, config = project_trainer(len(train[0]), epochs, bool(compile), amp)
+    trainer, facts = project_trainer(len(train[0]), epochs, bool(compile), amp)
     if compile == "default":  # without the CUDA graphs the Trainer asks for on a GPU
         trainer._forward = torch.compile(trainer.model, dynamic=False)
-    PRECISIONS[(bool(compile), amp)] = config.precision
+    PRECISIONS[(bool(compile), amp)] = facts.precision
     history = trainer.train(train, valid, epochs, BATCH_SIZE)
     return [(h["seconds"], h["valid_seconds"]) for h in history]
 
@@ -301,7 +301,7 @@ def profile_step(data, steps: int = 60, amp: str = "auto") -> None:
 
     train, valid = data
     n = steps * BATCH_SIZE
-    trainer, config = project_trainer(n, 2, amp=amp)
+    trainer, facts = project_trainer(n, 2, amp=amp)
     small = (train[0][:n], train[1][:n])
     trainer.train(small, (valid[0][:BATCH_SIZE], valid[1][:BATCH_SIZE]), 1, BATCH_SIZE)  # warm-up epoch
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE.type == "cuda" else [])
@@ -317,7 +317,7 @@ def profile_step(data, steps: int = 60, amp: str = "auto") -> None:
         totals[group] = totals.get(group, 0.0) + t
     whole = sum(totals.values()) or 1.0
     kind = "device (CUDA kernel)" if device_time else "self CPU"
-    print(f"\nProfile of {steps} training steps, {config.precision}, {kind} time per step:")
+    print(f"\nProfile of {steps} training steps, {facts.precision}, {kind} time per step:")
     print("| part of the step | ms per step | share |\n| --- | --- | --- |")
     for group, t in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"| {group} | {t / 1e3 / steps:.3f} | {t / whole:.0%} |")

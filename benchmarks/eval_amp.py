@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mnist_classifier.cli.train import parse_config, precision_words, run  # noqa: E402
+from mnist_classifier.training.config import RunFacts  # noqa: E402
 
 
 def one_run(mode: str, seed: int, data_dir: str, extra: list[str]) -> dict:
@@ -32,9 +33,9 @@ def one_run(mode: str, seed: int, data_dir: str, extra: list[str]) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             test = run(config)
         wall = time.perf_counter() - started
-        training = torch.load(f"{tmp}/m.pth", weights_only=True)["train_seconds"]
-    return {"accuracy": 100 * test["accuracy"], "wall": wall, "training": training,
-            "precision": precision_words(config)}
+        saved = torch.load(f"{tmp}/m.pth", weights_only=True)
+    return {"accuracy": 100 * test["accuracy"], "wall": wall, "training": saved["train_seconds"],
+            "precision": precision_words(RunFacts.from_dict(saved["config"]))}
 
 
 def main() -> None:

@@ -227,7 +227,7 @@ def speed_child(n_images: int, batch: int) -> None:
     import torchvision
 
     from mnist_classifier.training.build import build_trainer
-    from mnist_classifier.training.config import TrainConfig
+    from mnist_classifier.training.config import RunFacts, TrainConfig
 
     torch.manual_seed(0)
     x = torch.randint(0, 256, (n_images, 3, 64, 64), dtype=torch.uint8)
@@ -237,11 +237,11 @@ def speed_child(n_images: int, batch: int) -> None:
     def ours(amp: str) -> tuple[float, str]:
         config = TrainConfig(model_fn="m.pth", model="resnet18", amp=amp, batch_size=batch, n_epochs=2,
                              lr_schedule="constant", verbose=0)
-        config.validate()
-        trainer = build_trainer(config, (3, 64, 64), 10, n_images, torch.device("cpu"))
+        facts = RunFacts()  # the precision build_trainer chooses
+        trainer = build_trainer(config.validate(), (3, 64, 64), 10, n_images, torch.device("cpu"), facts=facts)
         trainer.train((x, y), valid, n_epochs=2, batch_size=batch)
         last = trainer.history[-1]  # the first epoch warms up
-        return n_images / (last["seconds"] - last["valid_seconds"]), config.precision
+        return n_images / (last["seconds"] - last["valid_seconds"]), facts.precision
 
     def plain() -> float:
         model = torchvision.models.resnet18(num_classes=10)

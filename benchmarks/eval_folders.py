@@ -131,7 +131,7 @@ def tutorial(root: str, model: str, epochs: int, gray: bool, out: str) -> None:
     # The model a folder run builds: the family's options as folder:PATH sets them (the CNN's global pool).
     options = {k: v for k, v in defaults_for(model, KINDS["photo"]).items() if k not in TRAIN_OPTIONS}
     config = TrainConfig(model_fn="x", model=model, model_options=options)
-    config.validate()
+    config = config.validate()
     shape = (1 if gray else 3, 28, 28)
     net = build_model(config, shape, 10, "classification", torch.device("cpu"))
     lr = MODEL_DEFAULTS.get(model, {}).get("lr", 1e-3)

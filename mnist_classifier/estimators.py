@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from .inference.model_file import load_model, save_model_file
 from .kinds import as_record
 from .training.build import build_trainer
 from .training.callbacks import EpochPrinter
-from .training.config import CHOSEN_PER_MODEL, ESTIMATOR, TRAIN_OPTIONS, TrainConfig, resolve
+from .training.config import CHOSEN_PER_MODEL, ESTIMATOR, TRAIN_OPTIONS, RunFacts, TrainConfig, resolve, saved_record
 from .training.outputs import check_outputs
 from .training.run_log import TensorBoardLog, write_config, write_history
 
@@ -128,21 +129,22 @@ class _Estimator(BaseEstimator):
         y = preprocessing.to_model_target(record, targets)
         config = self._config(record, len(train_rows), seed)
         input_shape = preprocessing.input_shape(record)
+        facts = RunFacts()  # the precision build_trainer chooses
         callbacks = [EpochPrinter()] if config.verbose else []  # no progress bar: notebooks and logs
         if config.tensorboard:  # a folder per fit: a grid search's fits must not merge into one run
             run = Path(config.tensorboard) / time.strftime(f"fit-%Y%m%d-%H%M%S-{time.time_ns() % 10**6:06d}")
-            callbacks.append(TensorBoardLog(run, config))
+            callbacks.append(TensorBoardLog(run, lambda: saved_record(config, facts)))
         trainer = build_trainer(config, input_shape, self._output_size(), len(train_rows), torch.device("cpu"),
                                 self._task, callbacks=callbacks, announce=bool(config.verbose),
                                 train_targets=y[train_rows] if self._task == CLASSIFICATION else None,
-                                class_weights=self._class_weights())
+                                class_weights=self._class_weights(), facts=facts)
         trainer.train((x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows]), config.n_epochs,
                       config.batch_size)
         trainer.model.load_state_dict(trainer.best_state)
         self.model_ = trainer.model.eval()
         self.optimizer_ = trainer.optimizer
         self.record_ = record
-        self.config_ = config.to_dict()
+        self.config_ = saved_record(config, facts)
         self.history_ = trainer.history
         self.best_epoch_ = trainer.best_epoch
 
@@ -185,14 +187,13 @@ class _Estimator(BaseEstimator):
             raise EstimatorError(f"model_options must be a dict of option names and values, got {options!r}")
         config = resolve({**given, "model_fn": "(in memory)", "seed": seed, "gpu_id": -1, "task": self._task,
                           "dataset": ESTIMATOR}, kind=type(kind), model_options=options)
+        batch_size, n_epochs = config.batch_size, config.n_epochs
         if kind.sized_from_rows:  # the batch size and epochs a table's run chooses from its rows
-            config.batch_size, epochs = kind.schedule(n_train, config.batch_size)
-            config.n_epochs = config.n_epochs if config.n_epochs is not None else epochs
-        config.batch_size = min(config.batch_size, n_train)
-        if config.tensorboard is not None:
-            config.tensorboard = str(config.tensorboard)
-        config.validate()
-        return config
+            batch_size, epochs = kind.schedule(n_train, batch_size)
+            n_epochs = n_epochs if n_epochs is not None else epochs
+        tensorboard = None if config.tensorboard is None else str(config.tensorboard)
+        return replace(config, batch_size=min(batch_size, n_train), n_epochs=n_epochs,
+                       tensorboard=tensorboard).validate()
 
     # --- input -------------------------------------------------------------------------------------
 

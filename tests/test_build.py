@@ -1,5 +1,7 @@
 """The wiring from a configuration: model, loss, schedule, augmentation, memory check."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -20,7 +22,7 @@ def test_cosine_schedule_decays_to_zero_over_the_run():
         scheduler.step()
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates == sorted(rates, reverse=True) and rates[-1] < 1e-12
-    config.lr_schedule = "constant"
+    config = replace(config, lr_schedule="constant")
     assert make_scheduler(optimizer, config, n_train=95) is None
 
 
@@ -49,7 +51,7 @@ def test_rigid_augmentation_for_clothes_shifts_and_mirrors_only():
 
 def test_a_model_too_large_for_memory_is_refused_before_allocation():
     config = TrainConfig(model_fn="m.pth", model_options={"hidden_sizes": [65536] * 64})
-    config.validate()
+    config = config.validate()
     with pytest.raises(UserError, match=r"parameters and need about .* GiB"):
         build_model(config, (1, 28, 28), 10, "classification", torch.device("cpu"))
 
@@ -57,6 +59,6 @@ def test_a_model_too_large_for_memory_is_refused_before_allocation():
 @pytest.mark.parametrize("model, shape", [("cnn", (5,)), ("rnn", (5,))])
 def test_image_models_refuse_tables_with_the_reason(model, shape):
     config = TrainConfig(model_fn="m.pth", model=model, model_options={})
-    config.validate()
+    config = config.validate()
     with pytest.raises(UserError, match=f"--model {model} cannot read this dataset: it reads images"):
         build_model(config, shape, 3, "classification", torch.device("cpu"))

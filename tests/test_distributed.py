@@ -217,11 +217,10 @@ def test_a_resume_that_cannot_keep_the_global_batch_is_refused():
     from mnist_classifier.training.config import TrainConfig
     from mnist_classifier.training.distributed import regrouped_batch_size
 
-    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=15), 4) is None  # 30 over 4
-    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, lr_schedule="onecycle"), 1) is None
-    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=32), 1) == 64
-    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", world_size=2, batch_size=32, lr_schedule="onecycle"),
-                                2) == 32
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", batch_size=15), 2, 4) is None  # 30 over 4
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", lr_schedule="onecycle"), 2, 1) is None
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", batch_size=32), 2, 1) == 64
+    assert regrouped_batch_size(TrainConfig(model_fn="m.pth", batch_size=32, lr_schedule="onecycle"), 2, 2) == 32
 
 
 def start_ranks(tmp_path: Path, *flags: str) -> list[subprocess.Popen]:
@@ -398,8 +397,7 @@ def test_settings_each_machine_may_hold_its_own_way_are_not_compared():
     from mnist_classifier.training.distributed import _comparable
 
     def settings(**values) -> dict:
-        config = TrainConfig(**{"model_fn": "m.pth", **values})
-        config.validate()
+        config = TrainConfig(**{"model_fn": "m.pth", **values}).validate()
         return _comparable(config.to_dict())
 
     mine = settings(data_dir="/a/data", verbose=1, dist_timeout=30, dataset="csv:/a/rows.csv")

@@ -15,7 +15,7 @@ from mnist_classifier import Classifier, Regressor, resources
 from mnist_classifier.cli.train import parse_config
 from mnist_classifier.errors import UserError
 from mnist_classifier.estimators import TRAINING_PARAMETERS
-from mnist_classifier.training.config import TRAIN_OPTIONS, TrainConfig
+from mnist_classifier.training.config import TRAIN_OPTIONS, from_record
 
 QUICK = {"n_epochs": 3, "random_state": 0}
 
@@ -153,7 +153,7 @@ def test_a_config_file_with_booleans_for_numbers_is_refused(tmp_path):
 
 def test_a_boolean_number_of_processes_is_refused(tmp_path):
     with pytest.raises(UserError, match="number of processes must be a positive integer, got True"):
-        TrainConfig(model_fn=str(tmp_path / "m.pth"), world_size=True).validate()
+        from_record({"model_fn": str(tmp_path / "m.pth"), "world_size": True})
 
 
 # --- labels that cannot be classes, and pandas columns of labels ---------------------------------

@@ -174,7 +174,7 @@ def test_init_from_other_classes_keeps_the_body_and_builds_a_new_head(digits_cnn
 def test_init_from_other_classes_of_the_same_number_still_gets_a_new_head(digits_cnn):
     config = TrainConfig(model_fn="m.pth", model="cnn", model_options={"channels": [8, 16], "hidden_sizes": [32]},
                          init_from=str(digits_cnn))
-    config.validate()
+    config = config.validate()
     torch.manual_seed(0)
     fresh = MODELS["cnn"].build((1, 8, 8), 10, True, channels=[8, 16], hidden_sizes=[32])
     head = fresh.head[2].weight.detach().clone()
@@ -201,7 +201,7 @@ def test_freeze_trains_only_the_head_for_its_epochs_then_everything(digits_cnn):
     x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
     config = TrainConfig(model_fn="m.pth", model="cnn", model_options={"channels": [8, 16], "hidden_sizes": [32]},
                          init_from=str(digits_cnn), freeze=True, freeze_epochs=2, lr_schedule="constant", amp="off")
-    config.validate()
+    config = config.validate()
     trainer = build_trainer(config, (1, 8, 8), 10, 64, torch.device("cpu"), train_targets=y)
     model = trainer.model
     head = fine_tune.head_names(model, fine_tune.Start("x", [], []))
@@ -227,7 +227,7 @@ def test_freeze_trains_only_the_head_for_its_epochs_then_everything(digits_cnn):
 
 def test_only_the_first_convolution_is_adapted_to_other_channels(digits_cnn):
     config = TrainConfig(model_fn="m.pth", model="cnn", init_from=str(digits_cnn))
-    config.validate()
+    config = config.validate()
     # The file's convolutions are (8, 1) and (16, 8); these are (4, 1) and (16, 4): the second one's
     # input channels differ, but it is no first convolution, so it stays as built.
     model = MODELS["cnn"].build((1, 8, 8), 10, True, channels=[4, 16], hidden_sizes=[32])

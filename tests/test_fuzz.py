@@ -96,9 +96,7 @@ def test_any_flags_give_a_config_that_validates_or_a_clean_exit_2(argv):
     if config.resume:
         return  # validated once the checkpoint's configuration is read (see test_checkpoint)
     # ... and a saved configuration reloads to the same valid one.
-    again = TrainConfig.from_dict(config.to_dict())
-    again.validate()
-    assert again == config
+    assert TrainConfig.from_dict(config.to_dict()).validate() == config
 
 
 TYPED_FLAGS = {"--batch_size": int, "--n_epochs": int, "--verbose": int, "--seed": int, "--lr": float,

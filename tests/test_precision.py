@@ -11,7 +11,7 @@ from mnist_classifier.errors import UserError
 from mnist_classifier.models import MODELS
 from mnist_classifier.training import precision
 from mnist_classifier.training.checkpoint import load_checkpoint
-from mnist_classifier.training.config import TrainConfig
+from mnist_classifier.training.config import from_record
 from mnist_classifier.training.precision import BFLOAT16, FLOAT32, choose_precision, probe_bf16_speedup
 
 from .conftest import beside, signal_after_epoch
@@ -79,10 +79,9 @@ def test_the_flag_takes_auto_on_off_and_the_old_switch_spellings():
 
 
 def test_files_from_before_auto_read_their_switch_as_the_precision():
-    assert (TrainConfig.from_dict({"amp": True}).amp, TrainConfig.from_dict({"amp": True}).precision) == (
-        "on", BFLOAT16)
-    assert (TrainConfig.from_dict({"amp": False}).amp, TrainConfig.from_dict({"amp": False}).precision) == (
-        "off", FLOAT32)
+    for switch, amp, chosen in ((True, "on", BFLOAT16), (False, "off", FLOAT32)):
+        config, facts = from_record({"model_fn": "m.pth", "amp": switch})
+        assert (config.amp, facts.precision) == (amp, chosen)
 
 
 @pytest.mark.parametrize("values, message", [
@@ -95,7 +94,7 @@ def test_files_from_before_auto_read_their_switch_as_the_precision():
 ])
 def test_impossible_precision_settings_are_refused(values, message):
     with pytest.raises(UserError, match=message):
-        TrainConfig(model_fn="m.pth", **values).validate()
+        from_record({"model_fn": "m.pth", **values})
 
 
 @pytest.mark.parametrize("speedup, words", [(3.0, "bf16 (auto: a timed step ran 3.00x as fast in bf16)"),

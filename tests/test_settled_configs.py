@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mnist_classifier.cli.train import parse_config
+from mnist_classifier.training.config import RunFacts, saved_record
 
 EXPECTED = json.loads((Path(__file__).parent / "data" / "settled_configs_38ce339.json").read_text())
 LINES = [
@@ -82,7 +83,8 @@ def test_the_lines_are_the_ones_the_file_was_written_for():
 @pytest.mark.parametrize("line", LINES, ids=lambda line: " ".join(line) or "(defaults)")
 def test_a_command_line_settles_as_it_did_before_the_redesign(line, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settled = json.dumps(parse_config(["--model_fn", "m.pth", *line]).to_dict(), sort_keys=True)
+    # As a run saves it before it finds its facts (RunFacts: unset, beside the settings since issue 35).
+    settled = json.dumps(saved_record(parse_config(["--model_fn", "m.pth", *line]), RunFacts()), sort_keys=True)
     settled, expected = json.loads(settled.replace(os.getcwd(), "<cwd>")), dict(EXPECTED[" ".join(line)])
     settled.pop("gpu_id"), expected.pop("gpu_id")  # the machine's own: -1 where the file was written, 0 on a GPU
     assert settled == expected

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UserError, in_flags
@@ -12,9 +14,21 @@ from ..kinds import KINDS
 from ..models import MODELS, model_options
 from ..options import add_flag, from_text, options_of, shown
 from ..training.checkpoint import load_checkpoint
-from ..training.config import MODEL_DEFAULTS, RESUMABLE, TRAIN_OPTIONS, TrainConfig, resolve
+from ..training.config import (
+    FACTS,
+    MODEL_DEFAULTS,
+    RESUMABLE,
+    TRAIN_OPTIONS,
+    RunFacts,
+    TrainConfig,
+    from_record,
+    resolve,
+    saved_record,
+)
 from ..training.distributed import PeerLost, data_parallel
+from ..training.strategy import SingleProcess, under_torchrun
 from ..training.trainer import TrainingDiverged, TrainingInterrupted
+from ..utils import get_device
 from . import OneLineParser, run_cli
 from .train_run import load_configured_dataset, make_callbacks, precision_words, run  # noqa: F401 (the API)
 
@@ -44,14 +58,30 @@ def _help(name: str, opt) -> str:
     default = opt.spec.cli.get("default", lambda: opt.default)()
     if opt.kind is bool or default is None:
         return opt.help
-    others = [f"{model}: {shown(values[name])}" for model, values in MODEL_DEFAULTS.items() if name in values]
+    return f"{opt.help} (default: {'; '.join([shown(default), *OTHER_DEFAULTS.get(name, ())])})"
+
+
+def _other_defaults() -> dict[str, list[str]]:
+    """For each setting, the defaults that model families and kinds of data choose instead of
+    ``TrainConfig``'s, in words: "cnn: 12", "tables: from the rows", "linear on tables: 0.01"."""
+    others: dict[str, list[str]] = {}
+    for model, values in MODEL_DEFAULTS.items():
+        for name, value in values.items():
+            others.setdefault(name, []).append(f"{model}: {shown(value)}")
     for kind in KINDS.values():  # a kind's defaults for its default family, then any family's own
         general = kind.defaults(kind.default_model)
-        if name in general:
-            others.append(f"{kind.title}: {'from the rows' if general[name] is None else shown(general[name])}")
-        others += [f"{model} on {kind.title}: {shown(kind.defaults(model)[name])}" for model in MODELS
-                   if name in kind.defaults(model) and kind.defaults(model)[name] != general.get(name, ...)]
-    return f"{opt.help} (default: {'; '.join([shown(default), *others])})"
+        for name, value in general.items():
+            others.setdefault(name, []).append(f"{kind.title}: {'from the rows' if value is None else shown(value)}")
+        for model in MODELS:
+            for name, value in kind.defaults(model).items():
+                if value != general.get(name, ...):
+                    others.setdefault(name, []).append(f"{model} on {kind.title}: {shown(value)}")
+    return others
+
+
+# Fixed by the registries: worked out once, not for every parse.
+OTHER_DEFAULTS = _other_defaults()
+
 
 
 def _model_help(name: str, families: list[str]) -> str:
@@ -71,7 +101,7 @@ def parse_flags(argv: list[str] | None = None) -> tuple[TrainConfig, dict]:
                         "configuration")
     config = settle(replayed, {k: v for k, v in given.items() if k != "print_config"})
     if not config.resume:  # a resumed run is validated with its checkpoint's configuration (resumed_config)
-        config.validate()
+        config = config.validate()
     return config, given
 
 
@@ -101,10 +131,9 @@ def read_config_file(path: str) -> dict:
     options = values.pop("model_options", None) or {}
     if not isinstance(options, dict):
         raise UserError(f"--config {path}: model_options must be names and values")
-    # What a run recorded about itself or its machine, not what it was asked: a replay chooses its
-    # own outputs and device, measures its own precision and finds its own head to train first.
-    recorded = {"format", "precision", "precision_reason", "world_size", "resume", "model_fn", "checkpoint_fn",
-                "gpu_id", "tensorboard", "freeze_head", "family_settings"}
+    # What a run found out about itself (its facts) or chose for its machine, not what it was asked:
+    # a replay chooses its own outputs and device, and finds its own facts.
+    recorded = {*FACTS, "format", "resume", "model_fn", "checkpoint_fn", "gpu_id", "tensorboard", "family_settings"}
     values = {k: v for k, v in values.items() if k not in recorded} | options
     every = {**TRAIN_OPTIONS, **{name: opt for name, (opt, _) in MODEL_OPTIONS.items()}}
     return {name: from_text(every[name], value) if name in every else value for name, value in values.items()}
@@ -119,41 +148,47 @@ def _yaml(text: str):
         raise ValueError(str(e).splitlines()[0]) from e
 
 
-def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> TrainConfig:
-    """The checkpoint's configuration, validated like flags, with the flags that may change applied."""
+def resumed_config(checkpoint_fn: str, saved: dict, explicit: dict) -> tuple[TrainConfig, RunFacts]:
+    """The checkpoint's configuration, validated like flags, with the flags that may change applied,
+    and the facts its run found (which it goes on with)."""
     refused = sorted(set(explicit) - set(RESUMABLE))
     if refused:
         may = ", ".join("--" + name for name in RESUMABLE if name != "resume")
         raise UserError(f"--{refused[0]} cannot change when resuming {checkpoint_fn} (the run continues with its "
                         f"saved configuration); only {may} can")
-    config = _saved_config(checkpoint_fn, saved)
+    config, facts = _saved_config(checkpoint_fn, saved)
     if "n_epochs" in explicit and explicit["n_epochs"] != config.n_epochs and config.lr_schedule != "constant":
         raise UserError(f"--n_epochs cannot change when resuming {checkpoint_fn}: its {config.lr_schedule} "
                         f"learning-rate schedule was planned for {config.n_epochs} epochs")
     # Output paths come from the command line or sit beside the checkpoint, never from inside it:
     # an edited checkpoint must not choose which file gets overwritten.
-    config.model_fn = str(Path(checkpoint_fn).parent / Path(config.model_fn).name)
-    config.checkpoint_fn = checkpoint_fn
-    for name, value in explicit.items():
-        if name != "resume":
-            setattr(config, name, value)
+    beside = {"model_fn": str(Path(checkpoint_fn).parent / Path(config.model_fn).name), "checkpoint_fn": checkpoint_fn}
+    config = replace(config, **{**beside, **explicit, "resume": checkpoint_fn})
     if "amp" in explicit:  # e.g. resumed on other hardware: choose the precision again
-        config.precision = config.precision_reason = None
-    config.resume = checkpoint_fn
-    config.validate()  # now the flags given: their errors name them, not the checkpoint
-    return config
+        facts.precision = facts.precision_reason = None
+    return config.validate(), facts  # now the flags given: their errors name them, not the checkpoint
 
 
-def _saved_config(checkpoint_fn: str, saved: dict) -> TrainConfig:
-    """The configuration inside a checkpoint, checked as flags are, blaming the file for what fails."""
+def _saved_config(checkpoint_fn: str, saved: dict) -> tuple[TrainConfig, RunFacts]:
+    """The configuration and facts inside a checkpoint, checked as flags are, blaming the file for
+    what fails."""
     try:
-        config = TrainConfig.from_dict(saved)
-        config.validate()
+        return from_record(saved)
     except (TypeError, KeyError, ValueError, AttributeError) as e:
         raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is damaged ({e})") from e
     except UserError as e:
         raise UserError(f"{checkpoint_fn}: the checkpoint's configuration is refused: {in_flags(e)}") from e
-    return config
+
+
+@contextlib.contextmanager
+def for_this_process(gpu_id: int, timeout_s: float):
+    """The strategy this process trains with: a ``SingleProcess`` on ``--gpu_id``'s device, or under
+    torchrun its rank in the job (``distributed.data_parallel``, joined here and left afterwards)."""
+    if not under_torchrun():
+        yield SingleProcess(get_device(gpu_id))
+        return
+    with data_parallel(gpu_id, timeout_s) as strategy:
+        yield strategy
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,20 +197,22 @@ def main(argv: list[str] | None = None) -> None:
     def action():
         config, given = parse_flags(argv)
         print_only = given.pop("print_config", False)
-        checkpoint = {}
+        checkpoint, facts = {}, RunFacts()
         if config.resume:  # every rank reads it: on several machines, put it where each can
             checkpoint = load_checkpoint(config.resume)
-            config = resumed_config(config.resume, checkpoint["config"], given)
+            config, facts = resumed_config(config.resume, checkpoint["config"], given)
         if print_only:
-            print(json.dumps(config.to_dict(), indent=2, sort_keys=True))
+            print(json.dumps(saved_record(config, facts), indent=2, sort_keys=True))
             return
         # Joined with the resumed configuration: its --gpu_id, unless given again, says CPUs or GPUs.
-        with data_parallel(config.gpu_id, config.dist_timeout) as strategy:
-            strategy.check_same_settings(config.to_dict())  # ranks started by hand may differ: refused here
+        with for_this_process(config.gpu_id, config.dist_timeout) as strategy:
+            # Ranks started by hand may differ: refused here.
+            strategy.check_same_settings(saved_record(config, facts))
             if config.sync_bn and not strategy.distributed and not config.resume:
                 print("mnist-train: note: --sync_bn has no effect in a single process (it is for torchrun)",
                       file=sys.stderr)
-            run(config, checkpoint.get("trainer"), checkpoint.get("data"), strategy)
+            run(config, checkpoint.get("trainer"), checkpoint.get("data"), strategy, facts)
+
 
     try:
         run_cli("mnist-train", action)

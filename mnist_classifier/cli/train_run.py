@@ -24,7 +24,7 @@ from ..kinds import load_dataset, source_path
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
 from ..training.checkpoint import save_checkpoint
-from ..training.config import TrainConfig, family_candidates, source_options
+from ..training.config import RunFacts, TrainConfig, family_candidates, saved_record, source_options
 from ..training.distributed import PeerLost, regrouped_batch_size
 from ..training.fine_tune import pretrained_state
 from ..training.metrics import evaluate
@@ -38,11 +38,12 @@ from ..utils import get_device, split_indices
 
 
 def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | None = None,
-        strategy=None) -> dict:
+        strategy=None, facts: RunFacts | None = None) -> dict:
     """Train, save and test as ``config`` says; return the test metrics.
 
     ``resume`` is a trainer snapshot from a checkpoint: training continues after its epoch, on the
-    data whose fingerprint is ``resumed_data``. Ctrl-C or SIGTERM saves the best model and a
+    data whose fingerprint is ``resumed_data``, with the checkpoint's ``facts`` (its precision, its
+    number of processes). Ctrl-C or SIGTERM saves the best model and a
     checkpoint, then raises ``TrainingInterrupted``; a NaN loss saves the best model, then raises
     ``TrainingDiverged``. Output paths are checked first and ``--model_fn`` is locked while it runs.
 
@@ -61,7 +62,7 @@ def run(config: TrainConfig, resume: dict | None = None, resumed_data: dict | No
             held.enter_context(writing(outputs))
 
         strategy.agree(claim)  # rank 0 claims them; its refusal stops every rank
-        return _run(config, resume, resumed_data, strategy)
+        return _run(config, facts or RunFacts(), resume, resumed_data, strategy)
 
 
 def input_paths(config: TrainConfig) -> dict[str, str]:
@@ -91,10 +92,13 @@ class _Data:
         return self.strategy.device
 
 
-def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, strategy) -> dict:
-    _set_world_size(config, strategy, resume is not None)
-    _seed(config, strategy)
-    dataset, train_data, valid_data, data_now = _prepare_data(config, strategy, resume, resumed_data)
+def _run(config: TrainConfig, facts: RunFacts, resume: dict | None, resumed_data: dict | None, strategy) -> dict:
+    """The run in the order things happen. The configuration is settled as far as the flags go; what
+    only the run can settle (the seed drawn, a table's batch size, a folder's picture size) makes a
+    new one, and what it finds out (the processes, then each family's precision) goes into ``facts``."""
+    config = _on_processes(config, facts, strategy, resume is not None)
+    config = _seeded(config, strategy)
+    config, dataset, train_data, valid_data, data_now = _prepare_data(config, strategy, resume, resumed_data)
     say = print if config.verbose >= 1 and strategy.is_main else (lambda *a, **k: None)
     data = _Data(dataset, train_data, valid_data, data_now, strategy, say)
     _describe_data(data, config)
@@ -103,17 +107,18 @@ def _run(config: TrainConfig, resume: dict | None, resumed_data: dict | None, st
         simple, other = (c.model for c in candidates)
         say(f"--model auto: training {simple} and {other} on the same rows; the lower validation loss is kept")
     generators = torch.get_rng_state()  # each family starts where a run of it alone would
-    kept: tuple[Trainer, TrainConfig] | None = None
+    kept: tuple[Trainer, TrainConfig, RunFacts] | None = None
     for candidate in candidates:
         torch.set_rng_state(generators)
-        trainer, choice = _train_family(candidate, data, resume, rival=kept[0] if kept else None)
+        found = dataclasses.replace(facts)  # each family chooses its own precision
+        trainer, choice = _train_family(candidate, found, data, resume, rival=kept[0] if kept else None)
         if kept is not None:
             say(f"--model auto: {choice.words(candidate.model, kept[1].model)}")
         if kept is None or choice.challenger_wins:
-            kept = (trainer, candidate)
+            kept = (trainer, candidate, found)
     if not strategy.is_main:
         return {}
-    trainer, config = kept
+    trainer, config, _ = kept
     if len(candidates) > 1:
         _keep_companions(candidates, kept, data)
     test = test_metrics(trainer, dataset, config)
@@ -131,21 +136,22 @@ def _describe_data(data: _Data, config: TrainConfig) -> None:
         print(f"mnist-train: {note}", file=sys.stderr)
 
 
-def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: Trainer | None
+def _train_family(config: TrainConfig, facts: RunFacts, data: _Data, resume: dict | None, rival: Trainer | None
                   ) -> tuple[Trainer, Choice | None]:
     """Build and train one family; save its best model unless it does not beat the family trained
     before it (``rival``), so that the model file always holds the one kept so far."""
     dataset, say = data.dataset, data.say
+    record = functools.partial(saved_record, config, facts)  # read when written: the facts are found by then
 
     def checkpoint(trainer: Trainer) -> None:
         if data.main_rank:
-            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data.fingerprint())
+            save_checkpoint(checkpoint_path(config), trainer, record(), data=data.fingerprint())
 
     trainer = build_trainer(config, dataset.input_shape, dataset.output_size, len(data.train[0]), data.device,
-                            dataset.task, make_callbacks(config, checkpoint, data.main_rank), data.strategy,
-                            config.verbose >= 1 and data.main_rank, train_targets=data.train[1],
-                            classes=dataset.classes, record=dataset.preprocessing)
-    say(_run_words(config, data))
+                            dataset.task, make_callbacks(config, record, checkpoint, data.main_rank),
+                            data.strategy, config.verbose >= 1 and data.main_rank, train_targets=data.train[1],
+                            classes=dataset.classes, record=dataset.preprocessing, facts=facts)
+    say(_run_words(config, facts, data))
     if resume is not None:
         _restore(trainer, resume, config.resume)
         say(f"Resuming after epoch {len(trainer.history)}")
@@ -165,7 +171,7 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
             return  # the family trained before stays in the model file
         trainer.model.load_state_dict(trainer.best_state)
         # The optimizer's state is the last epoch's, which may come after the best one: say which.
-        save_model_file(config.model_fn, trainer.model, trainer.optimizer, config.to_dict(),
+        save_model_file(config.model_fn, trainer.model, trainer.optimizer, record(),
                         preprocessing=dataset.preprocessing, dataset=dataset.metadata(),
                         history=trainer.history, best_epoch=trainer.best_epoch, opt_epoch=len(trainer.history),
                         train_seconds=time.perf_counter() - started, data=data.fingerprint(), **extra)
@@ -181,11 +187,11 @@ def _train_family(config: TrainConfig, data: _Data, resume: dict | None, rival: 
     return trainer, verdict[0] if verdict else None
 
 
-def _run_words(config: TrainConfig, data: _Data) -> str:
+def _run_words(config: TrainConfig, facts: RunFacts, data: _Data) -> str:
     """The line before a family trains: the data's shapes, where and in what it computes."""
     where = data.strategy.describe(config.batch_size)
     return (f"{data.dataset.name}: train {tuple(data.train[0].shape)}, valid {tuple(data.valid[0].shape)}, "
-            f"test {tuple(data.dataset.test[0].shape)} on {where}, {precision_words(config)}, seed {config.seed}, "
+            f"test {tuple(data.dataset.test[0].shape)} on {where}, {precision_words(facts)}, seed {config.seed}, "
             f"model {config.model}")
 
 
@@ -200,16 +206,17 @@ def _verdict(trainer: Trainer, rival: Trainer, data: _Data) -> Choice:
     return choose(trainer.model, rival.model, trainer.crit, data.valid)
 
 
-def _keep_companions(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig], data: _Data) -> None:
+def _keep_companions(candidates: list[TrainConfig], kept: tuple[Trainer, TrainConfig, RunFacts], data: _Data
+                     ) -> None:
     """--model auto: the history, configuration and checkpoint beside the model file become the
     kept family's (the last one trained wrote them), so that --resume continues the kept one."""
-    trainer, config = kept
+    trainer, config, facts = kept
     if config is not candidates[-1]:
         paths = companion_paths(config.model_fn)
-        write_config(paths["config"], config.to_dict())
+        write_config(paths["config"], saved_record(config, facts))
         write_history(paths["history"], trainer.history)
         if Path(checkpoint_path(config)).exists():
-            save_checkpoint(checkpoint_path(config), trainer, config.to_dict(), data=data.fingerprint())
+            save_checkpoint(checkpoint_path(config), trainer, saved_record(config, facts), data=data.fingerprint())
 
 
 # Where the largest class has this many times the rows of the smallest, the run says so.
@@ -230,24 +237,26 @@ def imbalance_note(dataset: Dataset, targets: torch.Tensor, config: TrainConfig)
             "weighs them evenly"]
 
 
-def _seed(config: TrainConfig, strategy) -> None:
+def _seeded(config: TrainConfig, strategy) -> TrainConfig:
     """A seed for the run (drawn and saved when none was given, so any run can be repeated)."""
     if config.seed is None:
-        config.seed = strategy.agree(lambda: random.SystemRandom().randrange(2**31))
+        config = dataclasses.replace(config, seed=strategy.agree(lambda: random.SystemRandom().randrange(2**31)))
     torch.manual_seed(config.seed)  # the same validation split (and initial model) on every rank
     strategy.seed = config.seed
+    return config
 
 
 def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
                   resumed_data: dict | None) -> tuple:
-    """The dataset prepared with a record fitted on the training rows alone, the training and
-    validation tensors, and the (lazy) fingerprint of the data, checked across ranks and resumes."""
+    """The configuration with what the data settles, the dataset prepared with a record fitted on the
+    training rows alone, the training and validation tensors, and the (lazy) fingerprint of the data,
+    checked across ranks and resumes."""
     if config.pretrained and resume is None:
         pretrained_state(config.model)  # a missing weights file is refused before any picture is decoded
     # The test set is loaded up front too: a data problem should show before training, not after.
     raw = strategy.leader_first(lambda: load_configured_dataset(config))
-    for name, value in raw.kind.settings_found(raw).items():  # a folder's side: kept for evaluation and resumes
-        setattr(config, name, value)
+    # A folder's picture side, a table's batch size and epochs: kept for evaluation and resumes.
+    config = dataclasses.replace(config, **raw.kind.settings_found(raw))
     if raw.valid is not None:  # the source's own validation split (a folder's valid/)
         dataset = raw.prepared()
         train_data, valid_data = dataset.train, dataset.valid
@@ -262,16 +271,17 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         strategy.check_same_data(data_now())
     if resume is not None:
         _check_resumed_data(config.resume, resumed_data, data_now)
-    _size_from_rows(config, raw.kind, len(train_data[1]) // config.world_size)
+    world_size = strategy.world_size
+    config = _sized_from_rows(config, raw.kind, len(train_data[1]) // world_size)
     if config.sampler == "balanced" and hasattr(train_data[0], "epoch_order"):
         raise UserError("--sampler balanced draws rows of classes at random: it needs the rows in memory (this "
                         "cache is read from disk block by block); use --class_weight balanced")
-    rows_per_rank = len(train_data[0]) // config.world_size
+    rows_per_rank = len(train_data[0]) // world_size
     if rows_per_rank < config.batch_size:
-        per_rank = f" per process ({config.world_size} processes)" if config.world_size > 1 else ""
+        per_rank = f" per process ({world_size} processes)" if world_size > 1 else ""
         raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
-    return dataset, train_data, valid_data, data_now
+    return config, dataset, train_data, valid_data, data_now
 
 
 def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy,
@@ -286,7 +296,7 @@ def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy
             trainer.train(*data, config.n_epochs, config.batch_size)
         except TrainingStopped as stop:
             _stop_together(stop, strategy, functools.partial(_save_after_stop, stop, trainer, config, save_best,
-                                                             checkpoint))
+                                                             checkpoint, strategy.world_size))
             raise
         except SaveFailed as failed:  # a checkpoint could not be written: keep the best model, then stop
             _save_after_failed_checkpoint(failed, trainer, config, save_best)
@@ -296,13 +306,13 @@ def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy
     return True
 
 
-def _size_from_rows(config: TrainConfig, kind, rows: int) -> None:
+def _sized_from_rows(config: TrainConfig, kind, rows: int) -> TrainConfig:
     """Batch size and epochs a run left to its kind of data (a table's), from its training rows (per
     process)."""
-    if config.batch_size is None or config.n_epochs is None:
-        batch, epochs = kind.schedule(rows, config.batch_size)
-        config.batch_size = batch
-        config.n_epochs = config.n_epochs or epochs
+    if config.batch_size is not None and config.n_epochs is not None:
+        return config
+    batch, epochs = kind.schedule(rows, config.batch_size)
+    return dataclasses.replace(config, batch_size=batch, n_epochs=config.n_epochs or epochs)
 
 
 def _stop_together(stop: TrainingStopped, strategy, save: Callable[[], None]) -> None:
@@ -326,21 +336,25 @@ def _stop_together(stop: TrainingStopped, strategy, save: Callable[[], None]) ->
             strategy.barrier()
 
 
-def _set_world_size(config: TrainConfig, strategy, resumed: bool) -> None:
+def _on_processes(config: TrainConfig, facts: RunFacts, strategy, resumed: bool) -> TrainConfig:
     """Record how many processes train; a resumed run must have as many as it began with (each
-    process's steps per epoch, and so the global batch and the schedule, depend on it)."""
-    now = strategy.world_size
-    batch_size = regrouped_batch_size(config, now) if resumed else config.batch_size
-    if resumed and batch_size is None:
-        launch = (f"torchrun --nproc_per_node {config.world_size} (or as many processes over several machines)"
-                  if config.world_size > 1 else "mnist-train, without torchrun")
-        raise UserError(f"--resume {config.resume}: the run was trained by {config.world_size} process(es), this is "
+    process's steps per epoch, and so the global batch and the schedule, depend on it), or a batch
+    size per process that keeps its global batch."""
+    now, began = strategy.world_size, facts.world_size
+    facts.world_size = now
+    if not resumed:
+        return config
+    batch_size = regrouped_batch_size(config, began, now)
+    if batch_size is None:
+        launch = (f"torchrun --nproc_per_node {began} (or as many processes over several machines)"
+                  if began > 1 else "mnist-train, without torchrun")
+        raise UserError(f"--resume {config.resume}: the run was trained by {began} process(es), this is "
                         f"{now}; resume it with {launch}")
-    if resumed and now != config.world_size and strategy.is_main:
-        print(f"mnist-train: note: resuming on {now} process(es) a run begun on {config.world_size}: --batch_size "
-              f"{batch_size} per process keeps its global batch of {config.world_size * config.batch_size}",
+    if now != began and strategy.is_main:
+        print(f"mnist-train: note: resuming on {now} process(es) a run begun on {began}: --batch_size "
+              f"{batch_size} per process keeps its global batch of {began * config.batch_size}",
               file=sys.stderr)
-    config.world_size, config.batch_size = now, batch_size
+    return dataclasses.replace(config, batch_size=batch_size)
 
 
 def _check_resumed_data(checkpoint_fn: str, then, data_now: Callable[[], dict]) -> None:
@@ -366,15 +380,16 @@ def _restore(trainer: Trainer, state: dict, checkpoint_fn: str) -> None:
                         f"({type(e).__name__}: {first_line(e)})") from e
 
 
-def make_callbacks(config: TrainConfig, checkpoint: Callable[[Trainer], None], main_rank: bool = True) -> list:
+def make_callbacks(config: TrainConfig, record: Callable[[], dict], checkpoint: Callable[[Trainer], None],
+                   main_rank: bool = True) -> list:
     """What the command does around the loop besides what the configuration asks of every trainer
     (``callbacks.from_config``): the run's logs, checkpoints and signals. Only the main process of a
-    distributed run writes."""
+    distributed run writes; ``record()`` is what its configuration files hold."""
     callbacks = []
     if main_rank:  # the epoch's row is written before a checkpoint that might fail
-        callbacks.append(RunLog(config.model_fn, config))
+        callbacks.append(RunLog(config.model_fn, record))
         if config.tensorboard:
-            callbacks.append(TensorBoardLog(config.tensorboard, config))
+            callbacks.append(TensorBoardLog(config.tensorboard, record))
     if config.checkpoint_every:
         callbacks.append(EveryEpochs(config.checkpoint_every, checkpoint))
     return [*callbacks, StopOnSignals(announce=main_rank)]
@@ -391,17 +406,18 @@ def test_metrics(trainer: Trainer, dataset: Dataset, config: TrainConfig) -> dic
     return test
 
 
-def precision_words(config: TrainConfig) -> str:
+def precision_words(facts: RunFacts) -> str:
     """E.g. "fp32 (auto: this CPU (AVX2) has no bf16 kernels)": what the run computes in, and why."""
-    short = "bf16" if config.precision == BFLOAT16 else "fp32"
-    return f"{short} ({config.precision_reason})" if config.precision_reason else short
+    short = "bf16" if facts.precision == BFLOAT16 else "fp32"
+    return f"{short} ({facts.precision_reason})" if facts.precision_reason else short
 
 
 def checkpoint_path(config: TrainConfig) -> str:
     return config.checkpoint_fn or str(companion_paths(config.model_fn)["checkpoint"])
 
 
-def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best, checkpoint) -> None:
+def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfig, save_best, checkpoint,
+                     world_size: int) -> None:
     """Keep what the stopped run achieved: its best model and, when interrupted, a checkpoint."""
     print(f"mnist-train: {stop}", file=sys.stderr)
     if trainer.snapshot is None:
@@ -411,7 +427,8 @@ def _save_after_stop(stop: TrainingStopped, trainer: Trainer, config: TrainConfi
     where = f"the best model so far (epoch {trainer.best_epoch}) is in {config.model_fn}"
     if isinstance(stop, TrainingInterrupted | PeerLost):
         checkpoint(trainer)
-        command = "torchrun ... train.py" if config.world_size > 1 else "mnist-train"
+        command = "torchrun ... train.py" if world_size > 1 else "mnist-train"
+
         where += (f"; continue from epoch {len(trainer.snapshot['history']) + 1} with "
                   f"`{command} --resume {checkpoint_path(config)}`")
     print(f"mnist-train: {where}", file=sys.stderr)

@@ -13,31 +13,10 @@ from collections.abc import Callable
 
 import torch
 
-from ..kinds.base import DIGIT, FILL
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
-from .mnist import load_fashion_mnist, load_mnist
+from .mnist import FASHION_CLASSES, fashion_mnist, mnist
 
-__all__ = ["CLASSIFICATION", "LOADERS", "REGRESSION", "Dataset"]
-
-
-def image_dataset(name: str, load: Callable, data_dir: str, classes: list[str], style: str = DIGIT) -> Dataset:
-    """A 28x28 grayscale image set as (N, 1, 28, 28) tensors."""
-    x_train, y_train = load(is_train=True, flatten=False, data_dir=data_dir)
-    x_test, y_test = load(is_train=False, flatten=False, data_dir=data_dir)
-    return Dataset(name, (x_train.unsqueeze(1), y_train), (x_test.unsqueeze(1), y_test), CLASSIFICATION,
-                   (1, 28, 28), classes, image_style=style)
-
-
-def mnist(data_dir: str, **_) -> Dataset:
-    return image_dataset("mnist", load_mnist, data_dir, [str(d) for d in range(10)])
-
-
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def fashion_mnist(data_dir: str, **_) -> Dataset:
-    return image_dataset("fashion-mnist", load_fashion_mnist, data_dir, FASHION_CLASSES, style=FILL)
+__all__ = ["CLASSIFICATION", "FASHION_CLASSES", "LOADERS", "REGRESSION", "Dataset"]
 
 
 def digits(**_) -> Dataset:

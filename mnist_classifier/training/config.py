@@ -21,7 +21,7 @@ from .distributed import DEFAULT_TIMEOUT_S
 from .fine_tune import family_of, pretrained_side
 from .precision import AMP_CHOICES, BFLOAT16, FLOAT32
 
-__all__ = ["TrainConfig", "defaults_for", "resolve"]
+__all__ = ["RunFacts", "TrainConfig", "defaults_for", "from_record", "resolve", "saved_record"]
 
 LR_SCHEDULES = ("cosine", "onecycle", "constant")
 # --model auto: the families its kind of data names (a table's: linear and mlp) train one after the
@@ -86,11 +86,13 @@ MODEL_DEFAULTS: dict[str, dict] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of a training run. Each field's ``option`` is the one place its default, help
-    text and bounds are written: ``mnist-train``'s flags, ``validate``, the resume rules, the
-    estimators' parameters and the flags page are made from them."""
+    """Every setting of a training run, settled before it starts and never changed after (a value the
+    run settles itself, such as a drawn seed, makes a new one with ``dataclasses.replace``). Each
+    field's ``option`` is the one place its default, help text and bounds are written:
+    ``mnist-train``'s flags, ``validate``, the resume rules, the estimators' parameters and the flags
+    page are made from them. What the run finds out about itself is kept apart, in ``RunFacts``."""
 
     model_fn: str | None = option(None, "where to save the trained model file (required, except with --resume)",
                                   resumable=True)
@@ -125,9 +127,6 @@ class TrainConfig:
                       "probe on GPUs and CPUs with bf16 kernels; fp32 elsewhere); on (also plain --amp); off: "
                       "float32, the seed's numerics. on and off repeat exactly", choices=AMP_CHOICES,
                       resumable=True, estimator=True, cli={"nargs": "?", "const": "on"})
-    # What the run computes in, once chosen (precision.py): saved, so a resumed run keeps it.
-    precision: str | None = None
-    precision_reason: str | None = None
     preset: str | None = option(None, "a named set of defaults for the model family (" + "; ".join(
         f"{model}: {', '.join(names)}" for model, names in PRESETS.items()) + "); flags given too still win")
     dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes, csv:PATH or folder:PATH (a folder "
@@ -168,13 +167,11 @@ class TrainConfig:
     resume: str | None = option(None, "continue the run saved in CHECKPOINT, with its configuration",
                                 resumable=True, cli={"metavar": "CHECKPOINT"})
     # Distributed runs (torchrun): BatchNorm over the global batch; how long a collective waits for a
-    # silent rank (about 11 days at most: far larger values overflow torch's timers); how many
-    # processes trained (saved, so a resume is refused on another number).
+    # silent rank (about 11 days at most: far larger values overflow torch's timers).
     sync_bn: bool = option(False, "under torchrun: batch norm over the global batch instead of each process's "
                            "share")
     dist_timeout: float = option(DEFAULT_TIMEOUT_S, "under torchrun: seconds to wait for a silent process before "
                                  "the run stops", low=0, high=1e6, low_open=True, resumable=True)
-    world_size: int = 1
     model: str = option("mlp", "the model family: " + ", ".join(MODELS) + " (the names after linear are "
                         "torchvision's architectures), or auto for tables: train linear and mlp and keep the one "
                         "with the lower validation loss", choices=(*MODELS, AUTO))
@@ -185,8 +182,6 @@ class TrainConfig:
     freeze: bool = option(False, "with --pretrained or --init_from: train only the head for the first "
                           "--freeze_epochs, then everything, the rest of the model at a tenth of --lr")
     freeze_epochs: int = option(1, "with --freeze: how many epochs only the head trains", low=1)
-    # The parameters --freeze left trainable, once chosen: saved, so a resumed run freezes the same.
-    freeze_head: list[str] | None = None
     # --model auto: the settings a family's defaults change for its candidate (flags given win), by family.
     family_settings: dict = field(default_factory=dict)
     class_weight: str | None = option(None, "balanced: weigh each class in the loss by rows / (classes x its rows), "
@@ -197,9 +192,10 @@ class TrainConfig:
     # The model's own options (the family's Options dataclass); ``validate`` fills in the rest.
     model_options: dict = field(default_factory=dict)
 
-    def validate(self) -> None:
+    def validate(self) -> TrainConfig:
         """Refuse impossible values before any work starts: each field against its option, then the
-        rules that tie fields together."""
+        rules that tie fields together. Returns the configuration completed: the family's options
+        filled in, input paths made absolute, a pretrained model's picture size."""
         if not self.model_fn and not self.resume:
             raise UserError("--model_fn is required (where to save the model), unless --resume is given")
         for name, opt in TRAIN_OPTIONS.items():
@@ -210,11 +206,9 @@ class TrainConfig:
             problem = opt.problem(value)
             if problem:
                 raise ParameterError(problem)
-        self._check_model_options()
-        # bool is an int to Python: True must not pass for 1.
-        if isinstance(self.world_size, bool) or not (isinstance(self.world_size, int) and self.world_size >= 1):
-            raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
-        self._check_precision()
+        model_options = self._check_model_options()
+        if self.amp not in AMP_CHOICES:
+            raise ParameterError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
         self._check_table_words()
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
@@ -225,7 +219,7 @@ class TrainConfig:
         if given:
             raise UserError(f"--{given[0][0]} applies only to --dataset {given[0][1]}:PATH, not to {self.dataset}")
         self._check_starting_weights()
-        self.resolve_input_paths()
+        return replace(self, model_options=model_options, image_size=self._image_size(), **self._input_paths())
 
     def _check_table_words(self) -> None:
         """--encoding names a codec Python has; the lists of names name something."""
@@ -253,12 +247,15 @@ class TrainConfig:
             raise UserError("--freeze_epochs applies only with --freeze")
         if self.class_weight and self.sampler != "shuffle":
             raise UserError("--class_weight balanced and --sampler balanced both correct for rare classes; choose one")
+
+    def _image_size(self) -> int | None:
         resized = TRAIN_OPTIONS["image_size"].spec.applies == source_prefix(self.dataset)
         if self.pretrained and resized and self.image_size is None:
             # The size the published weights were trained at (224 for most): their features are of that scale.
-            self.image_size = pretrained_side(self.model)
+            return pretrained_side(self.model)
+        return self.image_size
 
-    def _check_model_options(self) -> None:
+    def _check_model_options(self) -> dict:
         """The family's options: what was given, its defaults for the rest, each checked."""
         if self.model == AUTO and not auto_families(self):
             offered = next(kind.auto_families for kind in KINDS.values() if kind.auto_families)
@@ -270,35 +267,26 @@ class TrainConfig:
         if unknown:
             takes = f"its options: {', '.join('--' + name for name in known)}" if known else "it has no options"
             raise UserError(f"--{unknown[0]} does not apply to --model {self.model} ({takes})")
-        self.model_options = {name: self.model_options.get(name, opt.default) for name, opt in known.items()}
-        problem = check_options(options, self.model_options)
+        filled = {name: self.model_options.get(name, opt.default) for name, opt in known.items()}
+        problem = check_options(options, filled)
         if problem:
             raise ParameterError(problem)
+        return filled
 
-    def _check_precision(self) -> None:
-        if self.amp not in AMP_CHOICES:
-            raise ParameterError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
-        if self.precision not in (None, BFLOAT16, FLOAT32):
-            raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {self.precision!r}")
-        reason = self.precision_reason
-        if reason is not None and not (isinstance(reason, str) and len(reason) <= 200 and reason.isprintable()):
-            raise UserError("the recorded reason for the precision must be one line of printable text")
-        forced = {"on": BFLOAT16, "off": FLOAT32}.get(self.amp)
-        if forced and self.precision not in (None, forced):
-            raise UserError(f"--amp {self.amp} contradicts the recorded precision {self.precision}")
-
-    def resolve_input_paths(self) -> None:
+    def _input_paths(self) -> dict:
         """Input paths made absolute: the model file and checkpoint keep working from another folder."""
-        self.data_dir = str(Path(self.data_dir).resolve())
+        paths = {"data_dir": str(Path(self.data_dir).resolve())}
         path = source_path(self.dataset)
         if path:
-            self.dataset = with_path(self.dataset, str(Path(path).resolve()))
+            paths["dataset"] = with_path(self.dataset, str(Path(path).resolve()))
         if self.init_from:
-            self.init_from = str(Path(self.init_from).resolve())
+            paths["init_from"] = str(Path(self.init_from).resolve())
         if self.test_csv:
-            self.test_csv = str(Path(self.test_csv).resolve())
-            if source_path(self.dataset) == self.test_csv:
-                raise UserError(f"--test_csv {self.test_csv} is the training file itself; test rows must be others")
+            paths["test_csv"] = str(Path(self.test_csv).resolve())
+            if source_path(paths.get("dataset", self.dataset)) == paths["test_csv"]:
+                raise UserError(f"--test_csv {paths['test_csv']} is the training file itself; test rows must be "
+                                "others")
+        return paths
 
     def to_dict(self) -> dict:
         """Plain Python values, safe for ``torch.load(weights_only=True)``."""
@@ -306,18 +294,75 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
-        """Rebuild from ``to_dict()``, ignoring keys that a newer or older version added."""
+        """Rebuild from ``to_dict()`` (or a saved record, its run facts among the settings), ignoring
+        keys that a newer or older version added."""
         known = {f.name for f in fields(cls)}
-        config = cls(**{k: v for k, v in values.items() if k in known})
+        settings = {k: v for k, v in values.items() if k in known}
         if isinstance(values.get("amp"), bool):
-            # Releases before --amp auto: a switch, and what it chose was the only precision.
-            config.amp = "on" if values["amp"] else "off"
-            config.precision = BFLOAT16 if values["amp"] else FLOAT32
+            # Releases before --amp auto: a switch (what it chose is in RunFacts.from_dict).
+            settings["amp"] = "on" if values["amp"] else "off"
         if "model" not in values:
             # Release 1 had only the MLP, its options among the other flags.
-            config.model_options = {k: values[k] for k in options_of(MODELS["mlp"].Options)
-                                    if values.get(k) is not None}
-        return config
+            settings["model_options"] = {k: values[k] for k in options_of(MODELS["mlp"].Options)
+                                         if values.get(k) is not None}
+        return cls(**settings)
+
+
+@dataclass
+class RunFacts:
+    """What a run finds out about itself as it goes, apart from what it was asked (``TrainConfig``):
+    saved beside the configuration, read back by ``--resume`` (which continues as the run began) and
+    left out by ``--config`` (a replay finds its own)."""
+
+    # What the run computes in, once chosen (precision.py), and why.
+    precision: str | None = None
+    precision_reason: str | None = None
+    # How many processes trained: a resume on another number regroups the batch or is refused.
+    world_size: int = 1
+    # The parameters --freeze left trainable, once chosen: a resumed run freezes the same.
+    freeze_head: list[str] | None = None
+
+    def check(self, amp: str) -> RunFacts:
+        """Refuse facts a damaged or hand-edited file could hold, or that contradict ``amp``."""
+        # bool is an int to Python: True must not pass for 1.
+        if isinstance(self.world_size, bool) or not (isinstance(self.world_size, int) and self.world_size >= 1):
+            raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
+        if self.precision not in (None, BFLOAT16, FLOAT32):
+            raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {self.precision!r}")
+        reason = self.precision_reason
+        if reason is not None and not (isinstance(reason, str) and len(reason) <= 200 and reason.isprintable()):
+            raise UserError("the recorded reason for the precision must be one line of printable text")
+        forced = {"on": BFLOAT16, "off": FLOAT32}.get(amp)
+        if forced and self.precision not in (None, forced):
+            raise UserError(f"--amp {amp} contradicts the recorded precision {self.precision}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunFacts:
+        """The facts in a saved record (a model file's or checkpoint's ``config``)."""
+        facts = cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+        if isinstance(values.get("amp"), bool):  # releases before --amp auto: the switch was the precision
+            facts.precision = BFLOAT16 if values["amp"] else FLOAT32
+        return facts
+
+
+FACTS = tuple(f.name for f in fields(RunFacts))
+
+
+def saved_record(config: TrainConfig, facts: RunFacts) -> dict:
+    """What a model file, checkpoint and ``MODEL.config.json`` hold: the settings and, beside them, the
+    run's facts (one flat dict, as every release has written it)."""
+    return config.to_dict() | facts.to_dict()
+
+
+def from_record(values: dict) -> tuple[TrainConfig, RunFacts]:
+    """A saved record's configuration and facts, each checked as flags are."""
+    config = TrainConfig.from_dict(values).validate()
+    return config, RunFacts.from_dict(values).check(config.amp)
+
 
 
 TRAIN_OPTIONS = options_of(TrainConfig)

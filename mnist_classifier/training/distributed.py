@@ -1,8 +1,9 @@
 """Data-parallel training under torchrun: one process per device, ``DistributedDataParallel`` between them.
 
 torchrun starts the processes and gives each ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and a meeting
-point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``data_parallel`` yields a
-``strategy.SingleProcess`` and training is one plain process, with no distributed code in the way.
+point (``MASTER_ADDR``/``MASTER_PORT``). Without them ``cli/train.py`` trains with a
+``strategy.SingleProcess``, this module is never called, and training is one plain process.
+
 
 How the ranks stay one run:
 - before anything else they compare their settled configurations (``check_same_settings``): ranks
@@ -41,11 +42,9 @@ from torch import nn
 from ..data.dataset import take_rows
 from ..errors import AgreedError, UserError, first_line
 from ..kinds import source_path, with_path
-from ..utils import get_device
-from .strategy import SingleProcess
+from .strategy import TORCHRUN_VARIABLES
 from .trainer import TrainingStopped
 
-TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 DEFAULT_TIMEOUT_S = 120.0
 # How long the other ranks wait for each machine's first rank to prepare the data (a first download).
 DATA_TIMEOUT_S = 3600
@@ -288,37 +287,31 @@ def _disagreement(name: str, everyone: list[dict]) -> str:
     return f"--{name}: rank 0 has {first!r}, " + ", ".join(others)
 
 
-def regrouped_batch_size(config, world_size: int) -> int | None:
+def regrouped_batch_size(config, began_on: int, world_size: int) -> int | None:
     """The ``--batch_size`` per process that keeps a resumed run's global batch (``config`` is its
-    checkpoint's) on ``world_size`` processes instead of the ones it began with, e.g. on the machine
-    that survived; None when no whole number does.
+    checkpoint's, trained by ``began_on`` processes) on ``world_size`` processes instead, e.g. on the
+    machine that survived; None when no whole number does.
 
     The rows each batch draws differ (the shuffle is another world's), so the run goes on alike, not
     exactly; an epoch may take one step more than before (its rows split otherwise), which a cosine
     schedule takes and a one-cycle one, ending at its planned step, does not."""
-    if world_size == config.world_size:
+    if world_size == began_on:
         return config.batch_size
-    global_batch = config.world_size * config.batch_size
+    global_batch = began_on * config.batch_size
+
     if global_batch % world_size or config.lr_schedule == "onecycle":
         return None
     return global_batch // world_size
 
 
-def under_torchrun() -> bool:
-    return all(name in os.environ for name in TORCHRUN_VARIABLES)
-
-
 @contextlib.contextmanager
 def data_parallel(gpu_id: int, timeout_s: float = DEFAULT_TIMEOUT_S):
-    """Join the torchrun job this process belongs to and leave it afterwards; outside torchrun, a
-    ``SingleProcess`` on ``--gpu_id``'s device.
+    """Join the torchrun job this process belongs to (``strategy.under_torchrun()``) and leave it
+    afterwards.
 
     Each process takes the GPU of its local rank (NCCL) when ``gpu_id`` asks for GPUs, else the CPU
     (gloo). Collectives give up after ``timeout_s`` seconds without an answer.
     """
-    if not under_torchrun():
-        yield SingleProcess(get_device(gpu_id))
-        return
     rank, world_size, local_rank = (int(os.environ[name]) for name in TORCHRUN_VARIABLES)
     device = _device(gpu_id, local_rank)
     backend = "nccl" if device.type == "cuda" else "gloo"

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SaveFailed, UserError
@@ -54,12 +55,12 @@ def is_our_config(path: Path) -> bool:
 
 class RunLog(Callback):
     """Writes the whole history after every epoch, and the configuration with the first epoch's row
-    (a run that completes no epoch leaves earlier files as they were). ``config`` is read then, once
-    the seed and precision are settled."""
+    (a run that completes no epoch leaves earlier files as they were). ``record()`` gives the saved
+    configuration then, once the run's facts (its precision) are settled."""
 
-    def __init__(self, model_fn: str | Path, config):
+    def __init__(self, model_fn: str | Path, record: Callable[[], dict]):
         self.paths = companion_paths(model_fn)
-        self.config = config
+        self.record = record
         self.config_written = self.failed = False
 
     def on_epoch_end(self, trainer, record: dict) -> None:
@@ -67,7 +68,7 @@ class RunLog(Callback):
             return
         try:
             if not self.config_written:
-                write_config(self.paths["config"], self.config.to_dict())
+                write_config(self.paths["config"], self.record())
                 self.config_written = True
             write_history(self.paths["history"], trainer.history)
         except SaveFailed as e:  # a full disk: the model file still gets the history; say it once
@@ -78,18 +79,20 @@ class RunLog(Callback):
 
 class TensorBoardLog(Callback):
     """Per-epoch scalars (losses, validation accuracy, learning rate) and the configuration as
-    TensorBoard event files in ``log_dir`` (``--tensorboard DIR``; needs the tensorboard package)."""
+    TensorBoard event files in ``log_dir`` (``--tensorboard DIR``; needs the tensorboard package);
+    ``record()`` gives the configuration, as ``RunLog``'s."""
 
     SCALARS = ("train_loss", "valid_loss", "valid_accuracy", "lr")
 
-    def __init__(self, log_dir: str | Path, config):
+    def __init__(self, log_dir: str | Path, record: Callable[[], dict]):
         self.writer = open_tensorboard(log_dir)
-        self.config = config
+        self.record = record
         self.config_written = False
 
     def on_epoch_end(self, trainer, record: dict) -> None:
         if not self.config_written:  # once the seed and precision are settled
-            self.writer.add_text("config", "    " + json.dumps(self.config.to_dict(), indent=2, sort_keys=True)
+            self.writer.add_text("config", "    " + json.dumps(self.record(), indent=2, sort_keys=True)
+
                                  .replace("\n", "\n    "), record["epoch"])  # indented: shown as code
             self.config_written = True
         for name in self.SCALARS:

@@ -3,12 +3,15 @@ run ask which rows to take, how sums add up, who prints and who writes.
 
 ``SingleProcess`` is the plain case: every row, sums as they are, decisions made here and now.
 ``distributed.DataParallel`` is the same interface for a torchrun job. The trainer and the run call
-these methods unconditionally, so neither has a branch for distributed training.
+these methods unconditionally, so neither has a branch for distributed training;
+``cli/train.py`` picks one, and only a torchrun job calls ``distributed``.
+
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -71,3 +74,11 @@ class SingleProcess:
     def describe(self, batch_size: int) -> str:
         """Where the run trains, for its first line."""
         return str(self.device)
+
+
+# What torchrun gives every process it starts.
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def under_torchrun() -> bool:
+    return all(name in os.environ for name in TORCHRUN_VARIABLES)
