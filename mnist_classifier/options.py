@@ -25,8 +25,8 @@ class Spec:
 
     ``low``/``high`` bound a number (each item of a list), open where ``low_open``/``high_open``.
     (A field without a ``Spec`` is one the run records but nobody types: no flag.) ``resumable``:
-    may change when a run is resumed. ``applies``: ``"csv"`` (``"folder"``) for flags that mean something only for
-    that kind of ``--dataset KIND:PATH``.
+    may change when a run is resumed. ``applies``: ``"csv"`` (``"folder"``, or several: ``("csv", "text")``) for
+    flags that mean something only for that kind of ``--dataset KIND:PATH``.
     ``estimator``: also a parameter of the scikit-learn estimators. ``cli``: extra argparse
     keywords (``metavar``, ``nargs``, ``const``, ``type``, ``default``: a callable for a default that
     depends on the machine).
@@ -39,9 +39,13 @@ class Spec:
     high_open: bool = False
     choices: tuple | None = None
     resumable: bool = False
-    applies: str | None = None
+    applies: str | tuple[str, ...] | None = None
     estimator: bool = False
     cli: dict = field(default_factory=dict)
+
+    def applies_to(self, prefix: str | None) -> bool:
+        """Whether the flag means something for ``--dataset PREFIX:PATH`` (every flag that names none does)."""
+        return self.applies is None or prefix in ((self.applies,) if isinstance(self.applies, str) else self.applies)
 
 
 def option(default: Any = None, help: str = "", *, default_factory=None, **spec) -> Any:

@@ -3,6 +3,7 @@ the rows of CSV files when the model was trained on a table.
 
     mnist-predict --model_fn model.pth my_digit.png photos/ -      (- reads one image from stdin)
     mnist-predict --model_fn table.pth new_rows.csv --out predictions.csv
+    mnist-predict --model_fn texts.pth review.txt reviews/ new_reviews.csv --out predictions.csv
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class PredictOptions(ModelFileOptions):
                               cli={"metavar": "DIR"})
     out: str | None = option(None, "also write the predictions to CSV: a table's rows with theirs, or a file, "
                              "prediction and probability per picture", cli={"metavar": "CSV"})
-    delimiter: str | None = reading_option("delimiter", "table models: ")
+    delimiter: str | None = reading_option("delimiter", "table and text models' CSV files: ")
     decimal: str | None = reading_option("decimal", "table models: ")
-    encoding: str | None = reading_option("encoding", "table models: ")
+    encoding: str | None = reading_option("encoding", "table and text models' files: ")
     images: list[str] = field(default_factory=list)  # the INPUT arguments: not a flag
 
 
@@ -61,6 +62,8 @@ def predict(argv: list[str] | None = None) -> list[dict]:
     if args.images.count("-") > 1:
         raise UserError("- (standard input) can be given only once")
     predictor = Predictor(args.model_fn, tta=args.tta)
+    if predictor.data_kind.takes_texts:
+        return predict_texts(args, predictor)
     if not predictor.takes_images:
         return predict_rows(args, predictor)
     for flag in ("delimiter", "decimal", "encoding"):
@@ -124,13 +127,52 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
         predictions += rows
     if args.out:  # first: a closed pipe on the printing side must not cost the file
         _write_predictions(frames, predictions, Path(args.out))
-    if args.json:
-        print(json.dumps([r.to_dict() for r in predictions], indent=2))
-    else:
-        for r in predictions:
-            others = f" ({', '.join(f'{label} {prob:.1%}' for label, prob in r.top_k)})" if r.top_k else ""
-            print(f"{r.source}: {r.label}{others}")
+    _print_predictions(predictions, args.json)
     return [r.to_dict() for r in predictions]
+
+
+def predict_texts(args, predictor: Predictor) -> list[dict]:
+    """A prediction for every .txt file (folders: the .txt files in them), for ``-`` (standard input,
+    one text), and for every row of a CSV or TSV file's text column (the one training read, when the
+    file has it; else the column of long, mostly distinct cells); with --out, written as a table."""
+    from ..data.texts import TEXT_SUFFIXES, read_text_input, text_column_of
+
+    if args.show or args.tta:
+        raise UserError(f"--show and --tta are for pictures; {args.model_fn} takes texts")
+    if args.out:
+        inputs = {f"INPUT {path}": path for path in args.images if path != "-"} | {"--model_fn": args.model_fn}
+        _check_out(args.out, inputs)
+    frames, predictions = [], []
+    for path in args.images:
+        if path != "-" and Path(path).is_file() and not path.lower().endswith(TEXT_SUFFIXES):
+            frame = read_rows(Path(path), TableOptions(delimiter=args.delimiter, encoding=args.encoding))
+            column = text_column_of(Path(path), frame, predictor.metadata.get("feature_names"))
+            rows = predictor.predict(frame[column].tolist(), top_k=args.top_k)
+            for i, row in enumerate(rows, start=1):
+                row.source = f"{path}, row {i}"
+            frames.append(_with_predictions(frame, rows, path, with_file=len(args.images) > 1, out=args.out))
+        else:
+            names, texts, skipped = read_text_input(path, args.encoding, sys.stdin)
+            for note in skipped:
+                print(f"mnist-predict: {note}", file=sys.stderr)
+            rows = predictor.predict(texts, top_k=args.top_k) if texts else []
+            for name, row in zip(names, rows, strict=True):
+                row.source = name
+            frames.append(pd.DataFrame({"file": names}).assign(prediction=[r.label for r in rows]))
+        predictions += rows
+    if args.out:  # first: a closed pipe on the printing side must not cost the file
+        _write_predictions(frames, predictions, Path(args.out))
+    _print_predictions(predictions, args.json)
+    return [r.to_dict() for r in predictions]
+
+
+def _print_predictions(predictions: list[Prediction], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([r.to_dict() for r in predictions], indent=2))
+        return
+    for r in predictions:
+        others = f" ({', '.join(f'{label} {prob:.1%}' for label, prob in r.top_k)})" if r.top_k else ""
+        print(f"{r.source}: {r.label}{others}")
 
 
 def _check_out(out: str, inputs: dict[str, str]) -> None:

@@ -273,7 +273,7 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         _check_resumed_data(config.resume, resumed_data, data_now)
     world_size = strategy.world_size
     config = _sized_from_rows(config, raw.kind, len(train_data[1]) // world_size)
-    if config.sampler == "balanced" and hasattr(train_data[0], "epoch_order"):
+    if config.sampler == "balanced" and getattr(train_data[0], "from_disk", False):
         raise UserError("--sampler balanced draws rows of classes at random: it needs the rows in memory (this "
                         "cache is read from disk block by block); use --class_weight balanced")
     rows_per_rank = len(train_data[0]) // world_size

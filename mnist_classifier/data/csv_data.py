@@ -343,7 +343,12 @@ class CsvTable:
         kept = features.drop(columns=[name for name in left_out if name in features.columns])
         if kept.columns.empty:
             gone = [*self.options.ignore_columns, *left_out]
-            raise UserError(f"{self.path}: no feature column is left (left out: {', '.join(gone)})")
+            # A column of sentences (words between spaces, in most rows) was left out as an ID: texts.
+            prose = [name for name in left_out if name in features.columns
+                     and features[name].map(lambda cell: isinstance(cell, str) and " " in cell.strip()).mean() > 0.5]
+            hint = (f"; {', '.join(map(repr, prose))} {'is' if len(prose) == 1 else 'are'} free text: train on it as "
+                    f"texts with --dataset text:{self.path}") if prose else ""
+            raise UserError(f"{self.path}: no feature column is left (left out: {', '.join(gone)}){hint}")
         return kept
 
     def _useless(self, column: pd.Series, name: str) -> str | None:

@@ -57,12 +57,12 @@ def find_pictures(root: Path, one_class_ok: bool = False, skip: tuple[Path, ...]
     Folders in ``skip`` are never read."""
     if not root.is_dir():
         raise UserError(f"folder:{root}: no such folder" if not root.exists() else f"folder:{root}: not a folder")
-    parts = _split_folders(root)
+    parts = split_folders(root)
     skipped = {(s.stat().st_dev, s.stat().st_ino) for s in skip if s.is_dir()}
-    classes = _class_folders(parts.get("train", root), skipped)
+    classes = class_folders(parts.get("train", root), skipped)
     found = Found(root, classes, {}, valid_folder=parts.get("valid"), skip=skipped)
     for split, folder in parts.items():
-        extra = sorted(set(_class_folders(folder, skipped, required=False)) - set(classes))
+        extra = sorted(set(class_folders(folder, skipped, required=False)) - set(classes))
         if extra:
             raise UserError(f"{folder / extra[0]}: a class folder that {parts['train']} does not have; each "
                             "split must use the training split's classes")
@@ -72,29 +72,32 @@ def find_pictures(root: Path, one_class_ok: bool = False, skip: tuple[Path, ...]
     return found
 
 
-def _split_folders(root: Path) -> dict[str, Path]:
+def split_folders(root: Path, source: str = "folder", things: str = "pictures") -> dict[str, Path]:
     """``train/`` (required once any split folder exists), ``test/`` and ``valid/`` or ``val/`` where they
-    exist; else the whole folder, split later."""
+    exist; else the whole folder, split later. ``source`` and ``things`` name them in messages (texts)."""
     present = {split: next((root / n for n in names if (root / n).is_dir()), None)
                for split, names in SPLIT_FOLDERS.items()}
     if not any(present.values()):
         return {"all": root}
     if present["train"] is None:
         named = next(folder for folder in present.values() if folder is not None)
-        raise UserError(f"folder:{root}: has {named.name}/ but no train/; with split folders, the training "
-                        "pictures go in train/ (a folder per class inside)")
+        raise UserError(f"{source}:{root}: has {named.name}/ but no train/; with split folders, the training "
+                        f"{things} go in train/ (a folder per class inside)")
     return {split: folder for split, folder in present.items() if folder is not None}
 
 
-def _class_folders(folder: Path, skip: set, required: bool = True) -> list[str]:
+def class_folders(folder: Path, skip: set, required: bool = True, example: str = "1.jpg") -> list[str]:
+    """The class folders in ``folder`` (``skip``: (device, inode) of folders never read); ``example``: a
+    file name, for the message when there are none."""
     try:
         names = sorted(e.name for e in os.scandir(folder) if _is_dir(e) and not e.name.startswith(".")
                        and (e.stat().st_dev, e.stat().st_ino) not in skip)
     except OSError as e:
         raise UserError(f"{folder}: cannot be read ({e.strerror})") from None
     if required and not names:
-        raise UserError(f"{folder}: no class folders; put each class's pictures in a folder of its own "
-                        f"({folder / 'cat' / '1.jpg'}, {folder / 'dog' / '2.jpg'})")
+        things = "pictures" if example.endswith(".jpg") else "files"
+        raise UserError(f"{folder}: no class folders; put each class's {things} in a folder of its own "
+                        f"({folder / 'cat' / example}, {folder / 'dog' / ('2' + Path(example).suffix)})")
     return names
 
 

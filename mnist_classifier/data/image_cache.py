@@ -377,6 +377,7 @@ class FileRows:
 
     dtype = torch.uint8
     device = torch.device("cpu")
+    from_disk = True  # rows drawn at random (--sampler balanced) would read the file row by row
 
     def subset(self, positions: torch.Tensor) -> FileRows:
         """A view of some of these rows (a split), sharing the open file."""
@@ -420,9 +421,9 @@ class FileRows:
         for start in range(0, len(self), size):
             yield self[torch.arange(start, min(start + size, len(self)))]
 
-    def epoch_order(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def epoch_order(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
         """Positions of this view's rows for one epoch: blocks of neighbouring file rows in a random
-        order, each block's rows shuffled."""
+        order, each block's rows shuffled (whatever the batch size)."""
         blocks = list(torch.argsort(self.rows).split(self.block_rows))
         order = torch.randperm(len(blocks), generator=generator)
         return torch.cat([blocks[i][torch.randperm(len(blocks[i]), generator=generator)] for i in order.tolist()])

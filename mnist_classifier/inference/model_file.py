@@ -21,7 +21,8 @@ from torch import nn
 from ..data.preprocessing import CLASSIFICATION, REGRESSION, check_record, image_record, input_shape, legacy_record
 from ..errors import UserError, first_line
 from ..files import atomic_write
-from ..models import MODELS, name_of, rebuild
+from ..kinds import as_record
+from ..models import MODELS, name_of
 
 FORMAT = "mnist_classifier.model/3"
 # Release 1 wrote only MLPs, with statistics in "dataset"; schema 2 kept copies of the input shape
@@ -136,7 +137,7 @@ def build_model(payload: dict, path: str | Path = "model file") -> nn.Module:
                         f"({', '.join(MODELS)})")
     record = check_record(payload.get("preprocessing"), str(path))
     try:
-        model = rebuild(name, payload["architecture"])
+        model = as_record(record).family(name).MODEL_CLASS(**payload["architecture"])
         model.load_state_dict(payload["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise UserError(f"{path}: the weights do not match the saved architecture ({first_line(e)})") from e

@@ -1,5 +1,5 @@
-"""The kinds of data, one module each: images (``images.py``), picture folders (``folders.py``) and
-tables (``tables.py``).
+"""The kinds of data, one module each: images (``images.py``), picture folders (``folders.py``),
+tables (``tables.py``) and texts (``texts.py``).
 
 A kind says everything the rest of the code asks about its data: how a source is named
 (``--dataset PREFIX:PATH`` or a built-in name) and read, its preprocessing record, the task, which
@@ -15,6 +15,7 @@ from .base import CLASSIFICATION, REGRESSION, Kind
 from .folders import PictureFolder
 from .images import Images
 from .tables import Table
+from .texts import Text
 
 __all__ = ["CLASSIFICATION", "KINDS", "REGRESSION", "Kind", "as_record", "kind_of", "load_dataset", "source_path",
            "source_prefix"]
@@ -23,6 +24,7 @@ KINDS: dict[str, type[Kind]] = {
     Images.kind: Images,
     Table.kind: Table,
     PictureFolder.kind: PictureFolder,
+    Text.kind: Text,
 }
 
 

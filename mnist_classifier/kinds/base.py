@@ -36,6 +36,7 @@ class Kind:
     builtins: tuple[str, ...] = ()  # --dataset NAME: the built-in sets of this kind
     unit = "rows"  # what one example is called in a result line
     takes_pictures = False  # people's pictures (paths, PIL images): Predictor's paths, the server, --tta
+    takes_texts = False  # strings: Predictor's texts, mnist-predict's .txt files and text columns
     default_model = "mlp"
     auto_families: tuple[str, ...] = ()  # the families --model auto chooses between; () refuses it
     sized_from_rows = False  # batch size and epochs left to None are chosen from the number of rows
@@ -180,6 +181,12 @@ class Kind:
     def drawing(self) -> bool:
         """Whether the served page offers a drawing pad."""
         return False
+
+    def family(self, name: str):
+        """The model family ``--model name`` builds for this data: the registry's, for most kinds."""
+        from ..models import MODELS
+
+        return MODELS[name]
 
     def parity_inputs(self, rows: int, generator: torch.Generator) -> torch.Tensor:
         """Model inputs of the kind it sees, to check an export against PyTorch."""

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..data.dataset import CLASSIFICATION, REGRESSION
 from ..errors import UserError
+from ..kinds import as_record
 from ..models import MODELS
 from ..options import shown
 from ..resources import available_memory
@@ -27,10 +28,11 @@ ALWAYS_FITS = 256 * 2**20
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], output_size: int, task: str,
-                device: torch.device) -> nn.Module:
-    """The registry's model for ``config.model``, refused with a reason when it cannot read this data
+                device: torch.device, record: dict | None = None) -> nn.Module:
+    """The model for ``config.model`` that the data's kind builds (``record``: its preprocessing
+    record; the registry's family without one), refused with a reason when it cannot read this data
     or would not fit in memory."""
-    family = MODELS[config.model]
+    family = as_record(record).family(config.model) if record else MODELS[config.model]
     reason = family.accepts(tuple(input_shape))
     if reason:
         raise UserError(f"--model {config.model} cannot read this dataset: {reason}")
@@ -121,7 +123,7 @@ KEPT = "kept from the checkpoint"
 
 
 def resolve_precision(config: TrainConfig, facts: RunFacts, model: nn.Module, input_shape: tuple[int, ...],
-                      strategy=None) -> None:
+                      strategy=None, record: dict | None = None) -> None:
     """Settle ``facts.precision`` (and why) from ``--amp``. A resumed run computes as it began, even
     if a new probe would now decide otherwise, unless ``auto`` chose bfloat16 and this hardware
     (resumed elsewhere) rules it out. In a distributed run rank 0 decides for all."""
@@ -133,7 +135,8 @@ def resolve_precision(config: TrainConfig, facts: RunFacts, model: nn.Module, in
                 if KEPT not in reason:
                     reason = "; ".join(filter(None, [reason, KEPT]))
                 return facts.precision, reason
-        precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size)
+        inputs = as_record(record).parity_inputs if record else None  # of the kind the model reads (token ids)
+        precision = choose_precision(config.amp, model, tuple(input_shape), config.batch_size, inputs)
         return precision.dtype, precision.reason
 
     device = next(model.parameters()).device
@@ -160,11 +163,11 @@ def build_trainer(config: TrainConfig, input_shape: tuple[int, ...], output_size
     strategy, facts = strategy or SingleProcess(device), facts if facts is not None else RunFacts()
     if strategy.distributed and (config.freeze or config.sampler != "shuffle"):
         raise UserError("--freeze and --sampler balanced are not available under torchrun yet")
-    model = build_model(config, input_shape, output_size, task, device)
+    model = build_model(config, input_shape, output_size, task, device, record)
     start = initial_weights(config, model, classes, record) if config.pretrained or config.init_from else None
     if start is not None and verbose:
         print(start.describe())
-    resolve_precision(config, facts, model, input_shape, strategy)
+    resolve_precision(config, facts, model, input_shape, strategy, record)
     n_train = strategy.shard_size(n_train)  # each process's steps per epoch set the schedule's length
     if config.sync_bn and strategy.distributed:  # before the optimizer: the new layers hold new parameters
         strategy.convert_sync_batchnorm(model)

@@ -129,11 +129,15 @@ class TrainConfig:
                       resumable=True, estimator=True, cli={"nargs": "?", "const": "on"})
     preset: str | None = option(None, "a named set of defaults for the model family (" + "; ".join(
         f"{model}: {', '.join(names)}" for model, names in PRESETS.items()) + "); flags given too still win")
-    dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes, csv:PATH or folder:PATH (a folder "
-                          "of pictures, a subfolder per class)")
+    dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes, csv:PATH, folder:PATH (a folder "
+                          "of pictures, a subfolder per class) or text:PATH (a folder of .txt files per class, or a "
+                          "CSV/TSV file of texts and labels)")
     task: str | None = option(None, "for csv:PATH: what the target is (default: classification; built-in sets "
                               "know theirs)", choices=(CLASSIFICATION, REGRESSION))
-    target: str | None = option(None, "for csv:PATH: the target column (default: the last one)", applies="csv")
+    target: str | None = option(None, "for csv:PATH and text:PATH's tables: the target column (default: the last "
+                                "one)", applies=("csv", "text"))
+    text_column: str | None = option(None, "for text:PATH's tables: the column of texts (default: the one of long, "
+                                     "mostly distinct cells)", applies="text", cli={"metavar": "NAME"})
     test_csv: str | None = option(None, "for csv:PATH: a separate test file (default: 20% of the file)",
                                   applies="csv")
     drop_na: bool = option(False, "for csv:PATH: drop the rows that have gaps (empty or NA cells) instead of "
@@ -147,8 +151,8 @@ class TrainConfig:
     ignore_columns: str | None = option(None, "for csv:PATH: comma-separated columns left out (names, notes)",
                                         applies="csv", cli={"metavar": "NAMES"})
     decimal: str | None = reading_option("decimal", "for csv:PATH: ", applies="csv")
-    encoding: str | None = reading_option("encoding", "for csv:PATH: ", applies="csv")
-    delimiter: str | None = reading_option("delimiter", "for csv:PATH: ", applies="csv")
+    encoding: str | None = reading_option("encoding", "for csv:PATH and text:PATH: ", applies=("csv", "text"))
+    delimiter: str | None = reading_option("delimiter", "for csv:PATH and text:PATH: ", applies=("csv", "text"))
     loss: str | None = option(None, "nll for classification (the default); mse (default), l1 or huber for "
                               "regression", choices=("nll", *REGRESSION_LOSSES))
     image_size: int | None = option(None, "for folder:PATH: the side pictures are resized to (default: their "
@@ -215,9 +219,11 @@ class TrainConfig:
                             f"{self.delimiter!r}; for a tab, pass --delimiter $'\\t' or --delimiter tab")
         prefix = source_prefix(self.dataset)
         given = [(name, opt.spec.applies) for name, opt in TRAIN_OPTIONS.items()
-                 if opt.spec.applies not in (None, prefix) and getattr(self, name) != opt.default]
+                 if not opt.spec.applies_to(prefix) and getattr(self, name) != opt.default]
         if given:
-            raise UserError(f"--{given[0][0]} applies only to --dataset {given[0][1]}:PATH, not to {self.dataset}")
+            applies = given[0][1] if isinstance(given[0][1], str) else " or ".join(given[0][1])
+            raise UserError(f"--{given[0][0]} applies only to --dataset {applies.replace(' or', ':PATH or')}:PATH, "
+                            f"not to {self.dataset}")
         self._check_starting_weights()
         return replace(self, model_options=model_options, image_size=self._image_size(), **self._input_paths())
 
@@ -405,7 +411,7 @@ def source_options(config: TrainConfig) -> dict:
     and what its kind adds, such as a table's task)."""
     prefix = source_prefix(config.dataset)
     options = {name: getattr(config, name) for name, opt in TRAIN_OPTIONS.items()
-               if prefix and opt.spec.applies == prefix}
+               if prefix and opt.spec.applies is not None and opt.spec.applies_to(prefix)}
     return options | data_kind(config.dataset).reader_options(config)
 
 

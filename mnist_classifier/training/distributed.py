@@ -29,6 +29,7 @@ here only with gloo.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import signal
@@ -95,10 +96,14 @@ class DataParallel:
         used = n_rows - n_rows % self.world_size
         return order[self.rank:used:self.world_size]
 
-    def epoch_order(self, x, epoch: int) -> torch.Tensor:
-        """This rank's rows of ``epoch``, with dropout and augmentation reseeded for it."""
+    def epoch_order(self, x, epoch: int, batch_size: int | None = None) -> torch.Tensor:
+        """This rank's rows of ``epoch``, with dropout and augmentation reseeded for it. Rows with their
+        own order (``SingleProcess.epoch_order``) draw it in global batches: every rank's share of one is
+        alike."""
         self.seed_epoch(epoch)
-        return self.epoch_shard(len(x), epoch, x.device, getattr(x, "epoch_order", None))
+        own = getattr(x, "epoch_order", None)
+        shuffle = functools.partial(own, batch_size=batch_size and batch_size * self.world_size) if own else None
+        return self.epoch_shard(len(x), epoch, x.device, shuffle)
 
     def before_validation(self, model: nn.Module) -> None:
         self.sync_buffers(model)  # every rank validates (and keeps) rank 0's model

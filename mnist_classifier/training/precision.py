@@ -36,8 +36,10 @@ class Precision:
     reason: str
 
 
-def choose_precision(amp: str, model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> Precision:
-    """The precision ``--amp`` asks for, on the model's device; ``auto`` decides as the module says."""
+def choose_precision(amp: str, model: nn.Module, input_shape: tuple[int, ...], batch_size: int,
+                     inputs=None) -> Precision:
+    """The precision ``--amp`` asks for, on the model's device; ``auto`` decides as the module says.
+    ``inputs(rows, generator)``: random model input of the kind the model reads (default: floats in [0, 1))."""
     if amp == "on":
         return Precision(BFLOAT16, "--amp on")
     if amp == "off":
@@ -46,7 +48,7 @@ def choose_precision(amp: str, model: nn.Module, input_shape: tuple[int, ...], b
     ruled_out = bf16_ruled_out(device)
     if ruled_out:
         return Precision(FLOAT32, f"auto: {ruled_out}")
-    speedup = probe_bf16_speedup(model, input_shape, batch_size)
+    speedup = probe_bf16_speedup(model, input_shape, batch_size, inputs)
     dtype = BFLOAT16 if speedup >= MIN_SPEEDUP else FLOAT32
     return Precision(dtype, f"auto: a timed step ran {speedup:.2f}x as fast in bf16")
 
@@ -73,7 +75,7 @@ def cpu_has_bf16_kernels() -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def probe_bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], batch_size: int) -> float:
+def probe_bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], batch_size: int, inputs=None) -> float:
     """float32 step time / bfloat16 step time of a whole training step (forward, backward and a
     fused AdamW update) of a copy of ``model`` at the run's batch size, on random inputs. Each
     precision's fastest step counts: a busy moment only ever slows a step down, so the minimum is
@@ -83,7 +85,11 @@ def probe_bf16_speedup(model: nn.Module, input_shape: tuple[int, ...], batch_siz
     device = device_of(model)
     optimizer = torch.optim.AdamW(probe.parameters(), fused=device.type in ("cpu", "cuda"))
     generator = torch.Generator(device=device).manual_seed(0)
-    x = torch.rand((max(batch_size, 2), *input_shape), generator=generator, device=device)
+    rows = max(batch_size, 2)
+    if inputs is not None:  # drawn on the CPU (a kind's inputs), then moved
+        x = inputs(rows, torch.Generator().manual_seed(0)).to(device)
+    else:
+        x = torch.rand((rows, *input_shape), generator=generator, device=device)
     times: dict[bool, list[float]] = {False: [], True: []}
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for amp in (False, True):

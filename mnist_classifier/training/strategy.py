@@ -29,10 +29,13 @@ class SingleProcess:
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         return model
 
-    def epoch_order(self, x, epoch: int) -> torch.Tensor:
-        """A fresh order every epoch, drawn on the data's device so that indexing needs no copy. A
-        cache read from disk has its own order, block by block (``image_cache.FileRows``)."""
-        return x.epoch_order() if hasattr(x, "epoch_order") else torch.randperm(len(x), device=x.device)
+    def epoch_order(self, x, epoch: int, batch_size: int | None = None) -> torch.Tensor:
+        """A fresh order every epoch, drawn on the data's device so that indexing needs no copy. Rows
+        with their own order have it: a cache read from disk block by block (``image_cache.FileRows``),
+        texts by length in batches of ``batch_size`` (``tokens.TokenRows``)."""
+        if hasattr(x, "epoch_order"):
+            return x.epoch_order(batch_size=batch_size)
+        return torch.randperm(len(x), device=x.device)
 
     def validation_shard(self, data: tuple) -> tuple:
         return data

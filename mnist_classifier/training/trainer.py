@@ -109,7 +109,7 @@ class Trainer:
         """One pass over this process's rows in a fresh order: forward, loss, backward, update."""
         self.model.train()
         x, y = data
-        order = self.sampler(y) if self.sampler is not None else self.strategy.epoch_order(x, epoch)
+        order = self.sampler(y) if self.sampler is not None else self.strategy.epoch_order(x, epoch, batch_size)
         batches, n_steps = order.split(batch_size), steps_per_epoch(len(order), batch_size, self.compile)
         total_loss, seen = torch.zeros((), device=self.device), 0
         # The first batch with a non-finite loss, kept on the device: a check on the host would stall

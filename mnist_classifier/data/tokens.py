@@ -1,0 +1,166 @@
+"""Texts as token ids: a subword tokenizer fitted on the training texts, and ``TokenRows``, the texts
+of a data set as the trainer indexes them.
+
+The tokenizer is Hugging Face ``tokenizers``' BPE behind Unicode NFKC normalisation (zero-width
+characters removed, lower case) and a split at white space, punctuation and digits. BPE needs no
+dictionary and no morphological analyser: a Korean eojeol it has not seen is cut into the pieces it
+has (a stem, then a particle), and so is a rare English word. Its vocabulary grows as long as a
+pair of pieces occurs twice in the training texts, up to ``MAX_VOCABULARY``. It is saved as its own
+JSON, a plain string in the model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: padding, and a character the training texts never had
+PAD_ID = 0
+MAX_VOCABULARY = 32_000  # fits uint16: the cache takes 2 bytes a token
+LONGEST = 512  # the largest cut, in tokens, whatever the texts' lengths: 4 times the CNN's and RNN's work at 2,048
+CUT_QUANTILE = 0.95  # texts are cut at the length this share of the training texts fits in
+LENGTH_SAMPLE = 20_000  # training texts whose lengths choose the cut
+ENCODE_CHUNK = 10_000  # texts encoded at a time: a bound on the memory their encodings hold
+ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"  # invisible characters that would split or join words
+# A text batch is padded to its longest text; rows of about the same length are put together
+# (``TokenRows.epoch_order``): a pool of this many batches is sorted by length, then cut into batches.
+POOL_BATCHES = 50
+
+
+def new_tokenizer():
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+
+    tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(ZERO_WIDTH), ""),
+                                                 normalizers.Lowercase()])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                       pre_tokenizers.Digits(individual_digits=False)])
+    tokenizer.encode_special_tokens = True  # "[PAD]" written in a text is text, never the padding id
+    return tokenizer
+
+
+def fit_tokenizer(texts: list[str]):
+    """A BPE tokenizer trained on ``texts`` (the training rows only)."""
+    from tokenizers import trainers
+
+    tokenizer = new_tokenizer()
+    trainer = trainers.BpeTrainer(vocab_size=MAX_VOCABULARY, min_frequency=2, special_tokens=[PAD, UNK],
+                                  show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+    return tokenizer
+
+
+def load_tokenizer(saved: str):
+    """A tokenizer from its JSON (a model file's)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(saved)
+    tokenizer.encode_special_tokens = True  # not part of the JSON
+    return tokenizer
+
+
+def choose_cut(lengths: np.ndarray) -> int:
+    """The cut in tokens: the length ``CUT_QUANTILE`` of the texts fit in, rounded up to a multiple of 8
+    (at least 8, at most ``LONGEST``)."""
+    quantile = float(np.quantile(lengths, CUT_QUANTILE)) if len(lengths) else 8.0
+    return int(min(max(8 * np.ceil(quantile / 8), 8), LONGEST))
+
+
+def token_dtype(vocabulary: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocabulary <= 2**16 else np.int32)
+
+
+def encode(tokenizer, texts: list[str], cut: int, vocabulary: int) -> TokenRows:
+    """``texts`` as ``TokenRows``, each cut at ``cut`` tokens."""
+    tokenizer.enable_truncation(cut)
+    dtype, pieces, lengths = token_dtype(vocabulary), [], []
+    for start in range(0, len(texts), ENCODE_CHUNK):
+        for encoding in tokenizer.encode_batch_fast(texts[start:start + ENCODE_CHUNK], add_special_tokens=False):
+            ids = encoding.ids
+            pieces.append(np.array(ids, dtype=dtype))
+            lengths.append(len(ids))
+    tokenizer.no_truncation()
+    starts = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+    return TokenRows(tokens, starts, cut)
+
+
+def lengths_of(tokenizer, texts: list[str]) -> np.ndarray:
+    """Each text's length in tokens, uncut."""
+    return np.array([len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)])
+
+
+class TokenRows:
+    """Texts as token ids, the tensor-like view the trainer indexes: every text's ids in one flat
+    array (uint16 while the vocabulary fits: 2 bytes a token, no padding stored) and where each
+    starts. Indexing gives a batch padded with ``PAD_ID`` to its longest text (int64, (N, longest)).
+
+    ``rows`` are this view's texts (a split's); ``epoch_order`` puts texts of about the same length
+    together, so that a batch holds little padding.
+    """
+
+    dtype = torch.int64
+    device = torch.device("cpu")
+
+    def __init__(self, tokens: np.ndarray, starts: np.ndarray, cut: int, rows: np.ndarray | None = None):
+        self.tokens, self.starts, self.cut = tokens, starts, cut
+        self.rows = np.arange(len(starts) - 1) if rows is None else rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.rows), self.cut)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.starts[self.rows + 1] - self.starts[self.rows]
+
+    def subset(self, positions) -> TokenRows:
+        return TokenRows(self.tokens, self.starts, self.cut, self.rows[np.asarray(positions, dtype=np.int64)])
+
+    def to(self, device) -> TokenRows:
+        return self  # a batch moves to the device when it is taken
+
+    def __getitem__(self, positions) -> torch.Tensor:
+        rows = self.rows[np.asarray(positions, dtype=np.int64)].reshape(-1)
+        first, lengths = self.starts[rows], self.starts[rows + 1] - self.starts[rows]
+        width = max(int(lengths.max()) if len(rows) else 1, 1)
+        offsets = np.arange(width)
+        inside = offsets[None, :] < lengths[:, None]
+        batch = np.zeros((len(rows), width), dtype=np.int64)
+        batch[inside] = self.tokens[(first[:, None] + offsets[None, :])[inside]]
+        return torch.from_numpy(batch)
+
+    def split(self, size: int) -> Iterator[torch.Tensor]:
+        """Consecutive batches of at most ``size`` texts, in this view's order (for evaluation)."""
+        for start in range(0, len(self), size):
+            yield self[np.arange(start, min(start + size, len(self)))]
+
+    def epoch_order(self, generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """Positions for one epoch: shuffled, then each pool of ``POOL_BATCHES`` batches sorted by length
+        and cut into batches, and the batches shuffled."""
+        order = torch.randperm(len(self), generator=generator)
+        if not batch_size:
+            return order
+        lengths = torch.from_numpy(self.lengths)
+        pool = batch_size * POOL_BATCHES
+        pools = [chunk[torch.argsort(lengths[chunk], stable=True)] for chunk in order.split(pool)]
+        batches = [batch for chunk in pools for batch in chunk.split(batch_size)]
+        full = [batch for batch in batches if len(batch) == batch_size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        # A short batch (one at most: the last pool's) goes last, so that every batch the trainer cuts
+        # from this order is one of these.
+        return torch.cat([*shuffled, *(batch for batch in batches if len(batch) < batch_size)])
+
+    def update_digest(self, digest) -> None:
+        """Feed these texts' ids, in order, to a hashlib ``digest``."""
+        for start in range(0, len(self), ENCODE_CHUNK):
+            rows = self.rows[start:start + ENCODE_CHUNK]
+            digest.update(np.ascontiguousarray(self.lengths[start:start + ENCODE_CHUNK]).tobytes())
+            for row in rows:
+                digest.update(self.tokens[self.starts[row]:self.starts[row + 1]].tobytes())

@@ -1,0 +1,159 @@
+"""Texts: ``--dataset text:PATH``, a folder of ``.txt`` files per class or a CSV/TSV file of texts and
+labels (``data/texts.py`` reads it).
+
+The record is ``{"kind": "text", "tokenizer", "vocabulary", "cut", "median_tokens", "longer"}``: the
+BPE tokenizer fitted on the training texts (``data/tokens.py``), as its own JSON; its vocabulary;
+the cut, in tokens, of every text; and, for the first line, the training texts' median length and
+the share of them longer than the cut. A data set's texts become ``TokenRows`` (ids, no padding
+stored); a batch is padded to its longest text. The families are ``models/text.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import tokens
+from ..errors import UserError
+from .base import Kind
+
+# Training settings for texts, by family, over the configuration's defaults (chosen on validation
+# loss by benchmarks/eval_texts.py; docs/texts.md).
+# They replace every family default set for pictures (the CNN's shifts and label smoothing).
+TEXT_DEFAULTS = {"batch_size": 64, "n_epochs": 10, "lr": 1e-3, "weight_decay": 0.0, "lr_schedule": "cosine",
+                 "label_smoothing": 0.0, "shift_px": 0.0}
+TEXT_FAMILY_DEFAULTS: dict[str, dict] = {
+    "linear": {"lr": 1e-2},
+    "mlp": {"lr": 3e-3, "hidden_sizes": [256], "use_dropout": True, "dropout_p": 0.3},
+    "rnn": {"lr": 2e-3},
+    "cnn": {"lr": 1e-3, "channels": [100], "hidden_sizes": [128], "use_dropout": True, "dropout_p": 0.5},
+}
+TEXT_PREPARATION = ("the text as the tokenizer (its JSON, tokenizer.json, read by Hugging Face tokenizers in any "
+                    "language it has) cuts it: NFKC, zero-width characters removed, lower case, split at spaces, "
+                    "punctuation and digits, BPE pieces; special tokens not added; the ids cut at the first `cut`; a "
+                    "batch padded with id 0 after each text to its longest")
+SHOWN = 60  # characters of a text that name it in predictions
+
+
+class Text(Kind):
+    """Texts as subword token ids: a BPE tokenizer fitted on the training texts, cut at a length
+    chosen from them."""
+
+    kind, name = "text", "texts"
+    title = "texts"
+    prefix, builtins = "text", ()
+    unit = "texts"
+    takes_texts = True
+    default_model = "auto"
+    auto_families = ("linear", "cnn")  # trained one after the other; the lower validation loss is kept
+
+    @classmethod
+    def load(cls, dataset: str, data_dir: str, **options):
+        from ..data.texts import load_texts  # the reader: only when training
+
+        return load_texts(Path(dataset.partition(":")[2]), **options)
+
+    @classmethod
+    def defaults(cls, model: str) -> dict:
+        family = TEXT_FAMILY_DEFAULTS.get("cnn" if model == "auto" else model, {})
+        return TEXT_DEFAULTS | family
+
+    @classmethod
+    def fit(cls, texts: list[str]) -> Text:
+        """The tokenizer and the cut, from the training texts alone."""
+        tokenizer = tokens.fit_tokenizer(texts)
+        sample = texts if len(texts) <= tokens.LENGTH_SAMPLE else \
+            [texts[i] for i in np.random.default_rng(0).choice(len(texts), tokens.LENGTH_SAMPLE, replace=False)]
+        lengths = tokens.lengths_of(tokenizer, sample)
+        cut = tokens.choose_cut(lengths)
+        return cls({"kind": cls.kind, "tokenizer": tokenizer.to_str(), "vocabulary": tokenizer.get_vocab_size(),
+                    "cut": cut, "median_tokens": float(np.median(lengths)) if len(lengths) else 0.0,
+                    "longer": float((lengths > cut).mean()) if len(lengths) else 0.0})
+
+    @classmethod
+    def fit_dataset(cls, dataset, rows: torch.Tensor | None = None) -> Text:
+        texts = dataset.train[0]
+        return cls.fit(texts if rows is None else [texts[i] for i in rows.tolist()])
+
+    @property
+    def tokenizer(self):
+        if "_tokenizer" not in self.__dict__:
+            self._tokenizer = tokens.load_tokenizer(self.values["tokenizer"])
+        return self._tokenizer
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.values["cut"],)
+
+    def family(self, name: str):
+        from ..models.text import TEXT_FAMILIES
+
+        if name not in TEXT_FAMILIES:
+            raise UserError(f"--model {name} cannot read texts; choose {', '.join(TEXT_FAMILIES)} or auto")
+        return TEXT_FAMILIES[name].for_vocabulary(self.values["vocabulary"])
+
+    def prepare_rows(self, x, name: str = "input") -> tokens.TokenRows:
+        texts = self._texts(x, name)
+        return tokens.encode(self.tokenizer, texts, self.values["cut"], self.values["vocabulary"])
+
+    def apply(self, x, name: str = "input") -> torch.Tensor:
+        """Texts (one, or a list) as a batch of token ids, padded to the longest."""
+        rows = self.prepare_rows(x, name)
+        return rows[np.arange(len(rows))]
+
+    def _texts(self, x, name: str) -> list[str]:
+        if isinstance(x, str):
+            return [x]
+        if isinstance(x, (bytes, bytearray)):
+            raise UserError(f"{name}: this model takes text (str), not bytes; decode it first")
+        texts = list(x) if isinstance(x, (list, tuple)) or hasattr(x, "tolist") else None
+        if texts is None:
+            raise UserError(f"{name}: this model takes texts (a str or a list of them), not a {type(x).__name__}")
+        if hasattr(x, "tolist"):
+            texts = x.tolist()
+        bad = next((t for t in texts if not isinstance(t, str)), None)
+        if texts and bad is not None:
+            raise UserError(f"{name}: this model takes texts (str); got a {type(bad).__name__} among them")
+        return texts
+
+    def check(self) -> bool:
+        v = self.values
+        if not (isinstance(v.get("tokenizer"), str) and isinstance(v.get("vocabulary"), int)
+                and isinstance(v.get("cut"), int) and v["vocabulary"] >= 2 and v["cut"] >= 1):
+            return False
+        try:
+            return json.loads(v["tokenizer"]).get("model", {}).get("type") == "BPE"
+        except (ValueError, AttributeError):
+            return False
+
+    def describe(self) -> str:
+        return f"texts, a vocabulary of {self.values['vocabulary']:,} subwords, cut at {self.values['cut']:,} tokens"
+
+    def first_line(self, dataset, config) -> str:
+        v = self.values
+        return (f"{dataset.found}; median {v.get('median_tokens', 0):,.0f} tokens; vocabulary {v['vocabulary']:,} "
+                f"(trained on the training rows); cut at {v['cut']:,} tokens ({v.get('longer', 0):.1%} of texts "
+                "longer)")
+
+    def preparation(self) -> str:
+        return TEXT_PREPARATION
+
+    def predict(self, predictor, inputs, top_k: int) -> list:
+        texts = self._texts(inputs, "input")
+        names = [shown_text(text) for text in texts]
+        return predictor.predictions(predictor.log_probs(self.apply(texts)), names, top_k)
+
+    def not_pictures(self) -> str:
+        return f"this model takes texts ({self.describe()}), not images"
+
+    def parity_inputs(self, rows: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(2, self.values["vocabulary"], (rows, self.values["cut"]), generator=generator)
+
+
+def shown_text(text: str) -> str:
+    """A text as it names its prediction: its first ``SHOWN`` characters, on one line."""
+    line = " ".join(text.split())
+    return repr(line if len(line) <= SHOWN else line[:SHOWN - 3] + "...")

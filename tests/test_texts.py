@@ -1,0 +1,209 @@
+"""Texts (issue 36): ``--dataset text:PATH`` from a folder of .txt files or a CSV, the tokenizer fitted
+on the training rows, the four families, and predicting from Python and ``mnist-predict``."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_classifier import Predictor
+from mnist_classifier.cli.predict import predict as predict_main
+from mnist_classifier.cli.train import main as train_main
+from mnist_classifier.data import tokens
+from mnist_classifier.errors import UserError
+from mnist_classifier.inference.model_file import load_model
+from mnist_classifier.kinds import load_dataset
+from mnist_classifier.kinds.texts import Text
+from mnist_classifier.models.text import TextCNN, TextRNN
+
+FILLER = "the a of and to in is it that for on with as this was at by an be".split()
+TOPICS = {
+    "sport": "match goal team player score coach league season win referee stadium keeper".split(),
+    "cooking": "recipe oven flour butter sugar bake boil salt pepper garlic onion sauce".split(),
+}
+
+
+def sentences(topic: str, n: int, seed: int) -> list[str]:
+    """Texts of 5 to 40 words: a third of them the topic's words, the rest filler shared by both."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        length = rng.randint(5, 40)
+        words = [rng.choice(TOPICS[topic]) if rng.random() < 0.35 else rng.choice(FILLER) for _ in range(length)]
+        texts.append(" ".join(words).capitalize() + ".")
+    return texts
+
+
+def write_folder(root: Path, per_class: int = 60, seed: int = 0) -> Path:
+    for i, topic in enumerate(TOPICS):
+        (root / topic).mkdir(parents=True, exist_ok=True)
+        for j, text in enumerate(sentences(topic, per_class, seed + i)):
+            (root / topic / f"{j:03d}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+def write_csv(path: Path, per_class: int = 60, seed: int = 0) -> Path:
+    rows = [(f"{i}-{j}", text, topic) for i, topic in enumerate(TOPICS)
+            for j, text in enumerate(sentences(topic, per_class, seed + i))]
+    random.Random(seed).shuffle(rows)
+    path.write_text("id,review,label\n" + "".join(f'{a},"{b}",{c}\n' for a, b, c in rows), encoding="utf-8")
+    return path
+
+
+def train(args: list[str], capsys) -> str:
+    train_main(["--seed", "0", "--amp", "off", *args])
+    return capsys.readouterr().out
+
+
+def test_a_folder_of_texts_trains_and_its_first_line_says_what_it_found(tmp_path, capsys):
+    root = write_folder(tmp_path / "topics")
+    out = train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
+                 "--model_fn", str(tmp_path / "m.pth")], capsys)
+    first = out.splitlines()[0]
+    assert re.fullmatch(r"text folder topics: 2 classes \(cooking 60, sport 60\), 120 texts; median \d+ tokens; "
+                        r"vocabulary [\d,]+ \(trained on the training rows\); cut at \d+ tokens \(\d+\.\d% of texts "
+                        r"longer\)", first), first
+    accuracy = float(re.search(r"Test accuracy: ([\d.]+)%", out).group(1))
+    assert accuracy >= 90  # 24 test texts: at most 2 wrong
+    predictor = Predictor(tmp_path / "m.pth")
+    [sport, cooking] = predictor.predict(["The keeper saved the goal and the team won the match",
+                                          "Bake the flour with butter and sugar in the oven"])
+    assert (sport.label, cooking.label) == ("sport", "cooking")
+    assert predictor.predict("referee")[0].label == "sport"  # one string is one text
+
+
+@pytest.mark.parametrize("family", ["mlp", "rnn", "cnn"])
+def test_each_family_trains_on_texts_and_its_file_rebuilds(family, tmp_path, capsys):
+    root = write_folder(tmp_path / "topics", per_class=40)
+    out = train(["--dataset", f"text:{root}", "--model", family, "--n_epochs", "12", "--batch_size", "16",
+                 "--lr", "3e-3", "--model_fn", str(tmp_path / "m.pth")], capsys)
+    assert float(re.search(r"Test accuracy: ([\d.]+)%", out).group(1)) >= 75  # 16 test texts
+    model, saved = load_model(tmp_path / "m.pth")
+    assert saved["model_name"] == family
+    assert Predictor(tmp_path / "m.pth").predict(["salt pepper garlic onion sauce recipe"])[0].label == "cooking"
+
+
+def test_a_csv_of_texts_finds_its_text_column_and_names_a_wrong_one(tmp_path, capsys):
+    path = write_csv(tmp_path / "reviews.csv")
+    out = train(["--dataset", f"text:{path}", "--model", "linear", "--target", "label", "--n_epochs", "10",
+                 "--batch_size", "16", "--model_fn", str(tmp_path / "m.pth")], capsys)
+    assert out.startswith("text reviews.csv ('review', labels 'label'): 2 classes")
+    with pytest.raises(SystemExit):
+        train_main(["--dataset", f"text:{path}", "--text_column", "body", "--model_fn", str(tmp_path / "n.pth")])
+    assert "no column 'body' (columns: id, review, label); choose one with --text_column" in capsys.readouterr().err
+
+
+def test_bad_texts_are_counted_or_refused_in_one_line(tmp_path):
+    root = write_folder(tmp_path / "topics", per_class=20)
+    (root / "sport" / "empty.txt").write_text("")
+    (root / "sport" / "binary.txt").write_bytes(b"\x00\x01\x02PNG\x00")
+    (root / "cooking" / "notes.md").write_text("not a .txt")
+    (root / "cooking" / "odd.txt").write_text("\u200bsalt\u200b 🍳 שלום مرحبا", encoding="utf-8")
+    dataset = load_dataset(f"text:{root}")
+    assert "42 texts, 1 empty, 1 files skipped (not text), 1 files ignored (not .txt)" in dataset.found
+    assert any("binary.txt: not text (it holds NUL bytes)" in note for note in dataset.notes)
+    (tmp_path / "one" / "only").mkdir(parents=True)
+    (tmp_path / "one" / "only" / "a.txt").write_text("hello")
+    with pytest.raises(UserError, match="only one class"):
+        load_dataset(f"text:{tmp_path / 'one'}")
+    (tmp_path / "one" / "other").mkdir()
+    with pytest.raises(UserError, match="no texts in this class folder"):
+        load_dataset(f"text:{tmp_path / 'one'}")
+    with pytest.raises(UserError, match="no such folder or file"):
+        load_dataset(f"text:{tmp_path / 'nowhere'}")
+
+
+def test_rows_without_a_label_are_left_out_and_counted(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f"text number {i} about {'goals' if i % 2 else 'ovens'},{i % 2}\n"
+                                             for i in range(40)) + "a text with no label,\n")
+    dataset = load_dataset(f"text:{path}")
+    assert "40 texts" in dataset.found and "1 rows without a label left out" in dataset.found
+
+
+def test_the_tokenizer_is_fitted_on_the_training_rows_alone(tmp_path):
+    dataset = load_dataset(f"text:{write_folder(tmp_path / 'topics', per_class=20)}")
+    dataset.train = (dataset.train[0] + ["zyzzyva zyzzyva zyzzyva"], torch.cat([dataset.train[1], torch.tensor([0])]))
+    fitted = Text.fit_dataset(dataset, torch.arange(len(dataset) - 1))
+    assert "zyzzyva" not in fitted.tokenizer.get_vocab()
+    assert "zyzzyva" in Text.fit_dataset(dataset).tokenizer.get_vocab()  # with the row: learned
+
+
+def test_token_rows_pad_each_batch_to_its_longest_and_bucket_by_length():
+    texts = [" ".join(["word"] * n) for n in range(1, 201)]
+    record = Text.fit(texts)
+    rows = record.prepare_rows(texts)
+    assert rows.tokens.dtype == np.uint16 and rows.tokens.nbytes == 2 * len(rows.tokens)
+    batch = rows[np.array([0, 4])]
+    assert batch.shape == (2, 5) and batch[0, 1:].eq(tokens.PAD_ID).all() and batch[1].ne(tokens.PAD_ID).all()
+    order = rows.epoch_order(torch.Generator().manual_seed(0), batch_size=20)
+    assert sorted(order.tolist()) == list(range(200))
+    spans = [int(np.ptp(rows.lengths[b.numpy()])) for b in order.split(20)]
+    assert max(spans) < 20  # each batch is 20 neighbours in length, not 20 of any length
+
+
+def test_the_rnn_and_cnn_read_a_padded_text_as_they_read_it_alone():
+    torch.manual_seed(0)
+    x = torch.randint(2, 50, (2, 9))
+    x[1, 6:] = tokens.PAD_ID
+    for model in (TextRNN(50, 3, n_layers=2).eval(), TextCNN(50, 3, filters=4).eval()):
+        assert torch.allclose(model(x)[1], model(x[1:, :6])[0], atol=1e-5)
+
+
+def test_mnist_predict_reads_txt_files_and_a_text_column(tmp_path, capsys):
+    root = write_folder(tmp_path / "topics")
+    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
+           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.txt").write_text("The coach and the team won the league", encoding="cp1252")
+    table = tmp_path / "new.csv"
+    table.write_text('id,review\n1,"sugar butter flour bake"\n2,"the referee ended the match"\n')
+    results = predict_main(["--model_fn", str(tmp_path / "m.pth"), str(tmp_path / "new"), str(table),
+                            "--out", str(tmp_path / "out.csv")])
+    assert [r["label"] for r in results] == ["sport", "cooking", "sport"]
+    written = (tmp_path / "out.csv").read_text().splitlines()
+    assert written[0].startswith("file,prediction") and len(written) == 4
+
+
+KOREAN_STEMS = {
+    "좋음": ["배송", "포장", "품질", "가격", "디자인"],
+    "나쁨": ["고장", "불량", "환불", "냄새", "파손"],
+}
+KOREAN_PARTICLES = ["이", "은", "도", "만", "까지"]
+KOREAN_ENDINGS = {"좋음": ["좋아요", "만족해요", "최고예요"], "나쁨": ["별로예요", "실망이에요", "최악이에요"]}
+
+
+def korean_reviews(label: str, n: int, seed: int) -> list[str]:
+    """Shopping reviews written for this test: a noun with a particle, then a verdict."""
+    rng = random.Random(seed)
+    return [" ".join(f"{rng.choice(KOREAN_STEMS[label])}{rng.choice(KOREAN_PARTICLES)} "
+                     f"{rng.choice(KOREAN_ENDINGS[label])}" for _ in range(rng.randint(1, 4))) for _ in range(n)]
+
+
+def test_korean_texts_train_predict_and_are_cut_into_subwords(tmp_path, capsys):
+    path = tmp_path / "reviews.tsv"
+    rows = [(text, label) for i, label in enumerate(KOREAN_STEMS) for text in korean_reviews(label, 80, i)]
+    random.Random(0).shuffle(rows)
+    path.write_text("document\tlabel\n" + "".join(f"{text}\t{label}\n" for text, label in rows), encoding="utf-8")
+    out = train(["--dataset", f"text:{path}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
+                 "--model_fn", str(tmp_path / "ko.pth")], capsys)
+    assert float(re.search(r"Test accuracy: ([\d.]+)%", out).group(1)) >= 90
+    predictor = Predictor(tmp_path / "ko.pth")
+    assert predictor.predict("포장은 최고예요")[0].label == "좋음"
+    # An eojeol the training texts never had (a stem with two particles) is cut into known subwords,
+    # never one unknown token.
+    tokenizer = predictor.data_kind.tokenizer
+    pieces = tokenizer.encode("품질까지도", add_special_tokens=False).tokens
+    assert len(pieces) >= 2 and tokens.UNK not in pieces and "".join(pieces) == "품질까지도"
+
+
+def test_a_csv_table_of_free_text_alone_points_to_text(tmp_path, capsys):
+    path = write_csv(tmp_path / "reviews.csv")
+    with pytest.raises(SystemExit):
+        train_main(["--dataset", f"csv:{path}", "--target", "label", "--model_fn", str(tmp_path / "m.pth")])
+    assert f"'review' is free text: train on it as texts with --dataset text:{path}" in capsys.readouterr().err
