@@ -30,6 +30,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from .data import preprocessing, tables
+from .data.dataset import take_rows
 from .data.preprocessing import CLASSIFICATION, REGRESSION
 from .errors import UserError
 from .files import companion_paths
@@ -125,7 +126,7 @@ class _Estimator(BaseEstimator):
         # Sorted: the rows keep the caller's order, so an error names the caller's row.
         train_rows, valid_rows = order[:n_train].sort().values, order[n_train:].sort().values
         record = self._fit_record(X, targets, train_rows)
-        x = preprocessing.to_model_input(record, X, "X")
+        x = preprocessing.to_model_rows(record, X, "X")
         y = preprocessing.to_model_target(record, targets)
         config = self._config(record, len(train_rows), seed)
         input_shape = preprocessing.input_shape(record)
@@ -137,9 +138,9 @@ class _Estimator(BaseEstimator):
         trainer = build_trainer(config, input_shape, self._output_size(), len(train_rows), torch.device("cpu"),
                                 self._task, callbacks=callbacks, announce=bool(config.verbose),
                                 train_targets=y[train_rows] if self._task == CLASSIFICATION else None,
-                                class_weights=self._class_weights(), facts=facts)
-        trainer.train((x[train_rows], y[train_rows]), (x[valid_rows], y[valid_rows]), config.n_epochs,
-                      config.batch_size)
+                                class_weights=self._class_weights(), record=record, facts=facts)
+        trainer.train((take_rows(x, train_rows), y[train_rows]), (take_rows(x, valid_rows), y[valid_rows]),
+                      config.n_epochs, config.batch_size)
         trainer.model.load_state_dict(trainer.best_state)
         self.model_ = trainer.model.eval()
         self.optimizer_ = trainer.optimizer
@@ -165,6 +166,10 @@ class _Estimator(BaseEstimator):
         return torch.tensor([float(w) for w in weights])
 
     def _fit_record(self, X, targets: torch.Tensor, train_rows: torch.Tensor) -> dict:
+        if isinstance(X, list):  # raw documents
+            if self._task == REGRESSION:
+                raise ValueError("Regressor takes table rows (2-D X); texts are for Classifier")
+            return preprocessing.fit_texts([X[i] for i in train_rows.tolist()])
         if isinstance(X, torch.Tensor):  # images; square colour ones as photos (what a folder gives)
             channels, height, width = X.shape[1:]
             if channels == 3 and height == width:
@@ -199,7 +204,9 @@ class _Estimator(BaseEstimator):
 
     def _check_input(self, X, y=None, reset: bool = False):
         """X as a DataFrame of raw columns (tables) or a tensor (images), checked as scikit-learn checks
-        input; y as a 1-D array."""
+        input; y as a 1-D array. Raw documents (strings, scikit-learn's convention for text) as a list."""
+        if _is_raw_documents(X) or self._fitted_on_texts():
+            return self._check_documents(X, y)
         if isinstance(X, pd.DataFrame) and any(tables.is_text(X[name]) for name in X.columns):
             return self._check_text_table(X, y, reset)
         if reset or not self._fitted_on_images():
@@ -224,6 +231,22 @@ class _Estimator(BaseEstimator):
     def _fitted_on_images(self) -> bool:
         record = getattr(self, "record_", None)
         return isinstance(record, dict) and as_record(record).takes_pictures
+
+    def _fitted_on_texts(self) -> bool:
+        record = getattr(self, "record_", None)
+        return isinstance(record, dict) and as_record(record).takes_texts
+
+    def _check_documents(self, X, y):
+        """Raw documents: an iterable of strings (a list, a pandas Series, a 1-D array), as a list."""
+        if not _is_raw_documents(X):
+            raise ValueError(f"this model was fitted on texts: X must be an iterable of strings (raw documents), "
+                             f"got {type(X).__name__}")
+        texts = X.tolist() if hasattr(X, "tolist") else list(X)
+        if y is not None:
+            y = column_or_1d(check_array(y, ensure_2d=False, dtype=None), warn=True)
+            if len(y) != len(texts):
+                raise ValueError(f"X has {len(texts)} texts but y has {len(y)} labels")
+        return texts, y
 
     def _check_text_table(self, X: pd.DataFrame, y, reset: bool):
         """A DataFrame with text columns: scikit-learn's numeric checks would refuse it; the table
@@ -323,7 +346,7 @@ class _Estimator(BaseEstimator):
                 estimator.feature_names_in_ = np.array(named, dtype=object)
         elif kind.takes_pictures:
             estimator.n_features_in_ = record["shape"][1]  # images (N, H, W): as fit() counts them
-        else:
+        elif not kind.takes_texts:  # raw documents have no features to count (as scikit-learn's vectorizers)
             estimator.n_features_in_ = kind.input_shape[0]
         if cls._task == CLASSIFICATION:
             estimator.classes_ = _saved_classes(saved["dataset"].get("classes"), mine, path)
@@ -341,6 +364,15 @@ def _plain(value):
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     return value
+
+
+def _is_raw_documents(X) -> bool:
+    """Whether ``X`` is texts: a non-empty list, tuple, Series or 1-D array of strings."""
+    if isinstance(X, (str, bytes)) or not isinstance(X, (list, tuple, pd.Series, np.ndarray)):
+        return False
+    if getattr(X, "ndim", 1) != 1 or len(X) == 0:
+        return False
+    return all(isinstance(text, str) for text in X)
 
 
 def _is_uint8(X) -> bool:

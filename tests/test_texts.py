@@ -207,3 +207,106 @@ def test_a_csv_table_of_free_text_alone_points_to_text(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_main(["--dataset", f"csv:{path}", "--target", "label", "--model_fn", str(tmp_path / "m.pth")])
     assert f"'review' is free text: train on it as texts with --dataset text:{path}" in capsys.readouterr().err
+
+
+def test_the_server_answers_a_text_and_its_page_offers_a_text_box(tmp_path, capsys):
+    from fastapi.testclient import TestClient
+
+    from mnist_classifier.inference.server import create_app
+
+    root = write_folder(tmp_path / "topics")
+    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
+           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    client = TestClient(create_app(tmp_path / "m.pth"))
+    assert client.get("/model").json()["takes"] == "texts"
+    assert 'id="writing"' in client.get("/").text
+    answer = client.post("/predict", json={"text": "the goal keeper and the referee"}).json()
+    assert answer["label"] == "sport" and "referee" in answer["model_input"]
+    assert set(answer["probabilities"]) == {"cooking", "sport"}
+    assert client.post("/predict", json={"pixels": [[0.0]]}).status_code == 422
+    assert client.post("/predict", json={"text": 3}).status_code == 422
+    upload = client.post("/predict", files={"file": ("a.png", b"\x89PNG", "image/png")})
+    assert upload.status_code == 415 and "send JSON" in upload.json()["detail"]
+
+
+def test_mnist_evaluate_lists_the_worst_mistakes_as_text(tmp_path, capsys):
+    from mnist_classifier.cli.evaluate import evaluate_model_file
+
+    root = write_folder(tmp_path / "topics", per_class=30)
+    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "1", "--batch_size", "16",
+           "--lr", "1e-4", "--model_fn", str(tmp_path / "m.pth")], capsys)
+    metrics = evaluate_model_file(str(tmp_path / "m.pth"), tmp_path / "report")
+    assert metrics["unit"] == "texts" and metrics["n_test"] == 12
+    assert (tmp_path / "report" / "confusion_matrix.png").exists()
+    mistakes = (tmp_path / "report" / "worst_mistakes.txt").read_text()
+    assert re.match(r"1\. true (sport|cooking), predicted (sport|cooking) \(\d+\.\d%\)\n   \w", mistakes)
+
+
+@pytest.mark.parametrize("family", ["linear", "rnn", "cnn"])
+def test_a_text_model_exports_on_token_ids_with_its_tokenizer_beside(family, tmp_path, capsys):
+    import json
+
+    from mnist_classifier.inference.export import export_model, onnx_runner
+
+    root = write_folder(tmp_path / "topics", per_class=20)
+    train(["--dataset", f"text:{root}", "--model", family, "--n_epochs", "1", "--batch_size", "16",
+           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    exported = export_model(tmp_path / "m.pth", "onnx", tmp_path / "m.onnx")
+    description = json.loads(exported.sidecar.read_text())
+    assert description["input"]["dtype"] == "int64" and description["input"]["shape"] == ["batch", "length"]
+    tokenizer = (tmp_path / "m.onnx.tokenizer.json").read_text()
+    assert tokenizer == Predictor(tmp_path / "m.pth").record["tokenizer"]
+    # A consumer with the tokenizer alone: ids of one short text, padded to the export's least length.
+    from tokenizers import Tokenizer
+
+    ids = Tokenizer.from_str(tokenizer).encode("salt and sugar", add_special_tokens=False).ids
+    x = torch.tensor([ids + [0] * (description["input"]["min_length"] - len(ids))])
+    run = onnx_runner(exported.path.read_bytes())
+    model, _ = load_model(tmp_path / "m.pth")
+    assert torch.allclose(run(x), model(x), atol=1e-4)
+    export_model(tmp_path / "m.pth", "torchscript", tmp_path / "m.pt")
+
+
+def test_a_resumed_text_run_ends_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from .conftest import beside, signal_after_epoch
+
+    root = write_folder(tmp_path / "topics", per_class=30)
+    common = ["--dataset", f"text:{root}", "--model", "cnn", "--n_epochs", "4", "--batch_size", "16"]
+    train([*common, "--model_fn", str(tmp_path / "whole.pth")], capsys)
+    signal_after_epoch(monkeypatch, 2, signal.SIGINT)
+    with pytest.raises(SystemExit):
+        train([*common, "--model_fn", str(tmp_path / "split.pth")], capsys)
+    monkeypatch.undo()
+    train_main(["--resume", str(beside(tmp_path / "split.pth", "checkpoint"))])
+    whole, split = (torch.load(tmp_path / name, weights_only=True)["model"] for name in ("whole.pth", "split.pth"))
+    assert all(torch.equal(whole[name], split[name]) for name in whole)
+
+
+def test_init_from_a_text_model_keeps_its_tokenizer(tmp_path, capsys):
+    first = write_folder(tmp_path / "first", per_class=30, seed=0)
+    second = write_folder(tmp_path / "second", per_class=30, seed=5)
+    train(["--dataset", f"text:{first}", "--model", "rnn", "--n_epochs", "2", "--batch_size", "16",
+           "--model_fn", str(tmp_path / "a.pth")], capsys)
+    out = train(["--dataset", f"text:{second}", "--model", "rnn", "--n_epochs", "2", "--batch_size", "16",
+                 "--init_from", str(tmp_path / "a.pth"), "--model_fn", str(tmp_path / "b.pth")], capsys)
+    assert f"(the tokenizer of --init_from {tmp_path / 'a.pth'})" in out.splitlines()[0]
+    assert re.search(r"Started from .*a\.pth: (\d+) of \1 tensors loaded", out)
+    a, b = (Predictor(tmp_path / name).record["tokenizer"] for name in ("a.pth", "b.pth"))
+    assert a == b
+
+
+def test_the_classifier_fits_raw_documents_and_saves_a_text_model(tmp_path):
+    from mnist_classifier.estimators import Classifier
+
+    texts = sentences("sport", 60, 0) + sentences("cooking", 60, 1)
+    labels = ["sport"] * 60 + ["cooking"] * 60
+    classifier = Classifier(model="linear", n_epochs=15, batch_size=16, random_state=0, verbose=0)
+    classifier.fit(texts, labels)
+    assert classifier.score(texts, labels) > 0.9
+    assert list(classifier.predict(["the referee and the goal", "butter and sugar"])) == ["sport", "cooking"]
+    with pytest.raises(ValueError, match="fitted on texts"):
+        classifier.predict(np.zeros((2, 3)))
+    classifier.save(tmp_path / "c.pth")
+    assert Predictor(tmp_path / "c.pth").predict("the keeper")[0].label == "sport"

@@ -116,11 +116,34 @@ def _write_outputs(out_dir: Path, metrics: dict, dataset: Dataset, history: list
         figure = plots.mistakes_figure(images, [classes[i] for i in y_true[order]],
                                        [classes[i] for i in y_pred[order]], confidence.numpy()[order])
         files["worst_mistakes"] = str(plots.save(figure, out_dir / "worst_mistakes.png"))
+    if dataset.kind.takes_texts and len(wrong):
+        files["worst_mistakes"] = str(_write_text_mistakes(out_dir / "worst_mistakes.txt", dataset, y_true, y_pred,
+                                                           confidence, wrong, worst))
     if history:
         files["learning_curves"] = str(plots.save(plots.learning_curves_figure(history),
                                                   out_dir / "learning_curves.png"))
     files["metrics"] = str(out_dir / "metrics.json")
     return files
+
+
+# Characters of a text shown beside its mistake.
+MISTAKE_CHARS = 300
+
+
+def _write_text_mistakes(path: Path, dataset: Dataset, y_true: np.ndarray, y_pred: np.ndarray,
+                         confidence: torch.Tensor, wrong: np.ndarray, worst: int) -> Path:
+    """The most confident mistakes on texts, a block each: the true class, the prediction and its
+    probability, then the text's first ``MISTAKE_CHARS`` characters on one line."""
+    order = wrong[np.argsort(-confidence.numpy()[wrong])][:worst]
+    classes, texts = dataset.classes, dataset.test[0]
+    blocks = []
+    for rank, i in enumerate(order, start=1):
+        line = " ".join(texts.text(int(i)).split())
+        line = line if len(line) <= MISTAKE_CHARS else line[:MISTAKE_CHARS - 3] + "..."
+        blocks.append(f"{rank}. true {classes[y_true[i]]}, predicted {classes[y_pred[i]]} "
+                      f"({float(confidence[i]):.1%})\n   {line}\n")
+    atomic_write(path, lambda f: f.write("\n".join(blocks).encode("utf-8")))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from ..data.dataset import CLASSIFICATION, REGRESSION, Dataset, data_change, fin
 from ..data.preprocessing import target_scale
 from ..errors import SaveFailed, UserError, first_line
 from ..files import companion_paths
-from ..inference.model_file import save_model_file
+from ..inference.model_file import load_model_file, save_model_file
 from ..kinds import load_dataset, source_path
 from ..training.build import build_trainer
 from ..training.callbacks import EveryEpochs, StopOnSignals
@@ -257,12 +257,14 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
     raw = strategy.leader_first(lambda: load_configured_dataset(config))
     # A folder's picture side, a table's batch size and epochs: kept for evaluation and resumes.
     config = dataclasses.replace(config, **raw.kind.settings_found(raw))
+    started = started_record(config, raw)
     if raw.valid is not None:  # the source's own validation split (a folder's valid/)
-        dataset = raw.prepared()
+        dataset = raw.prepared(started)
         train_data, valid_data = dataset.train, dataset.valid
     else:
         train_rows, valid_rows = split_indices(len(raw), config.train_ratio)
-        dataset = raw.prepared(raw.fit_preprocessing(train_rows))  # statistics of the training rows alone
+        # Statistics of the training rows alone, or the record of the model the run starts from.
+        dataset = raw.prepared(started or raw.fit_preprocessing(train_rows))
         x, y = dataset.train
         train_data = (take_rows(x, train_rows), y[train_rows])
         valid_data = (take_rows(x, valid_rows), y[valid_rows])
@@ -282,6 +284,17 @@ def _prepare_data(config: TrainConfig, strategy, resume: dict | None,
         raise UserError(f"{dataset.name}: {rows_per_rank} training rows{per_rank} after the validation split, fewer "
                         f"than one batch (--batch_size {config.batch_size}); lower --batch_size")
     return config, dataset, train_data, valid_data, data_now
+
+
+def started_record(config: TrainConfig, raw: Dataset) -> dict | None:
+    """The record of ``--init_from``'s model where this kind of data keeps it (a text model's
+    tokenizer: its weights mean those token ids); None for a new fit."""
+    if not (config.init_from and raw.kind.keeps_started_record):
+        return None
+    saved = load_model_file(config.init_from)["preprocessing"]
+    if not isinstance(saved, dict) or saved.get("kind") != raw.kind.kind:
+        return None  # refused by --init_from's own checks, in its words
+    return {**saved, "started_from": config.init_from}
 
 
 def _train_and_save(trainer: Trainer, config: TrainConfig, data: tuple, strategy,

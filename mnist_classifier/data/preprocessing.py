@@ -21,6 +21,7 @@ from ..kinds.base import CLASSIFICATION, DIGIT, FILL, REGRESSION
 from ..kinds.folders import PictureFolder
 from ..kinds.images import Images
 from ..kinds.tables import Table
+from ..kinds.texts import Text
 
 __all__ = ["CLASSIFICATION", "DIGIT", "FILL", "REGRESSION", "as_record"]
 
@@ -46,6 +47,16 @@ def input_shape(record: dict) -> tuple[int, ...]:
 def table_columns(record: dict) -> list[dict]:
     """The record's column specs; files from before text columns: a number per input."""
     return Table.from_dict(record).columns
+
+
+def fit_texts(texts: list[str]) -> dict:
+    """The record for raw documents: a tokenizer and a cut fitted on these (training) texts."""
+    return Text.fit(texts).to_dict()
+
+
+def to_model_rows(record: dict, x, name: str = "input"):
+    """A data set's raw rows as the trainer takes them (texts: ``TokenRows``, padded a batch at a time)."""
+    return as_record(record).prepare_rows(x, name)
 
 
 def to_model_input(record: dict, x, name: str = "input") -> torch.Tensor:

@@ -26,11 +26,9 @@ from ..errors import UserError
 from .csv_data import UTF8, CsvTable, TableOptions, _classes, _targets, detect_encoding, encoding_named
 from .dataset import CLASSIFICATION, Dataset, split_test
 from .folders import class_folders, split_folders
+from .tokens import MAX_TEXT_CHARS
 
 TEXT_SUFFIXES = (".txt",)
-# A text longer than this is read up to here: the model reads its first few thousand tokens at most,
-# and a 50 MB "text" (a log file, a dump) must not fill memory nor hold the tokenizer for minutes.
-MAX_TEXT_CHARS = 200_000
 # A text column is found among columns whose cells are mostly distinct (a label repeats).
 DISTINCT_SHARE = 0.5
 

@@ -23,6 +23,9 @@ LONGEST = 512  # the largest cut, in tokens, whatever the texts' lengths: 4 time
 CUT_QUANTILE = 0.95  # texts are cut at the length this share of the training texts fits in
 LENGTH_SAMPLE = 20_000  # training texts whose lengths choose the cut
 ENCODE_CHUNK = 10_000  # texts encoded at a time: a bound on the memory their encodings hold
+# A text longer than this is read up to here: the model reads its first few hundred tokens at most,
+# and a 50 MB "text" (a log file, a dump) must not fill memory nor hold the tokenizer for minutes.
+MAX_TEXT_CHARS = 200_000
 ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"  # invisible characters that would split or join words
 # A text batch is padded to its longest text; rows of about the same length are put together
 # (``TokenRows.epoch_order``): a pool of this many batches is sorted by length, then cut into batches.
@@ -85,7 +88,7 @@ def encode(tokenizer, texts: list[str], cut: int, vocabulary: int) -> TokenRows:
     starts = np.zeros(len(texts) + 1, dtype=np.int64)
     np.cumsum(lengths, out=starts[1:])
     tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    return TokenRows(tokens, starts, cut)
+    return TokenRows(tokens, starts, cut, texts=texts)
 
 
 def lengths_of(tokenizer, texts: list[str]) -> np.ndarray:
@@ -99,14 +102,16 @@ class TokenRows:
     starts. Indexing gives a batch padded with ``PAD_ID`` to its longest text (int64, (N, longest)).
 
     ``rows`` are this view's texts (a split's); ``epoch_order`` puts texts of about the same length
-    together, so that a batch holds little padding.
+    together, so that a batch holds little padding. ``texts``: the texts themselves, as given (the
+    evaluation shows its worst mistakes with them).
     """
 
     dtype = torch.int64
     device = torch.device("cpu")
 
-    def __init__(self, tokens: np.ndarray, starts: np.ndarray, cut: int, rows: np.ndarray | None = None):
-        self.tokens, self.starts, self.cut = tokens, starts, cut
+    def __init__(self, tokens: np.ndarray, starts: np.ndarray, cut: int, rows: np.ndarray | None = None,
+                 texts: list[str] | None = None):
+        self.tokens, self.starts, self.cut, self.texts = tokens, starts, cut, texts
         self.rows = np.arange(len(starts) - 1) if rows is None else rows
 
     def __len__(self) -> int:
@@ -121,7 +126,12 @@ class TokenRows:
         return self.starts[self.rows + 1] - self.starts[self.rows]
 
     def subset(self, positions) -> TokenRows:
-        return TokenRows(self.tokens, self.starts, self.cut, self.rows[np.asarray(positions, dtype=np.int64)])
+        return TokenRows(self.tokens, self.starts, self.cut, self.rows[np.asarray(positions, dtype=np.int64)],
+                         self.texts)
+
+    def text(self, position: int) -> str:
+        """The text at ``position`` of this view, as it was given."""
+        return self.texts[int(self.rows[position])] if self.texts is not None else ""
 
     def to(self, device) -> TokenRows:
         return self  # a batch moves to the device when it is taken

@@ -52,9 +52,10 @@ def export_model(model_fn: str | Path, fmt: str, out: str | Path) -> Exported:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     model, saved = load_model(model_fn)
     description = describe(saved) | {"source_sha256": file_digest(model_fn)}
-    example = torch.zeros(2, *as_record(saved["preprocessing"]).input_shape)
+    kind = as_record(saved["preprocessing"])
+    example = kind.example_input(2)
     build, runner = BUILDERS[fmt]
-    data = build(model, example, description)
+    data = build(model, example, description, description["input"])
     inputs = parity_inputs(saved["preprocessing"])
     run = runner(data)
     try:
@@ -64,6 +65,8 @@ def export_model(model_fn: str | Path, fmt: str, out: str | Path) -> Exported:
     out, sidecar = Path(out), Path(f"{out}.json")
     atomic_write(out, lambda f: f.write(data))
     atomic_write(sidecar, lambda f: f.write(json.dumps(description, indent=2).encode()))
+    for suffix, text in kind.export_files().items():  # a text model's tokenizer, as its own JSON
+        atomic_write(Path(f"{out}{suffix}"), lambda f, text=text: f.write(text.encode("utf-8")))
     return Exported(out, sidecar, difference, len(inputs))
 
 
@@ -71,13 +74,12 @@ def describe(saved: dict) -> dict:
     """What a consumer needs besides the weights: how to prepare input, what the output means."""
     metadata = saved["dataset"]
     task = metadata.get("task", "classification")
-    shape = as_record(saved["preprocessing"]).input_shape
     return {
         "format": EXPORT_FORMAT,
         "model_name": saved["model_name"],
         "task": task,
         "classes": metadata.get("classes") if task == "classification" else None,
-        "input": {"name": INPUT, "shape": ["batch", *shape], "dtype": "float32"},
+        "input": {"name": INPUT, **as_record(saved["preprocessing"]).export_input()},
         "output": {"name": OUTPUT, "meaning": "log-probabilities per class" if task == "classification"
                    else "the prediction in standardised units: multiply by y_std, add y_mean"},
         "preprocessing": saved["preprocessing"],
@@ -99,15 +101,17 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def build_onnx(model: nn.Module, example: torch.Tensor, description: dict) -> bytes:
+def build_onnx(model: nn.Module, example: torch.Tensor, description: dict, axes: dict) -> bytes:
     import onnx
 
-    batch = torch.export.Dim("batch", min=1)
+    # The batch, and a text's length: every axis the description names by a word is dynamic.
+    dynamic = {axis: torch.export.Dim(name, min=1 if name == "batch" else axes.get("min_length", 1))
+               for axis, name in enumerate(axes["shape"]) if isinstance(name, str) and axis < example.dim()}
     try:  # the exporter reports its steps on stdout and warns about what the parity check verifies
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(model, (example,), input_names=[INPUT], output_names=[OUTPUT],
-                                        dynamic_shapes=({0: batch},), dynamo=True)
+                                        dynamic_shapes=(dynamic,), dynamo=True)
     except Exception as e:  # noqa: BLE001 -- the exporter raises many kinds; the user needs the first line
         raise UserError(f"this model could not be exported to ONNX ({type(e).__name__}: {first_line(e)})") from e
     proto = program.model_proto
@@ -116,7 +120,7 @@ def build_onnx(model: nn.Module, example: torch.Tensor, description: dict) -> by
     return proto.SerializeToString()
 
 
-def build_torchscript(model: nn.Module, example: torch.Tensor, description: dict) -> bytes:
+def build_torchscript(model: nn.Module, example: torch.Tensor, description: dict, axes: dict) -> bytes:
     # Tracing records the operations run on the example; none of the registry's models branches on
     # its input's values, and the parity check below runs the trace on other batch sizes.
     with torch.no_grad(), warnings.catch_warnings():

@@ -57,8 +57,10 @@ SERVE_PARITY_ROWS = 64  # inputs on which an export must agree with the model be
 # python-multipart logs each malformed body as a warning; the 400 answer already says it, and a
 # client could otherwise fill the log.
 logging.getLogger("python_multipart.multipart").setLevel(logging.ERROR)
-JSON_BODY = {"type": "object", "required": ["pixels"], "properties": {"pixels": {
-    "description": "a 28x28 array, or 784 values, each in [0, 1]", "type": "array"}}}
+JSON_BODY = {"type": "object", "properties": {
+    "pixels": {"description": "an image model's input: a 28x28 array, or 784 values, each in [0, 1]", "type": "array"},
+    "text": {"description": "a text model's input: one text", "type": "string"}},
+    "oneOf": [{"required": ["pixels"]}, {"required": ["text"]}]}
 UPLOAD_BODY = {"type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}
 
 
@@ -157,6 +159,8 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
+        if predictor.data_kind.takes_texts:
+            return await predict_text(request)
         if not predictor.takes_images:
             raise HTTPException(400, f"{predictor.data_kind.not_pictures()}; use mnist-predict "
                                      "or the Predictor from Python")
@@ -173,6 +177,19 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         # decode: off the event loop, so that it does not stall every other request (and /healthz);
         # on one worker thread, as more threads only fight over the GIL and the cores
         # (docs/results.md#where-the-defaults-come-from).
+        return await asyncio.get_running_loop().run_in_executor(worker, work)
+
+    async def predict_text(request: Request) -> dict:
+        body = await read_capped(request)
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise HTTPException(415, "this model takes texts: send JSON {\"text\": \"...\"}")
+
+        def work() -> dict:
+            x, shown = prepared_text(predictor, body)
+            return answer(predictor, backend.log_probs(x), shown)
+
+        if len(body) <= INLINE_BYTES:
+            return work()
         return await asyncio.get_running_loop().run_in_executor(worker, work)
 
     return app
@@ -333,6 +350,17 @@ def prepared_pixels(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, li
     if len(x) != 1:
         raise HTTPException(422, f"pixels: one input at a time, got a batch of {len(x)}")
     return x, shown_input(x[0].numpy())
+
+
+def prepared_text(predictor: Predictor, body: bytes) -> tuple[torch.Tensor, list]:
+    """JSON ``{"text": ...}`` as one input, and the subwords the model reads (shown on the page)."""
+    try:
+        text = json.loads(body)["text"]
+        if not isinstance(text, str):
+            raise TypeError("text must be a string")
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise HTTPException(422, "send JSON {\"text\": \"...\"}: one text, as a string") from None
+    return predictor.data_kind.apply(text, name="text"), predictor.data_kind.pieces(text)
 
 
 def all_numbers(value, depth: int = 0) -> bool:

@@ -37,6 +37,7 @@ class Kind:
     unit = "rows"  # what one example is called in a result line
     takes_pictures = False  # people's pictures (paths, PIL images): Predictor's paths, the server, --tta
     takes_texts = False  # strings: Predictor's texts, mnist-predict's .txt files and text columns
+    keeps_started_record = False  # --init_from: the model's record, not a new fit (a text model's tokenizer)
     default_model = "mlp"
     auto_families: tuple[str, ...] = ()  # the families --model auto chooses between; () refuses it
     sized_from_rows = False  # batch size and epochs left to None are chosen from the number of rows
@@ -181,6 +182,18 @@ class Kind:
     def drawing(self) -> bool:
         """Whether the served page offers a drawing pad."""
         return False
+
+    def example_input(self, rows: int) -> torch.Tensor:
+        """Model input an export is traced on (its values do not matter, its type and shape do)."""
+        return torch.zeros(rows, *self.input_shape)
+
+    def export_input(self) -> dict:
+        """The input an export takes, described for its consumers: its axes and dtype."""
+        return {"shape": ["batch", *self.input_shape], "dtype": "float32"}
+
+    def export_files(self) -> dict[str, str]:
+        """Files written beside an export, by the suffix they add to its name: none for most kinds."""
+        return {}
 
     def family(self, name: str):
         """The model family ``--model name`` builds for this data: the registry's, for most kinds."""

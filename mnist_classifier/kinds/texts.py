@@ -36,6 +36,8 @@ TEXT_PREPARATION = ("the text as the tokenizer (its JSON, tokenizer.json, read b
                     "punctuation and digits, BPE pieces; special tokens not added; the ids cut at the first `cut`; a "
                     "batch padded with id 0 after each text to its longest")
 SHOWN = 60  # characters of a text that name it in predictions
+# An export's shortest input: the text CNN's widest filter fits, whatever the exporter's shape guards.
+EXPORT_MIN_LENGTH = 8
 
 
 class Text(Kind):
@@ -47,6 +49,7 @@ class Text(Kind):
     prefix, builtins = "text", ()
     unit = "texts"
     takes_texts = True
+    keeps_started_record = True  # a text model's weights mean its tokenizer's ids
     default_model = "auto"
     auto_families = ("linear", "cnn")  # trained one after the other; the lower validation loss is kept
 
@@ -117,7 +120,7 @@ class Text(Kind):
         bad = next((t for t in texts if not isinstance(t, str)), None)
         if texts and bad is not None:
             raise UserError(f"{name}: this model takes texts (str); got a {type(bad).__name__} among them")
-        return texts
+        return [text[:tokens.MAX_TEXT_CHARS] for text in texts]  # the cut falls far inside that
 
     def check(self) -> bool:
         v = self.values
@@ -134,9 +137,10 @@ class Text(Kind):
 
     def first_line(self, dataset, config) -> str:
         v = self.values
+        fitted = f"the tokenizer of --init_from {v['started_from']}" if "started_from" in v else \
+            "trained on the training rows"
         return (f"{dataset.found}; median {v.get('median_tokens', 0):,.0f} tokens; vocabulary {v['vocabulary']:,} "
-                f"(trained on the training rows); cut at {v['cut']:,} tokens ({v.get('longer', 0):.1%} of texts "
-                "longer)")
+                f"({fitted}); cut at {v['cut']:,} tokens ({v.get('longer', 0):.1%} of texts longer)")
 
     def preparation(self) -> str:
         return TEXT_PREPARATION
@@ -146,11 +150,31 @@ class Text(Kind):
         names = [shown_text(text) for text in texts]
         return predictor.predictions(predictor.log_probs(self.apply(texts)), names, top_k)
 
+    def pieces(self, text: str) -> list[str]:
+        """The subwords the model reads of ``text``, as the tokenizer writes them (after the cut)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).tokens[:self.values["cut"]]
+
     def not_pictures(self) -> str:
         return f"this model takes texts ({self.describe()}), not images"
 
     def parity_inputs(self, rows: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randint(2, self.values["vocabulary"], (rows, self.values["cut"]), generator=generator)
+        """Random token ids, each row of a random length (at least ``EXPORT_MIN_LENGTH``), padded after."""
+        cut = self.values["cut"]
+        ids = torch.randint(2, self.values["vocabulary"], (rows, cut), generator=generator)
+        lengths = torch.randint(min(EXPORT_MIN_LENGTH, cut), cut + 1, (rows, 1), generator=generator)
+        return ids.masked_fill(torch.arange(cut)[None, :] >= lengths, tokens.PAD_ID)
+
+    def example_input(self, rows: int) -> torch.Tensor:
+        return self.parity_inputs(rows, torch.Generator().manual_seed(0))
+
+    def export_input(self) -> dict:
+        return {"shape": ["batch", "length"], "dtype": "int64", "min_length": EXPORT_MIN_LENGTH,
+                "length": f"the longest text's tokens in the batch, {EXPORT_MIN_LENGTH} to {self.values['cut']} "
+                          f"(shorter texts padded with id 0 after their tokens; a batch padded to at least "
+                          f"{EXPORT_MIN_LENGTH})"}
+
+    def export_files(self) -> dict[str, str]:
+        return {".tokenizer.json": self.values["tokenizer"]}
 
 
 def shown_text(text: str) -> str:

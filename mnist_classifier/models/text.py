@@ -77,6 +77,12 @@ def _lengths(x: torch.Tensor) -> torch.Tensor:
     return (x != PAD_ID).sum(dim=1).clamp(min=1)
 
 
+def _positions(x: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2, ... along the last axis of ``x``, for every row. Counted from ``x`` itself rather than
+    with ``torch.arange(length)``, which an ONNX export would fix at the example's length."""
+    return torch.ones_like(x, dtype=torch.long).cumsum(dim=-1) - 1
+
+
 class TextRNN(nn.Module):
     """(N, T) token ids -> embeddings -> stacked GRU or LSTM layers, each reading every text forwards
     and (bidirectional) backwards from its own last token -> the outputs max-pooled over the text ->
@@ -110,8 +116,9 @@ class TextRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.long()
         lengths = _lengths(x)
-        inside = torch.arange(x.size(1), device=x.device)[None, :] < lengths[:, None]  # (batch_size, length)
-        order = _reversal(lengths, x.size(1))
+        steps = _positions(x)
+        inside = steps < lengths[:, None]  # (batch_size, length)
+        order = _reversal(lengths, steps)
         h = self.embed(x)
         if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):  # oneDNN has no bfloat16 LSTM on CPUs (the image RNN's note)
@@ -140,15 +147,17 @@ class TextRNN(nn.Module):
                 "embedding_dim": self.embedding_dim}
 
 
-def _reversal(lengths: torch.Tensor, width: int) -> torch.Tensor:
+def _reversal(lengths: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """For each row, the positions that read its tokens last to first, the padding after them in place."""
-    steps = torch.arange(width, device=lengths.device)[None, :]
     backwards = lengths[:, None] - 1 - steps
     return torch.where(backwards >= 0, backwards, steps)
 
 
 def _gather(h: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
-    return h.gather(1, order[..., None].expand_as(h))
+    """Each row of ``h`` (batch_size, length, features) in its own ``order`` of steps. Plain indexing:
+    ``gather`` would fix an ONNX export's length at the example's."""
+    rows = _positions(order[:, 0])[:, None]
+    return h[rows, order]
 
 
 class TextCNN(nn.Module):
@@ -184,8 +193,8 @@ class TextCNN(nn.Module):
         for width, conv in zip(self.widths, self.convs, strict=True):
             maps = nn.functional.leaky_relu(conv(embedded))  # (batch_size, filters, length - width + 1)
             # Windows that start past a text's last full window see only padding: left out of the max.
-            starts = torch.arange(maps.size(-1), device=x.device)
-            inside = starts[None, :] < (lengths - width + 1).clamp(min=1)[:, None]
+            starts = _positions(maps[:, 0])
+            inside = starts < (lengths - width + 1).clamp(min=1)[:, None]
             pooled.append(maps.masked_fill(~inside[:, None, :], float("-inf")).amax(dim=-1))
         return self.head(torch.cat(pooled, dim=1))
 
