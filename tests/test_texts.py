@@ -310,3 +310,11 @@ def test_the_classifier_fits_raw_documents_and_saves_a_text_model(tmp_path):
         classifier.predict(np.zeros((2, 3)))
     classifier.save(tmp_path / "c.pth")
     assert Predictor(tmp_path / "c.pth").predict("the keeper")[0].label == "sport"
+
+
+def test_the_default_model_for_texts_trains_both_bags_and_keeps_one(tmp_path, capsys):
+    root = write_folder(tmp_path / "topics", per_class=40)
+    out = train(["--dataset", f"text:{root}", "--batch_size", "16", "--model_fn", str(tmp_path / "m.pth")], capsys)
+    assert "--model auto: training linear and mlp on the same rows" in out
+    assert re.search(r"--model auto: .*kept (linear|mlp)", out)
+    assert float(re.search(r"Test accuracy: ([\d.]+)%", out).group(1)) >= 75

@@ -160,7 +160,7 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         "multipart/form-data": {"schema": UPLOAD_BODY}, "application/json": {"schema": JSON_BODY}}}})
     async def predict(request: Request) -> dict:
         if predictor.data_kind.takes_texts:
-            return await predict_text(request)
+            return await answer_text(predictor, backend, worker, request)
         if not predictor.takes_images:
             raise HTTPException(400, f"{predictor.data_kind.not_pictures()}; use mnist-predict "
                                      "or the Predictor from Python")
@@ -179,20 +179,22 @@ def create_app(model_fn: str | Path, use_export: bool = True, say=lambda note: N
         # (docs/results.md#where-the-defaults-come-from).
         return await asyncio.get_running_loop().run_in_executor(worker, work)
 
-    async def predict_text(request: Request) -> dict:
-        body = await read_capped(request)
-        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise HTTPException(415, "this model takes texts: send JSON {\"text\": \"...\"}")
-
-        def work() -> dict:
-            x, shown = prepared_text(predictor, body)
-            return answer(predictor, backend.log_probs(x), shown)
-
-        if len(body) <= INLINE_BYTES:
-            return work()
-        return await asyncio.get_running_loop().run_in_executor(worker, work)
-
     return app
+
+
+async def answer_text(predictor: Predictor, backend: Backend, worker: ThreadPoolExecutor, request: Request) -> dict:
+    """A text model's answer to JSON ``{"text": ...}``; a long text is tokenised off the event loop."""
+    body = await read_capped(request)
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "this model takes texts: send JSON {\"text\": \"...\"}")
+
+    def work() -> dict:
+        x, shown = prepared_text(predictor, body)
+        return answer(predictor, backend.log_probs(x), shown)
+
+    if len(body) <= INLINE_BYTES:
+        return work()
+    return await asyncio.get_running_loop().run_in_executor(worker, work)
 
 
 Prepare = Callable[[], "tuple[torch.Tensor, list]"]
