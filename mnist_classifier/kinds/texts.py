@@ -114,15 +114,15 @@ class Text(Kind):
             return [x]
         if isinstance(x, (bytes, bytearray)):
             raise UserError(f"{name}: this model takes text (str), not bytes; decode it first")
-        texts = list(x) if isinstance(x, (list, tuple)) or hasattr(x, "tolist") else None
-        if texts is None:
+        if hasattr(x, "tolist"):  # a pandas Series, a numpy array of strings
+            x = x.tolist()
+            x = [x] if isinstance(x, str) else x
+        if not isinstance(x, (list, tuple)):
             raise UserError(f"{name}: this model takes texts (a str or a list of them), not a {type(x).__name__}")
-        if hasattr(x, "tolist"):
-            texts = x.tolist()
-        bad = next((t for t in texts if not isinstance(t, str)), None)
-        if texts and bad is not None:
+        bad = next((t for t in x if not isinstance(t, str)), None)
+        if bad is not None:
             raise UserError(f"{name}: this model takes texts (str); got a {type(bad).__name__} among them")
-        return [text[:tokens.MAX_TEXT_CHARS] for text in texts]  # the cut falls far inside that
+        return [text[:tokens.MAX_TEXT_CHARS] for text in x]  # the cut falls far inside that
 
     def check(self) -> bool:
         v = self.values
