@@ -55,6 +55,12 @@ def write_csv(path: Path, per_class: int = 60, seed: int = 0) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """Runs here cache their token ids under tmp_path/data (--data_dir's default), not the checkout's."""
+    monkeypatch.chdir(tmp_path)
+
+
 def train(args: list[str], capsys) -> str:
     train_main(["--seed", "0", "--amp", "off", *args])
     return capsys.readouterr().out

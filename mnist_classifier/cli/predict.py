@@ -118,17 +118,24 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
         frame = read_rows(Path(path), options, names, numbers)
         if frame.attrs.get("read_as"):  # not UTF-8, or decimal commas: say how it was read
             print(f"mnist-predict: note: {path}{frame.attrs['read_as']}", file=sys.stderr)
-        with warnings.catch_warnings(record=True) as notes:
-            warnings.simplefilter("always", UserWarning)
-            rows = predictor.rows(frame, top_k=args.top_k, name=path)
-        for note in notes:  # gaps where training had none: answered, and said
-            print(f"mnist-predict: note: {note.message}", file=sys.stderr)
+        rows = _noted(predictor.rows, frame, top_k=args.top_k, name=path)
         frames.append(_with_predictions(frame, rows, path, with_file=len(args.images) > 1, out=args.out))
         predictions += rows
     if args.out:  # first: a closed pipe on the printing side must not cost the file
         _write_predictions(frames, predictions, Path(args.out))
     _print_predictions(predictions, args.json)
     return [r.to_dict() for r in predictions]
+
+
+def _noted(predict, *args, **kwargs):
+    """``predict(*args, **kwargs)``, its warnings (gaps where training had none, texts of unknown characters: answered,
+    but worth saying) printed as notes."""
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", UserWarning)
+        rows = predict(*args, **kwargs)
+    for note in notes:
+        print(f"mnist-predict: note: {note.message}", file=sys.stderr)
+    return rows
 
 
 def predict_texts(args, predictor: Predictor) -> list[dict]:
@@ -147,7 +154,7 @@ def predict_texts(args, predictor: Predictor) -> list[dict]:
         if path != "-" and Path(path).is_file() and not path.lower().endswith(TEXT_SUFFIXES):
             frame = read_rows(Path(path), TableOptions(delimiter=args.delimiter, encoding=args.encoding))
             column = text_column_of(Path(path), frame, predictor.metadata.get("feature_names"))
-            rows = predictor.predict(frame[column].tolist(), top_k=args.top_k)
+            rows = _noted(predictor.predict, frame[column].tolist(), top_k=args.top_k)
             for i, row in enumerate(rows, start=1):
                 row.source = f"{path}, row {i}"
             frames.append(_with_predictions(frame, rows, path, with_file=len(args.images) > 1, out=args.out))
@@ -155,7 +162,7 @@ def predict_texts(args, predictor: Predictor) -> list[dict]:
             names, texts, skipped = read_text_input(path, args.encoding, sys.stdin)
             for note in skipped:
                 print(f"mnist-predict: {note}", file=sys.stderr)
-            rows = predictor.predict(texts, top_k=args.top_k) if texts else []
+            rows = _noted(predictor.predict, texts, top_k=args.top_k) if texts else []
             for name, row in zip(names, rows, strict=True):
                 row.source = name
             frames.append(pd.DataFrame({"file": names}).assign(prediction=[r.label for r in rows]))

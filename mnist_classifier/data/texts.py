@@ -23,6 +23,7 @@ from stat import S_ISREG
 import torch
 
 from ..errors import UserError
+from . import token_cache
 from .csv_data import UTF8, CsvTable, TableOptions, _classes, _targets, detect_encoding, encoding_named
 from .dataset import CLASSIFICATION, Dataset, split_test
 from .folders import class_folders, split_folders
@@ -48,8 +49,9 @@ class Texts:
 
 
 def load_texts(path: Path, target: str | None = None, text_column: str | None = None, encoding: str | None = None,
-               delimiter: str | None = None) -> Dataset:
-    """The texts ``text:PATH`` names (a folder, or a CSV/TSV file), as a ``Dataset`` of strings."""
+               delimiter: str | None = None, data_dir: str | None = None) -> Dataset:
+    """The texts ``text:PATH`` names (a folder, or a CSV/TSV file), as a ``Dataset`` of strings; with a
+    ``data_dir``, strings whose ids are cached there (``data/token_cache.py``)."""
     if not path.exists():
         raise UserError(f"text:{path}: no such folder or file")
     if path.is_dir():
@@ -59,7 +61,19 @@ def load_texts(path: Path, target: str | None = None, text_column: str | None = 
         texts, what = read_folder(path, encoding), f"folder {path.name}"
     else:
         texts, what = read_table(path, target, text_column, encoding, delimiter)
-    return as_dataset(path, texts, what)
+    dataset = as_dataset(path, texts, what)
+    return cached(dataset, path, data_dir) if data_dir else dataset
+
+
+def cached(dataset: Dataset, path: Path, data_dir: str) -> Dataset:
+    """``dataset`` with each split's texts told where their ids are cached."""
+    folder, note = token_cache.cache_folder(data_dir, path)
+    dataset.notes += [note] if note else []
+    for part in ("train", "test", "valid"):
+        if getattr(dataset, part) is not None:
+            x, y = getattr(dataset, part)
+            setattr(dataset, part, (token_cache.CachedTexts(x, folder), y))
+    return dataset
 
 
 def as_dataset(path: Path, texts: Texts, what: str) -> Dataset:

@@ -2,7 +2,7 @@
 of a data set as the trainer indexes them.
 
 The tokenizer is Hugging Face ``tokenizers``' BPE behind Unicode NFKC normalisation (zero-width
-characters removed, lower case) and a split at white space, punctuation and digits. BPE needs no
+characters removed, lower case) and a split at white space and punctuation. BPE needs no
 dictionary and no morphological analyser: a Korean eojeol it has not seen is cut into the pieces it
 has (a stem, then a particle), and so is a rare English word. Its vocabulary grows as long as a
 pair of pieces occurs twice in the training texts, up to ``MAX_VOCABULARY``. It is saved as its own
@@ -11,22 +11,27 @@ JSON, a plain string in the model file.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 PAD, UNK = "[PAD]", "[UNK]"  # ids 0 and 1: padding, and a character the training texts never had
-PAD_ID = 0
+PAD_ID, UNK_ID = 0, 1
 MAX_VOCABULARY = 32_000  # fits uint16: the cache takes 2 bytes a token
 LONGEST = 512  # the largest cut, in tokens, whatever the texts' lengths: 4 times the CNN's and RNN's work at 2,048
 CUT_QUANTILE = 0.95  # texts are cut at the length this share of the training texts fits in
-LENGTH_SAMPLE = 20_000  # training texts whose lengths choose the cut
+LENGTH_SAMPLE = 5_000  # training texts whose lengths choose the cut (its 95th percentile to within a few %)
+FIT_CHARS = 10_000_000  # characters of training texts the tokenizer is trained on, at most
+HEAD_CHARS = 12  # characters a token may take, on average, in the head of a text encoded for its first tokens
 ENCODE_CHUNK = 10_000  # texts encoded at a time: a bound on the memory their encodings hold
 # A text longer than this is read up to here: the model reads its first few hundred tokens at most,
 # and a 50 MB "text" (a log file, a dump) must not fill memory nor hold the tokenizer for minutes.
 MAX_TEXT_CHARS = 200_000
-ZERO_WIDTH = "[\u200b\u200c\u200d\u2060\ufeff\u00ad]"  # invisible characters that would split or join words
+ZERO_WIDTH_CHARS = "\u200b\u200c\u200d\u2060\ufeff\u00ad"  # invisible characters that would split or join words
+ZERO_WIDTH = f"[{ZERO_WIDTH_CHARS}]"
 # A text batch is padded to its longest text; rows of about the same length are put together
 # (``TokenRows.epoch_order``): a pool of this many batches is sorted by length, then cut into batches.
 POOL_BATCHES = 50
@@ -38,21 +43,64 @@ def new_tokenizer():
     tokenizer = Tokenizer(models.BPE(unk_token=UNK))
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(ZERO_WIDTH), ""),
                                                  normalizers.Lowercase()])
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
-                                                       pre_tokenizers.Digits(individual_digits=False)])
+    # Split at spaces and punctuation. Not at digits too: a split there costs 30% of the encoding's time
+    # (benchmarks/bench_texts.py), and BPE cuts numbers into pieces of its own.
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.encode_special_tokens = True  # "[PAD]" written in a text is text, never the padding id
     return tokenizer
 
 
+# The saved tokenizer's normalizer, done by Python: the same strings (tests/test_texts.py compares them;
+# they differ only on characters newer than Python's Unicode 14), at a tenth of the cost. The Rust
+# normalizer tracks every character's offsets, which ids do not need: 40% of an encoding's time
+# (benchmarks/bench_texts.py). A capital sigma is made small first, as the Rust normalizer does:
+# Python's str.lower would make a word's last one a final sigma.
+UNSEEN = re.compile(ZERO_WIDTH)
+
+
+def normalized(text: str) -> str:
+    """``text`` as the tokenizer's normalizer writes it: NFKC, zero-width characters removed, lower case."""
+    return UNSEEN.sub("", unicodedata.normalize("NFKC", text)).replace("\u03a3", "\u03c3").lower()
+
+
+def _unnormalizing(tokenizer):
+    """A copy of ``tokenizer`` that takes ``normalized`` texts: it skips its normalizer."""
+    from tokenizers import Tokenizer
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.normalizer = None
+    copy.encode_special_tokens = True
+    return copy
+
+
 def fit_tokenizer(texts: list[str]):
-    """A BPE tokenizer trained on ``texts`` (the training rows only)."""
+    """A BPE tokenizer trained on ``texts`` (the training rows only), or on a seeded sample of
+    ``FIT_CHARS`` characters of them: the vocabulary of a larger set is the same few thousand
+    frequent pieces, and training time grows with the characters."""
     from tokenizers import trainers
 
     tokenizer = new_tokenizer()
+    normalizer, tokenizer.normalizer = tokenizer.normalizer, None
     trainer = trainers.BpeTrainer(vocab_size=MAX_VOCABULARY, min_frequency=2, special_tokens=[PAD, UNK],
                                   show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer, length=len(texts))
+    sample = [normalized(text) for text in _sample_of_chars(texts, FIT_CHARS)]
+    tokenizer.train_from_iterator(sample, trainer, length=len(sample))
+    tokenizer.normalizer = normalizer
     return tokenizer
+
+
+def _sample_of_chars(texts: list[str], chars: int) -> list[str]:
+    """All of ``texts`` when they hold at most ``chars`` characters, else texts in a seeded order until
+    they do."""
+    if sum(map(len, texts)) <= chars:
+        return texts
+    sample, total = [], 0
+    for i in np.random.default_rng(0).permutation(len(texts)):
+        sample.append(texts[i])
+        total += len(texts[i])
+        if total >= chars:
+            return sample
+    return sample
 
 
 def load_tokenizer(saved: str):
@@ -75,25 +123,55 @@ def token_dtype(vocabulary: int) -> np.dtype:
     return np.dtype(np.uint16 if vocabulary <= 2**16 else np.int32)
 
 
-def encode(tokenizer, texts: list[str], cut: int, vocabulary: int) -> TokenRows:
-    """``texts`` as ``TokenRows``, each cut at ``cut`` tokens."""
-    tokenizer.enable_truncation(cut)
-    dtype, pieces, lengths = token_dtype(vocabulary), [], []
-    for start in range(0, len(texts), ENCODE_CHUNK):
-        for encoding in tokenizer.encode_batch_fast(texts[start:start + ENCODE_CHUNK], add_special_tokens=False):
-            ids = encoding.ids
-            pieces.append(np.array(ids, dtype=dtype))
-            lengths.append(len(ids))
-    tokenizer.no_truncation()
-    starts = np.zeros(len(texts) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=starts[1:])
-    tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
-    return TokenRows(tokens, starts, cut, texts=texts)
+class Encoder:
+    """Texts into token ids, as fast as the tokenizer goes: normalised by ``normalized``, and only the
+    head of a long text encoded. Its first ``cut`` tokens are those of its first ``HEAD_CHARS * cut``
+    characters up to a space: the pre-tokenizer splits at spaces, and BPE never merges across one. A
+    text whose head gives fewer tokens is encoded whole."""
+
+    def __init__(self, tokenizer, cut: int | None = None):
+        self.tokenizer, self.cut = _unnormalizing(tokenizer), cut
+        if cut:
+            self.tokenizer.enable_truncation(cut)
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids, cut at ``cut`` (all of them without one)."""
+        texts = [normalized(text) for text in texts]
+        heads = [_head(text, HEAD_CHARS * self.cut) for text in texts] if self.cut else texts
+        ids = [e.ids for e in self.tokenizer.encode_batch_fast(heads, add_special_tokens=False)]
+        short = [i for i, (head, text) in enumerate(zip(heads, texts, strict=True))
+                 if len(ids[i]) < self.cut and len(head) < len(text)] if self.cut else []
+        for i, encoding in zip(short, self.tokenizer.encode_batch_fast([texts[i] for i in short],
+                                                                       add_special_tokens=False), strict=True):
+            ids[i] = encoding.ids
+        return ids
+
+    def rows(self, texts: list[str], vocabulary: int, progress=None) -> TokenRows:
+        """``texts`` as ``TokenRows``; ``progress(n)`` is told of each chunk of ``n`` texts encoded."""
+        dtype, pieces, lengths = token_dtype(vocabulary), [], []
+        for start in range(0, len(texts), ENCODE_CHUNK):
+            chunk = self.ids(texts[start:start + ENCODE_CHUNK])
+            pieces += [np.array(ids, dtype=dtype) for ids in chunk]
+            lengths += map(len, chunk)
+            if progress:
+                progress(len(chunk))
+        starts = np.zeros(len(texts) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        tokens = np.concatenate(pieces) if pieces else np.zeros(0, dtype=dtype)
+        return TokenRows(tokens, starts, self.cut, texts=texts)
+
+
+def _head(text: str, chars: int) -> str:
+    """``text`` up to its last space before ``chars``; all of it when shorter or without one."""
+    if len(text) <= chars:
+        return text
+    end = max(text.rfind(" ", 0, chars), text.rfind("\n", 0, chars), text.rfind("\t", 0, chars))
+    return text[:end] if end > 0 else text
 
 
 def lengths_of(tokenizer, texts: list[str]) -> np.ndarray:
     """Each text's length in tokens, uncut."""
-    return np.array([len(e.ids) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)])
+    return np.array([len(ids) for ids in Encoder(tokenizer).ids(texts)], dtype=np.int64)
 
 
 class TokenRows:

@@ -11,6 +11,7 @@ stored); a batch is padded to its longest text. The families are ``models/text.p
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,8 @@ TEXT_FAMILY_DEFAULTS: dict[str, dict] = {
     "cnn": {"lr": 1e-3, "channels": [100], "hidden_sizes": [128], "use_dropout": True, "dropout_p": 0.5},
 }
 TEXT_PREPARATION = ("the text as the tokenizer (its JSON, tokenizer.json, read by Hugging Face tokenizers in any "
-                    "language it has) cuts it: NFKC, zero-width characters removed, lower case, split at spaces, "
-                    "punctuation and digits, BPE pieces; special tokens not added; the ids cut at the first `cut`; a "
+                    "language it has) cuts it: NFKC, zero-width characters removed, lower case, split at spaces and "
+                    "punctuation, BPE pieces; special tokens not added; the ids cut at the first `cut`; a "
                     "batch padded with id 0 after each text to its longest")
 SHOWN = 60  # characters of a text that name it in predictions
 # An export's shortest input: the text CNN's widest filter fits, whatever the exporter's shape guards.
@@ -59,7 +60,7 @@ class Text(Kind):
     def load(cls, dataset: str, data_dir: str, **options):
         from ..data.texts import load_texts  # the reader: only when training
 
-        return load_texts(Path(dataset.partition(":")[2]), **options)
+        return load_texts(Path(dataset.partition(":")[2]), data_dir=data_dir, **options)
 
     @classmethod
     def defaults(cls, model: str) -> dict:
@@ -90,6 +91,12 @@ class Text(Kind):
         return self._tokenizer
 
     @property
+    def encoder(self) -> tokens.Encoder:
+        if "_encoder" not in self.__dict__:
+            self._encoder = tokens.Encoder(self.tokenizer, self.values["cut"])
+        return self._encoder
+
+    @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.values["cut"],)
 
@@ -101,8 +108,10 @@ class Text(Kind):
         return TEXT_FAMILIES[name].for_vocabulary(self.values["vocabulary"])
 
     def prepare_rows(self, x, name: str = "input") -> tokens.TokenRows:
+        if hasattr(x, "token_rows"):  # a split the reader read: its ids are cached on disk (data/token_cache.py)
+            return x.token_rows(self.encoder, self.values["vocabulary"], self.values["tokenizer"])
         texts = self._texts(x, name)
-        return tokens.encode(self.tokenizer, texts, self.values["cut"], self.values["vocabulary"])
+        return self.encoder.rows(texts, self.values["vocabulary"])
 
     def apply(self, x, name: str = "input") -> torch.Tensor:
         """Texts (one, or a list) as a batch of token ids, padded to the longest."""
@@ -149,12 +158,17 @@ class Text(Kind):
 
     def predict(self, predictor, inputs, top_k: int) -> list:
         texts = self._texts(inputs, "input")
+        rows = self.prepare_rows(texts)
+        note = unknown_note(rows)
+        if note:  # answered, but on little: a script or alphabet training never had
+            warnings.warn(note, UserWarning, stacklevel=3)
         names = [shown_text(text) for text in texts]
-        return predictor.predictions(predictor.log_probs(self.apply(texts)), names, top_k)
+        return predictor.predictions(predictor.log_probs(rows[np.arange(len(rows))]), names, top_k)
 
     def pieces(self, text: str) -> list[str]:
         """The subwords the model reads of ``text``, as the tokenizer writes them (after the cut)."""
-        return self.tokenizer.encode(text, add_special_tokens=False).tokens[:self.values["cut"]]
+        encoded = self.encoder.tokenizer.encode(tokens.normalized(text), add_special_tokens=False)
+        return encoded.tokens[:self.values["cut"]]
 
     def not_pictures(self) -> str:
         return f"this model takes texts ({self.describe()}), not images"
@@ -177,6 +191,21 @@ class Text(Kind):
 
     def export_files(self) -> dict[str, str]:
         return {".tokenizer.json": self.values["tokenizer"]}
+
+
+def unknown_note(rows: tokens.TokenRows) -> str | None:
+    """A line on the texts most of whose tokens are characters the training texts never had (another
+    script than theirs); None when there are none."""
+    seen = np.concatenate([[0], np.cumsum(rows.tokens == tokens.UNK_ID)])
+    unknown = seen[rows.starts[rows.rows + 1]] - seen[rows.starts[rows.rows]]
+    mostly = [i for i, (n, length) in enumerate(zip(unknown, rows.lengths, strict=True))
+              if length and 2 * n >= length]
+    if not mostly:
+        return None
+    first = mostly[0]
+    which = f"{len(mostly):,} of {len(rows):,} texts are" if len(rows) > 1 else "the text is"
+    return (f"{which} mostly characters the training texts never had (another script?), so the answer rests on "
+            f"little: {shown_text(rows.text(first))} is {unknown[first]:,} unknown tokens of {rows.lengths[first]:,}")
 
 
 def shown_text(text: str) -> str:
