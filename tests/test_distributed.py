@@ -286,6 +286,19 @@ def test_every_model_family_trains_on_two_ranks(tmp_path, flags):
     assert saved["config"]["model"] == flags[1] and writers(tmp_path) == {"0"}
 
 
+def test_a_text_model_trains_on_two_ranks_and_only_rank_0_writes_the_token_cache(tmp_path):
+    from .test_texts import write_folder
+
+    root = write_folder(tmp_path / "topics")
+    out, _ = finish(torchrun(tmp_path, 2, "--dataset", f"text:{root}", "--model", "cnn", "--n_epochs", "8",
+                             "--batch_size", "8", "--gpu_id", "-1", "--amp", "off", "--seed", "0",
+                             "--data_dir", str(tmp_path / "data"), "--model_fn", str(tmp_path / "m.pth")))
+    assert out.startswith("text folder topics: 2 classes") and out.count("text folder topics") == 1
+    assert float(out.split("Test accuracy: ")[1].split("%")[0]) >= 75  # 24 test texts; chance is 50%
+    assert len(list((tmp_path / "data" / "text-cache").glob("*/*.tokens.npy"))) == 2
+    assert writers(tmp_path) == {"0"}
+
+
 def rank_pid(marker: str, rank: int) -> int:
     """The pid of the torchrun worker of ``rank`` whose environment holds ``marker``."""
     for environ in Path("/proc").glob("[0-9]*/environ"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -324,3 +325,97 @@ def test_the_default_model_for_texts_trains_both_bags_and_keeps_one(tmp_path, ca
     assert "--model auto: training linear and mlp on the same rows" in out
     assert re.search(r"--model auto: .*kept (linear|mlp)", out)
     assert float(re.search(r"Test accuracy: ([\d.]+)%", out).group(1)) >= 75
+
+
+TRICKY = ["ΟΔΥΣΣΕΥΣ ΣΑΣ Σ", "İstanbul ǅ ß ẞ ﬁ ＡＢＣ １２３ ㈱ ℌ Ω K Å", "a\u200bb\u00adc\ufeffd\u200d\u2060e",
+          "한국어 리뷰입니다 ＫＯＲＥＡ ㄱㅏ", "שלום עולם مرحبا بالعالم ١٢٣", "🙂👍🏽 👨‍👩‍👧 ❤️",
+          "Ⅻ ½ ² ㎏ ῼ ΐ ǈ", "e\u0301 é Ǆ"]
+
+
+def test_python_normalises_texts_as_the_saved_tokenizer_does():
+    normalizer = tokens.new_tokenizer().normalizer
+    for text in TRICKY:
+        assert tokens.normalized(text) == normalizer.normalize_str(text), text
+
+
+def test_a_long_texts_head_gives_the_first_ids_its_whole_text_gives():
+    rng = random.Random(0)
+    words = sentences("sport", 50, 0) + sentences("cooking", 50, 1)
+    record = Text.fit(words)
+    whole = tokens.Encoder(record.tokenizer)
+    long = [" ".join(rng.choices(words, k=400)), "x" * 5000 + " tail", "".join(rng.choices(words, k=300)),
+            " ".join("".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(3)) for _ in range(3000))]
+    for cut in (8, 64, 512):
+        encoder = tokens.Encoder(record.tokenizer, cut)
+        assert encoder.ids(long) == [ids[:cut] for ids in whole.ids(long)]
+
+
+def test_a_second_run_reads_the_token_cache_and_an_edited_text_is_encoded_again(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "topics", per_class=20)
+    encoded = []
+    rows = tokens.Encoder.rows
+    monkeypatch.setattr(tokens.Encoder, "rows", lambda self, texts, *a, **k: encoded.append(len(texts)) or
+                        rows(self, texts, *a, **k))
+    first = load_dataset(f"text:{root}", str(tmp_path / "data")).prepared()
+    assert encoded == [32, 8] and len(list((tmp_path / "data" / "text-cache").glob("*/*.tokens.npy"))) == 2
+    again = load_dataset(f"text:{root}", str(tmp_path / "data")).prepared(first.preprocessing)
+    assert encoded == [32, 8]  # read from the cache
+    assert np.array_equal(again.train[0].tokens, first.train[0].tokens)
+    (root / "sport" / "000.txt").write_text("an edited text about the referee")
+    load_dataset(f"text:{root}", str(tmp_path / "data")).prepared(first.preprocessing)
+    assert encoded[2:] == [32]  # only the split that changed
+
+
+def test_token_ids_larger_than_the_memory_share_are_read_from_the_file(tmp_path, monkeypatch, capsys):
+    from mnist_classifier.data import token_cache
+
+    root = write_folder(tmp_path / "topics")
+    args = ["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "3", "--batch_size", "16"]
+    train([*args, "--model_fn", str(tmp_path / "memory.pth")], capsys)  # fills the cache
+    monkeypatch.setattr(token_cache, "MEMORY_SHARE", 0.0)
+    dataset = load_dataset(f"text:{root}", "data").prepared(torch.load(tmp_path / "memory.pth")["preprocessing"])
+    assert isinstance(dataset.train[0].tokens, np.memmap)
+    train([*args, "--model_fn", str(tmp_path / "disk.pth")], capsys)
+    from_disk, from_memory = (torch.load(tmp_path / f"{name}.pth")["model"] for name in ("disk", "memory"))
+    assert from_disk.keys() == from_memory.keys()
+    assert all(torch.equal(from_disk[key], from_memory[key]) for key in from_disk)  # the same batches
+
+
+def test_a_50_mb_text_is_read_up_to_the_limit_and_predicted_at_once(tmp_path, capsys):
+    root = write_folder(tmp_path / "topics")
+    (root / "sport" / "huge.txt").write_text("goal referee match " * 2_700_000)  # 51 MB
+    out = train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "5", "--batch_size", "16",
+                 "--model_fn", str(tmp_path / "m.pth")], capsys)
+    assert "1 longer than 200,000 characters read up to there" in out.splitlines()[0]
+    started = time.perf_counter()
+    [answer] = Predictor(tmp_path / "m.pth").predict("the keeper and the goal " * 2_000_000)  # 48 MB
+    assert answer.label == "sport" and time.perf_counter() - started < 10
+
+
+def test_a_text_in_a_script_training_never_saw_is_answered_with_a_note(tmp_path, capsys):
+    root = write_folder(tmp_path / "topics")
+    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "3", "--batch_size", "16",
+           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    (tmp_path / "ask").mkdir()
+    (tmp_path / "ask" / "arabic.txt").write_text("مرحبا بالعالم هذا نص عربي", encoding="utf-8")
+    (tmp_path / "ask" / "english.txt").write_text("the referee and the goal", encoding="utf-8")
+    predict_main(["--model_fn", str(tmp_path / "m.pth"), str(tmp_path / "ask")])
+    captured = capsys.readouterr()
+    assert re.search(r"mnist-predict: note: 1 of 2 texts are mostly characters the training texts never had "
+                     r"\(another script\?\), so the answer rests on little: 'مرحبا .*' is \d+ unknown tokens of \d+",
+                     captured.err), captured.err
+    assert "english.txt" in captured.out and "arabic.txt" in captured.out
+    with pytest.warns(UserWarning, match="the text is mostly characters"):
+        Predictor(tmp_path / "m.pth").predict("日本語の文章です")
+
+
+def test_scikit_learn_cross_validates_the_classifier_on_raw_documents():
+    from sklearn.model_selection import cross_val_score
+
+    from mnist_classifier.estimators import Classifier
+
+    texts = [t for pair in zip(sentences("sport", 45, 0), sentences("cooking", 45, 1), strict=True) for t in pair]
+    labels = ["sport", "cooking"] * 45
+    scores = cross_val_score(Classifier(model="linear", n_epochs=15, batch_size=16, random_state=0, verbose=0),
+                             texts, labels, cv=3)
+    assert len(scores) == 3 and scores.min() >= 0.8  # 30 texts a fold; the full fit scores above 0.9

@@ -45,7 +45,8 @@ class CachedTexts(list):
         if found is not None:
             return TokenRows(*found, encoder.cut, texts=self)
         rows = _encoded(self, encoder, vocabulary)
-        write(self.folder, key, rows)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 writes what every rank encoded
+            write(self.folder, key, rows)
         return rows
 
 
