@@ -67,6 +67,13 @@ def train(args: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
+def linear_model(tmp_path: Path, capsys, n_epochs: int = 15) -> Path:
+    """A linear model trained on the two topics' folder, saved as tmp_path/m.pth."""
+    train(["--dataset", f"text:{write_folder(tmp_path / 'topics')}", "--model", "linear", "--n_epochs", str(n_epochs),
+           "--batch_size", "16", "--model_fn", str(tmp_path / "m.pth")], capsys)
+    return tmp_path / "m.pth"
+
+
 def test_a_folder_of_texts_trains_and_its_first_line_says_what_it_found(tmp_path, capsys):
     root = write_folder(tmp_path / "topics")
     out = train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
@@ -163,9 +170,7 @@ def test_the_rnn_and_cnn_read_a_padded_text_as_they_read_it_alone():
 
 
 def test_mnist_predict_reads_txt_files_and_a_text_column(tmp_path, capsys):
-    root = write_folder(tmp_path / "topics")
-    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
-           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    linear_model(tmp_path, capsys)
     (tmp_path / "new").mkdir()
     (tmp_path / "new" / "a.txt").write_text("The coach and the team won the league", encoding="cp1252")
     table = tmp_path / "new.csv"
@@ -221,9 +226,7 @@ def test_the_server_answers_a_text_and_its_page_offers_a_text_box(tmp_path, caps
 
     from mnist_classifier.inference.server import create_app
 
-    root = write_folder(tmp_path / "topics")
-    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "15", "--batch_size", "16",
-           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    linear_model(tmp_path, capsys)
     client = TestClient(create_app(tmp_path / "m.pth"))
     assert client.get("/model").json()["takes"] == "texts"
     assert 'id="writing"' in client.get("/").text
@@ -393,9 +396,7 @@ def test_a_50_mb_text_is_read_up_to_the_limit_and_predicted_at_once(tmp_path, ca
 
 
 def test_a_text_in_a_script_training_never_saw_is_answered_with_a_note(tmp_path, capsys):
-    root = write_folder(tmp_path / "topics")
-    train(["--dataset", f"text:{root}", "--model", "linear", "--n_epochs", "3", "--batch_size", "16",
-           "--model_fn", str(tmp_path / "m.pth")], capsys)
+    linear_model(tmp_path, capsys, n_epochs=3)
     (tmp_path / "ask").mkdir()
     (tmp_path / "ask" / "arabic.txt").write_text("مرحبا بالعالم هذا نص عربي", encoding="utf-8")
     (tmp_path / "ask" / "english.txt").write_text("the referee and the goal", encoding="utf-8")
