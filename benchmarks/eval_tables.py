@@ -129,6 +129,27 @@ def loans_table(n_rows: int, seed: int) -> pd.DataFrame:
     return frame
 
 
+def wages_table(n_rows: int, seed: int) -> pd.DataFrame:
+    """Hourly wages as a labour survey gives them (shaped like the SLID table of R's carData): years of
+    education with a fraction, age in whole years, sex and language as words, about 10% of the
+    education and language cells empty, and ``wages`` (dollars and cents, some whole) last."""
+    rng = np.random.default_rng(seed)
+    education = np.round(np.clip(rng.normal(13, 3, n_rows), 0, 20), 1)
+    age = rng.integers(16, 66, n_rows)
+    sex = rng.choice(["Male", "Female"], n_rows)
+    language = rng.choice(["English", "French", "Other"], n_rows, p=[0.7, 0.2, 0.1])
+    log_wage = (1.0 + 0.07 * education + 0.09 * age - 0.001 * age**2 + 0.25 * (sex == "Male")
+                - 0.05 * (language == "Other") + rng.normal(0, 0.35, n_rows))
+    wages = np.round(np.exp(log_wage), 2)
+    whole = rng.random(n_rows) < 0.15
+    wages[whole] = np.round(wages[whole])  # some answers are whole dollars
+    frame = pd.DataFrame({"education": education, "age": age, "sex": sex, "language": language, "wages": wages})
+    for column in ("education", "language"):
+        frame[column] = frame[column].astype(object)
+        frame.loc[rng.random(n_rows) < 0.1, column] = None
+    return frame
+
+
 def csv_safe(name: str) -> str:
     """'sepal length (cm)' -> 'sepal_length_cm': column names that need no quoting anywhere."""
     return re.sub(r"[^0-9A-Za-z]+", "_", str(name)).strip("_")

@@ -14,12 +14,10 @@ from __future__ import annotations
 import codecs
 import collections
 import csv
-import math
 import re
 import stat
 import warnings
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +28,8 @@ from ..errors import UserError
 from ..files import unchanged_since_written
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 from .tables import NUMBER_NA, as_number_column, is_text, text_gaps
+from .targets import canonical_label, class_names, infer_task, many_classes_note, targets
 
-# A numeric target with more distinct values than this (and than half the rows) is a quantity, not classes.
-MAX_NUMERIC_CLASSES = 20
-INTEGER = re.compile(r"[+-]?\d+")
 DECIMAL_COMMA, DECIMAL_POINT = re.compile(r"[+-]?\d+(\.\d{3})*,\d+"), re.compile(r"[+-]?\d*\.\d+")
 GROUPED = re.compile(r"[+-]?\d{1,3}(\.\d{3})+")  # 85.591: thousands grouped with points
 LINE_BREAK = re.compile(r"\r\n?|\n")
@@ -80,7 +76,7 @@ def load_csv(
     path: Path,
     target: str | None = None,
     test_csv: str | Path | None = None,
-    task: str = CLASSIFICATION,
+    task: str | None = None,
     drop_na: bool = False,
     delimiter: str | None = None,
     decimal: str | None = None,
@@ -90,7 +86,8 @@ def load_csv(
     ignore_columns: str | None = None,
 ) -> Dataset:
     """Features from every column but ``target`` (default: the last); test rows from ``test_csv``
-    or, without one, a fixed 20% of the file. ``delimiter``, ``decimal``, ``encoding`` None: sniffed
+    or, without one, a fixed 20% of the file. ``task`` None: inferred from the target's values
+    (``targets.infer_task``). ``delimiter``, ``decimal``, ``encoding`` None: sniffed
     from the file. ``na_values``, ``text_columns``, ``ignore_columns``: comma-separated names."""
     options = TableOptions(delimiter, decimal, encoding, column_names(na_values), column_names(text_columns),
                            column_names(ignore_columns), drop_na)
@@ -99,9 +96,15 @@ def load_csv(
     if target not in table.header:
         raise UserError(f"{path}: no column {target!r} (columns: {', '.join(table.header)}); choose one with --target")
     table.check_declared(target)
+    if task is None:
+        task, said = table.target_task(target)
+        table.notes[:0] = [said] if said else []  # first: what the run will be is said before anything else
     features, labels = table.parse(target, task)
+    classes = class_names(path, labels) if task == CLASSIFICATION else None
+    table.notes += many_classes_note(path.name, len(classes), len(labels), "; if it is an amount, pass --task "
+                                     "regression") if classes else []
     if test_csv is None:
-        train, test, classes = _split_one_file(path, features, labels, task)
+        train, test = _split_one_file(path, features, labels, task, classes)
     else:
         # Columns that are text in training are text in the test file too: a level "7" stays "7".
         text = [name for name in features.columns if not pd.api.types.is_float_dtype(features[name])]
@@ -110,9 +113,8 @@ def load_csv(
             raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(table.header)})")
         test_features, test_labels = test_table.parse(target, task, left_out=table.left_out)
         table.notes += test_table.notes
-        classes = _classes(path, labels) if task == CLASSIFICATION else None
-        train = (features, _targets(path, labels, task, classes))
-        test = (test_features, _targets(Path(test_csv), test_labels, task, classes))
+        train = (features, targets(path, labels, task, classes))
+        test = (test_features, targets(Path(test_csv), test_labels, task, classes))
     names = list(features.columns)
     return Dataset(f"csv:{path}", train, test, task, (len(names),), classes, feature_names=names,
                    found=f"{path.name}{table.format_words()}", notes=table.notes, na_values=options.na_values)
@@ -302,8 +304,15 @@ class CsvTable:
             if bad is not None:
                 raise self.refuse(int(labels.index[bad]), target, problem)
             return features.reset_index(drop=True), numbers.tolist()
-        canonical = {label: _canonical_label(label) for label in labels.unique()}
+        canonical = {label: canonical_label(label) for label in labels.unique()}
         return features.reset_index(drop=True), labels.map(canonical).tolist()
+
+    def target_task(self, target: str) -> tuple[str, str | None]:
+        """The task the target's cells ask for, and the line saying so (``targets.infer_task``); gaps
+        (empty cells, pandas' NA words, ``--na_values``) do not count."""
+        column = self.frame[target]
+        cells = column[~text_gaps(column, [*self.options.na_values, *NUMBER_NA])]
+        return infer_task(target, cells, self.decimal)
 
     def _with_targets(self, frame: pd.DataFrame, target: str, task: str) -> pd.DataFrame:
         """The rows that have a target: a row without one cannot train or test, so it is left out with a note."""
@@ -492,53 +501,8 @@ def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[s
     return header
 
 
-def _canonical_label(label: str) -> str:
-    """Numeric labels written differently (1, 1.0, 01) name one class, written the shortest way."""
-    if INTEGER.fullmatch(label):
-        return str(int(label))  # exactly: long codes must not round together as floats would
-    try:
-        value = float(label)
-    except ValueError:
-        return label
-    if not math.isfinite(value):
-        return label
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def _classes(path: Path, labels: list[str]) -> list[str]:
-    """Class names in a natural order: numerically when every label is a number."""
-    unique = set(labels)
-    if len(unique) < 2:
-        raise UserError(f"{path}: the target has a single class ({next(iter(unique))!r}); "
-                        "a classifier needs at least two")
-    try:
-        for label in unique:
-            float(label)
-    except ValueError:
-        return sorted(unique)
-    classes = sorted(unique, key=Decimal)  # exact: long integer codes must not tie as floats
-    if len(classes) > max(MAX_NUMERIC_CLASSES, len(labels) / 2):
-        raise UserError(f"{path}: the target has {len(classes)} distinct numbers in {len(labels)} rows, too many to "
-                        "be classes; if it is a quantity, pass --task regression")
-    return classes
-
-
-def _targets(path: Path, labels: list, task: str, classes: list[str] | None) -> torch.Tensor:
-    if task == REGRESSION:
-        if len(set(labels)) < 2:
-            raise UserError(f"{path}: the target is {labels[0]:g} in every row; there is nothing to learn")
-        return torch.tensor(labels, dtype=torch.float32).unsqueeze(1)
-    index = {name: i for i, name in enumerate(classes)}
-    unknown = sorted(set(labels) - index.keys())
-    if unknown:
-        raise UserError(f"{path}: class {unknown[0]!r} does not occur in the training data")
-    return torch.tensor([index[label] for label in labels], dtype=torch.long)
-
-
-def _split_one_file(path: Path, features: pd.DataFrame, labels: list, task: str):
-    classes = _classes(path, labels) if task == CLASSIFICATION else None
-    y = _targets(path, labels, task, classes)
+def _split_one_file(path: Path, features: pd.DataFrame, labels: list, task: str, classes: list[str] | None):
+    y = targets(path, labels, task, classes)
     # Stratify when every class can appear on both sides; tiny classes make that impossible.
     stratify = task == CLASSIFICATION and min(torch.bincount(y).tolist()) >= 2
-    train, test = split_test(features, y, stratify=stratify)
-    return train, test, classes
+    return split_test(features, y, stratify=stratify)

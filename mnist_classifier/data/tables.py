@@ -78,6 +78,13 @@ def text_gaps(column: pd.Series, na_values=()) -> np.ndarray:
     return ((text == "") | text.isin(list(na_values))).to_numpy()
 
 
+def number_cells(text: pd.Series, decimal: str = ".") -> pd.Series:
+    """Text cells as float64 numbers, NaN where a cell is not one."""
+    if decimal != ".":  # 2.817,20: the points group thousands
+        text = text.str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce")
+
+
 def as_number_column(column: pd.Series, rule: str | None = None, na_values=(), decimal: str = "."
                      ) -> tuple[pd.Series | None, int | None, str | None]:
     """The column as float64 numbers, NaN where a cell is a gap (``NUMBER_NA``, ``na_values``); or
@@ -90,9 +97,7 @@ def as_number_column(column: pd.Series, rule: str | None = None, na_values=(), d
     if is_text(column):
         text = cell_text(column)
         gap = (text.isin(NUMBER_NA) | text.isin(list(na_values))).to_numpy()
-        if decimal != ".":  # 2.817,20: the points group thousands
-            text = text.str.replace(".", "", regex=False).str.replace(decimal, ".", regex=False)
-        numbers = pd.to_numeric(text.where(~gap), errors="coerce")
+        numbers = number_cells(text.where(~gap), decimal)
         parsed = numbers.notna().to_numpy()
         if rule is None and not parsed.any():
             return None, None, None

@@ -24,9 +24,10 @@ import torch
 
 from ..errors import UserError
 from . import token_cache
-from .csv_data import UTF8, CsvTable, TableOptions, _classes, _targets, detect_encoding, encoding_named
+from .csv_data import UTF8, CsvTable, TableOptions, detect_encoding, encoding_named
 from .dataset import CLASSIFICATION, Dataset, split_test
 from .folders import class_folders, split_folders
+from .targets import class_names, many_classes_note, targets
 from .tokens import MAX_TEXT_CHARS
 
 TEXT_SUFFIXES = (".txt",)
@@ -226,12 +227,13 @@ def read_table(path: Path, target: str | None, text_column: str | None, encoding
     labels = [label.strip() for label in table.frame[target]]
     keep = [i for i, label in enumerate(labels) if label]
     cells = table.frame[column].tolist()
-    texts = Texts(_classes(path, [labels[i] for i in keep]), {}, notes=table.notes, dropped=len(labels) - len(keep),
+    texts = Texts(class_names(path, [labels[i] for i in keep]), {}, notes=table.notes, dropped=len(labels) - len(keep),
                   column=column)
     if texts.dropped:
         texts.notes.append(f"{path}: {texts.dropped:,} rows have no label in {target!r}; left out")
+    texts.notes += many_classes_note(path.name, len(texts.classes), len(keep))
     x = [_cut(texts, cells[i]) for i in keep]
-    y = _targets(path, [labels[i] for i in keep], CLASSIFICATION, texts.classes).tolist()
+    y = targets(path, [labels[i] for i in keep], CLASSIFICATION, texts.classes).tolist()
     texts.splits["all"] = (x, y)
     return texts, f"{path.name} ({column!r}, labels {target!r})"
 

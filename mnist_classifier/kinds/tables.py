@@ -20,7 +20,7 @@ import torch
 from ..data import tables
 from ..errors import UserError, first_line
 from ..options import option
-from .base import CLASSIFICATION, REGRESSION, Kind, as_float_tensor
+from .base import REGRESSION, Kind, as_float_tensor
 
 # Defaults for tables with the MLP: the seed's size rule builds 8-7-6-5-4-1 for 8 columns, far too
 # small. Chosen on validation data by benchmarks/search_tables.py (docs/tables.md). None: sized from
@@ -99,7 +99,7 @@ class Table(Kind):
 
     @classmethod
     def reader_options(cls, config) -> dict:
-        return {"task": config.task or CLASSIFICATION}
+        return {"task": config.task}  # None: the reader infers it from the target
 
     @classmethod
     def defaults(cls, model: str) -> dict:

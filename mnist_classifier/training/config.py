@@ -132,8 +132,9 @@ class TrainConfig:
     dataset: str = option("mnist", "mnist, fashion-mnist, digits, diabetes, csv:PATH, folder:PATH (a folder "
                           "of pictures, a subfolder per class) or text:PATH (a folder of .txt files per class, or a "
                           "CSV/TSV file of texts and labels)")
-    task: str | None = option(None, "for csv:PATH: what the target is (default: classification; built-in sets "
-                              "know theirs)", choices=(CLASSIFICATION, REGRESSION))
+    task: str | None = option(None, "for csv:PATH: what the target is (default: from its values: text or a few "
+                              "whole numbers are classes, numbers with fractions or many whole numbers regression; "
+                              "the run says which; built-in sets know theirs)", choices=(CLASSIFICATION, REGRESSION))
     target: str | None = option(None, "for csv:PATH and text:PATH's tables: the target column (default: the last "
                                 "one)", applies=("csv", "text"))
     text_column: str | None = option(None, "for text:PATH's tables: the column of texts (default: the one of long, "
