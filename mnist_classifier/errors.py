@@ -28,3 +28,17 @@ def first_line(error: BaseException) -> str:
     """An exception's message in one line (its first), or its type when it has none."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def printable(name: str) -> str:
+    """A file or folder name as it can be shown and written anywhere: bytes that are not UTF-8 (kept by
+    ``os`` as surrogates, so the path still opens) become U+FFFD, and accents one code point (NFC), as a
+    zip made on macOS (NFD) and one made elsewhere spell the same name."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+
+
+def shortened(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters for a one-line message, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

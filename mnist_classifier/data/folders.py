@@ -21,14 +21,18 @@ from stat import S_ISREG
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, printable
 from ..resources import available_memory
 from . import image_cache
 from .dataset import CLASSIFICATION, Dataset, split_test, take_rows
 from .images import IMAGE_SUFFIXES
 from .pictures import CROP
 
-SPLIT_FOLDERS = {"train": ("train",), "valid": ("valid", "val"), "test": ("test",)}
+# The split folders' names as people write them, matched case-insensitively: ``Train/``, Kaggle's
+# ``training_set/`` and ``test_set/``, Keras' ``validation/``. The first of each is how messages name it.
+SPLIT_FOLDERS = {"train": ("train", "training", "train_set", "training_set"),
+                 "valid": ("valid", "val", "validation", "valid_set", "val_set", "validation_set"),
+                 "test": ("test", "testing", "test_set", "testing_set")}
 # The default --image_size: the pictures' median short side, within these bounds. Above 64 px an
 # epoch of the default CNN on 2 CPU cores takes minutes per 10,000 pictures.
 AUTO_SIDE = (8, 64)
@@ -48,8 +52,10 @@ class Found:
     notes: list[str] = field(default_factory=list)  # folders skipped: link loops, unreadable
     stamps: dict[str, image_cache.Stamp] = field(default_factory=dict)  # each picture's size and mtime
     valid_folder: Path | None = None
-    seen: set = field(default_factory=set)  # folders read, across classes and splits: a link read twice is one
+    seen: dict = field(default_factory=dict)  # (device, inode) -> (folder, class) read: a link read twice is one
     skip: set = field(default_factory=set)  # folders never read (the cache, when --data_dir is inside)
+    split_folders: dict[str, Path] = field(default_factory=dict)
+    holders: dict = field(default_factory=dict)  # (device, inode) -> the root or a split folder
 
 
 def find_pictures(root: Path, one_class_ok: bool = False, skip: tuple[Path, ...] = ()) -> Found:
@@ -60,23 +66,38 @@ def find_pictures(root: Path, one_class_ok: bool = False, skip: tuple[Path, ...]
     parts = split_folders(root)
     skipped = {(s.stat().st_dev, s.stat().st_ino) for s in skip if s.is_dir()}
     classes = class_folders(parts.get("train", root), skipped)
-    found = Found(root, classes, {}, valid_folder=parts.get("valid"), skip=skipped)
+    found = Found(root, classes, {}, valid_folder=parts.get("valid"), skip=skipped, split_folders=parts)
+    # The root and the split folders hold the classes: a link back to one of them inside a class
+    # would read the other classes' pictures as this one's.
+    found.holders = {_inode(folder): folder for folder in (root, *parts.values())}
     for split, folder in parts.items():
-        extra = sorted(set(class_folders(folder, skipped, required=False)) - set(classes))
-        if extra:
-            raise UserError(f"{folder / extra[0]}: a class folder that {parts['train']} does not have; each "
-                            "split must use the training split's classes")
-        found.splits[split] = [(rel, index) for index, name in enumerate(classes)
-                               for rel in _pictures(found, folder / name)]
+        names = matched_classes(folder, classes, parts.get("train", root), skipped)
+        found.splits[split] = [(rel, index) for index, name in enumerate(names) if name is not None
+                               for rel in _pictures(found, folder / name, index)]
     _check_classes(found, one_class_ok)
     return found
 
 
+def _inode(path: Path | str) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
+
+
 def split_folders(root: Path, source: str = "folder", things: str = "pictures") -> dict[str, Path]:
-    """``train/`` (required once any split folder exists), ``test/`` and ``valid/`` or ``val/`` where they
-    exist; else the whole folder, split later. ``source`` and ``things`` name them in messages (texts)."""
-    present = {split: next((root / n for n in names if (root / n).is_dir()), None)
-               for split, names in SPLIT_FOLDERS.items()}
+    """``train/`` (required once any split folder exists), ``test/`` and ``valid/`` where they exist, each
+    under any name of ``SPLIT_FOLDERS`` in any case; else the whole folder, split later. ``source`` and
+    ``things`` name them in messages (texts)."""
+    try:
+        folders = sorted(e.name for e in os.scandir(root) if _is_dir(e))
+    except OSError as e:
+        raise UserError(f"{source}:{root}: cannot be read ({e.strerror})") from None
+    present = {}
+    for split, names in SPLIT_FOLDERS.items():
+        matches = [name for name in folders if name.lower() in names]
+        if len(matches) > 1:
+            raise UserError(f"{source}:{root}: has both {matches[0]}/ and {matches[1]}/, two {split} splits; "
+                            "keep one (merge or rename the other)")
+        present[split] = root / matches[0] if matches else None
     if not any(present.values()):
         return {"all": root}
     if present["train"] is None:
@@ -98,10 +119,28 @@ def class_folders(folder: Path, skip: set, required: bool = True, example: str =
         things = "pictures" if example.endswith(".jpg") else "files"
         raise UserError(f"{folder}: no class folders; put each class's {things} in a folder of its own "
                         f"({folder / 'cat' / example}, {folder / 'dog' / ('2' + Path(example).suffix)})")
+    shown = Counter(map(printable, names))
+    twice = next((name for name in names if shown[printable(name)] > 1), None)
+    if twice is not None:
+        raise UserError(f"{folder}: two class folders are both named {printable(twice)!r} (their accents or bytes "
+                        "are written differently); rename one")
     return names
 
 
-def _pictures(found: Found, folder: Path) -> list[str]:
+def matched_classes(folder: Path, classes: list[str], train: Path, skip: set) -> list[str | None]:
+    """For each of ``classes`` (the training split's folders), this split's folder of that class, or None;
+    names matched as shown (``errors.printable``), so ``café`` in NFC and in NFD are one class."""
+    if folder == train:
+        return list(classes)
+    here = {printable(name): name for name in class_folders(folder, skip, required=False)}
+    extra = sorted(set(here) - {printable(name) for name in classes})
+    if extra:
+        raise UserError(f"{folder / extra[0]}: a class folder that {train} does not have; each split must use "
+                        "the training split's classes")
+    return [here.get(printable(name)) for name in classes]
+
+
+def _pictures(found: Found, folder: Path, label: int) -> list[str]:
     """The pictures under a class folder (its subfolders too, following links), relative to the root, each
     file's stamp noted. Plain ``os`` calls: a folder of 100,000 pictures is listed in well under a second."""
     pictures, stack = [], [(str(folder), os.path.relpath(folder, found.root))]
@@ -113,31 +152,51 @@ def _pictures(found: Found, folder: Path) -> list[str]:
         except OSError as e:  # a link loop (ELOOP) or a folder that cannot be opened
             found.notes.append(f"{current}: skipped, cannot be read ({e.strerror or e})")
             continue
-        if (status.st_dev, status.st_ino) in found.skip:
+        inode = (status.st_dev, status.st_ino)
+        if inode in found.skip or _skipped_link(found, current, inode, label):
             continue
-        if (status.st_dev, status.st_ino) in found.seen:
-            found.notes.append(f"{current}: skipped, a link to a folder already read")
-            continue
-        found.seen.add((status.st_dev, status.st_ino))
+        found.seen[inode] = (current, label)
         for entry in entries:
             name = f"{relative}/{entry.name}"
             if _is_dir(entry):
                 if not entry.name.startswith("."):
                     stack.append((entry.path, name))
             elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and not entry.name.startswith("."):
-                try:
-                    stat = entry.stat()
-                except OSError as e:  # a link to nowhere
-                    found.notes.append(f"{entry.path}: skipped, cannot be read ({e.strerror or e})")
-                    continue
-                if not S_ISREG(stat.st_mode):  # a FIFO named x.jpg would block the reader forever
-                    found.notes.append(f"{entry.path}: skipped, not a regular file")
-                    continue
-                found.stamps[name] = image_cache.Stamp(stat.st_size, stat.st_mtime_ns)
-                pictures.append(name)
+                stamp = _picture_stamp(found, entry)
+                if stamp is not None:
+                    found.stamps[name] = stamp
+                    pictures.append(name)
             else:
                 found.ignored += 1
     return sorted(pictures)
+
+
+def _skipped_link(found: Found, current: str, inode: tuple[int, int], label: int) -> bool:
+    """Whether ``current`` is a folder read already (a link to it, or a link loop) or one that holds the
+    class folders (a link back to the root): noted once, said again if its class ends up empty."""
+    if inode in found.holders:
+        found.notes.append(f"{current}: skipped, a link back to {found.holders[inode]}, which holds the class "
+                           "folders")
+    elif inode in found.seen:
+        first, first_label = found.seen[inode]
+        whose = "this class" if first_label == label else f"class {printable(found.classes[first_label])!r}"
+        found.notes.append(f"{current}: skipped, a link to {first}, already read as {whose}")
+    else:
+        return False
+    return True
+
+
+def _picture_stamp(found: Found, entry: os.DirEntry) -> image_cache.Stamp | None:
+    """A picture's size and mtime, or None (noted) for a link to nowhere or a file that is not a file."""
+    try:
+        stat = entry.stat()
+    except OSError as e:  # a link to nowhere
+        found.notes.append(f"{entry.path}: skipped, cannot be read ({e.strerror or e})")
+        return None
+    if not S_ISREG(stat.st_mode):  # a FIFO named x.jpg would block the reader forever
+        found.notes.append(f"{entry.path}: skipped, not a regular file")
+        return None
+    return image_cache.Stamp(stat.st_size, stat.st_mtime_ns)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -150,19 +209,22 @@ def _is_dir(entry: os.DirEntry) -> bool:
 def _check_classes(found: Found, one_class_ok: bool = False) -> None:
     for split in ("test", "valid"):
         if split in found.splits and not found.splits[split]:
-            raise UserError(f"{found.root / split if split == 'test' else found.valid_folder}: no pictures in this "
-                            "split; add some or remove the folder")
+            raise UserError(f"{found.split_folders[split]}: no pictures in this split; add some or remove the folder")
     pictures = found.splits.get("train", found.splits.get("all"))
     counts = Counter(index for _, index in pictures)
     if not pictures and not any(found.splits.values()):
         raise UserError(f"folder:{found.root}: no pictures found ({', '.join(sorted(IMAGE_SUFFIXES))})")
     empty = [name for index, name in enumerate(found.classes) if not counts[index]]
     if empty:
-        where = found.root / ("train" if "train" in found.splits else "") / empty[0]
+        where = found.split_folders.get("train", found.root) / empty[0]
+        link = next((note for note in found.notes if note.startswith(f"{where}: skipped, a link")), None)
+        if link:
+            raise UserError(f"{where}: no pictures of its own; {link.split(': skipped, ', 1)[1]}; give each class "
+                            "its own pictures (copy them, or remove the link)")
         raise UserError(f"{where}: no pictures in this class folder; add some or remove the folder")
     if len(found.classes) < 2 and not one_class_ok:
-        raise UserError(f"folder:{found.root}: only one class ({found.classes[0]}); a classifier needs two or "
-                        "more class folders")
+        raise UserError(f"folder:{found.root}: only one class ({printable(found.classes[0])}); a classifier needs "
+                        "two or more class folders")
 
 
 @dataclass
@@ -255,8 +317,8 @@ def load_folder(root: Path, data_dir: str = "data", image_size: int | None = Non
     elif "test" not in parts:  # train/ (and valid/) only: the test rows come from train/, as for a plain folder
         parts["train"], parts["test"] = _split(*parts["train"])
     shape = pictures.cache.shape
-    dataset = Dataset(f"folder {root.name}", parts["train"], parts["test"], CLASSIFICATION, shape, found.classes,
-                      valid=parts.get("valid"))
+    dataset = Dataset(f"folder {root.name}", parts["train"], parts["test"], CLASSIFICATION, shape,
+                      [printable(name) for name in found.classes], valid=parts.get("valid"))
     dataset.found, dataset.notes = describe(pictures, dataset), _notes(pictures)
     dataset.skipped = len(pictures.unreadable)
     return dataset
@@ -268,7 +330,7 @@ def _check_decoded(pictures: Pictures, one_class_ok: bool) -> None:
     decoded = set(pictures.cache.rows)
     training = found.splits.get("train", found.splits.get("all"))
     counts = Counter(label for rel, label in training if rel in decoded)
-    lost = [name for index, name in enumerate(found.classes) if not counts[index]]
+    lost = [printable(name) for index, name in enumerate(found.classes) if not counts[index]]
     if lost and not one_class_ok:
         raise UserError(f"folder:{found.root}: none of the training pictures of class {lost[0]!r} can be read "
                         f"({len(pictures.unreadable)} unreadable in all)")
@@ -296,7 +358,7 @@ def describe(pictures: Pictures, dataset: Dataset) -> str:
     found, (channels, side, _) = pictures.found, pictures.cache.shape
     counts = Counter(label for split in found.splits.values() for rel, label in split
                      if rel not in pictures.unreadable)
-    shown = ", ".join(f"{name} {counts[i]:,}" for i, name in enumerate(found.classes[:6]))
+    shown = ", ".join(f"{printable(name)} {counts[i]:,}" for i, name in enumerate(found.classes[:6]))
     shown += ", ..." if len(found.classes) > 6 else ""
     sides = [v for rel in pictures.cache.rows for v in pictures.headers[rel][:2]]
     sizes = f"{min(sides)}-{max(sides)} px" if min(sides) != max(sides) else f"{min(sides)} px"

@@ -8,6 +8,7 @@ over to it.
 
 from __future__ import annotations
 
+import os
 import stat
 import warnings
 from pathlib import Path
@@ -92,13 +93,29 @@ def image_files(paths: list[str]) -> list[Path]:
         except OSError:
             is_dir = False  # e.g. a name too long: reported when the file is read, like any other
         if is_dir:
-            images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            images = _images_under(path)
             if not images:
                 raise UserError(f"{path}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             found.extend(images)
         else:
             found.append(path)
     return found
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """The images in a folder and its subfolders, as training reads a class folder: hidden names left
+    out, links followed, a folder reached twice (a link loop) read once."""
+    images, seen = [], set()
+    for current, folders, files in os.walk(folder, followlinks=True):
+        status = os.stat(current)
+        if (status.st_dev, status.st_ino) in seen:
+            folders.clear()
+            continue
+        seen.add((status.st_dev, status.st_ino))
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        images += [Path(current, name) for name in files
+                   if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
+    return sorted(images)
 
 
 def mnist_like(image: Image.Image, side: int = 28, name: str = "image") -> np.ndarray:

@@ -22,11 +22,11 @@ from stat import S_ISREG
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, printable
 from . import token_cache
 from .csv_data import UTF8, CsvTable, TableOptions, detect_encoding, encoding_named
 from .dataset import CLASSIFICATION, Dataset, split_test
-from .folders import class_folders, split_folders
+from .folders import class_folders, matched_classes, split_folders
 from .targets import class_names, many_classes_note, targets
 from .tokens import MAX_TEXT_CHARS
 
@@ -120,15 +120,11 @@ def read_folder(root: Path, encoding: str | None = None) -> Texts:
     """Each split's texts, a class per subfolder of ``train/`` (or of the folder itself)."""
     parts = split_folders(root, source="text", things="texts")
     classes = class_folders(parts.get("train", root), set(), example="1.txt")
-    texts = Texts(classes, {})
+    texts = Texts([printable(name) for name in classes], {})
     for split, folder in parts.items():
-        extra = sorted(set(class_folders(folder, set(), required=False)) - set(classes))
-        if extra:
-            raise UserError(f"{folder / extra[0]}: a class folder that {parts['train']} does not have; each split "
-                            "must use the training split's classes")
         x, y = [], []
-        for index, name in enumerate(classes):
-            for file in _text_files(texts, folder / name):
+        for index, name in enumerate(matched_classes(folder, classes, parts.get("train", root), set())):
+            for file in _text_files(texts, folder / name) if name is not None else ():
                 text = read_text_file(file, encoding, texts)
                 if text is not None:
                     x.append(text)

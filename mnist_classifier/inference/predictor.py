@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from ..data.images import open_image
-from ..errors import UserError, first_line
+from ..errors import UserError, first_line, printable
 from ..kinds import CLASSIFICATION, as_record
 from ..kinds.base import PICTURE_SOURCES
 from .model_file import load_model
@@ -54,7 +54,8 @@ class Predictor:
         self.data_kind = as_record(self.record)  # the record as its kind of data: what input it takes
         self.metadata = saved["dataset"]
         self.task = self.metadata.get("task", CLASSIFICATION)
-        self.classes = self.metadata.get("classes")
+        classes = self.metadata.get("classes")  # shown as written, but printable (files from before names were)
+        self.classes = [printable(name) for name in classes] if classes else classes
         self.input_shape = self.data_kind.input_shape
         self.history = saved.get("history", [])
         self.views = views_for(saved) if tta else None
@@ -154,4 +155,4 @@ def source_name(item) -> str:
     """How an input is named in predictions and errors: its path, its stream's name, or "image"."""
     if isinstance(item, Image.Image):
         return "image"
-    return str(getattr(item, "name", item))
+    return printable(str(getattr(item, "name", item)))  # a name that is not UTF-8 must still print

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ..data.pictures import BACKGROUND, RESIZE_POLICIES, fit_picture, working_side
-from ..errors import UserError
+from ..errors import UserError, printable, shortened
 from .images import Images
 
 # Defaults for people's pictures, by family, chosen on validation loss by benchmarks/eval_folders.py
@@ -118,10 +118,11 @@ class PictureFolder(Images):
         channels, side, _ = record.input_shape
         raw = cls.read(dataset, data_dir, image_size=side, resize=record.values["resize"], channels=channels,
                        holdout=True)
-        unknown = [c for c in raw.classes if c not in classes]
+        known = [printable(name) for name in classes]  # a file from before names were shown NFC
+        unknown = [c for c in raw.classes if c not in known]
         if unknown:
             raise UserError(f"--dataset {dataset}: the class folder {unknown[0]!r} is not one of the model's classes "
-                            f"({', '.join(classes)})")
-        to_model = torch.tensor([classes.index(c) for c in raw.classes], dtype=torch.long)
+                            f"({shortened(', '.join(known))})")
+        to_model = torch.tensor([known.index(c) for c in raw.classes], dtype=torch.long)
         x, y = raw.test
         return replace(raw.prepared(record.to_dict()), test=(x, to_model[y]), classes=classes)
