@@ -126,3 +126,79 @@ def test_evaluate_and_serve_show_a_name_that_is_not_utf8(odd_names_model, tmp_pa
     with open(next((root / "dog").glob("*.png")), "rb") as f:
         upload = client.post("/predict", files={"file": ("x.png", f, "image/png")})
     assert upload.status_code == 200 and upload.json()["label"] in ("caf\ufffd", "dog")
+
+
+def test_a_dim_16_bit_picture_is_one_brightness_at_any_size(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from mnist_classifier.data.images import open_image
+    from mnist_classifier.data.pictures import fit_picture
+
+    means = []
+    for side in (40, 1600):
+        values = np.random.default_rng(0).integers(0, 251, (side, side)).astype(np.uint16)  # at most 250 of 65535
+        path = tmp_path / f"dim{side}.png"
+        Image.fromarray(values).save(path)
+        with Image.open(path) as image:
+            assert image.mode.startswith("I;16")
+        means.append(float(fit_picture(open_image(str(path)), 16, 1).mean()))
+    assert means[0] == means[1] == 0.0  # 250/65535 of full brightness is black in 8 bits, small or large
+
+
+def decoded(root: Path, tmp_path: Path, side: int = 16):
+    return folders.decode_folder(folders.find_pictures(root), str(tmp_path / "data"), side, "crop", False)
+
+
+def test_a_picture_replaced_with_the_same_size_and_mtime_is_decoded_again(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    root = make_folder(tmp_path / "photos", per_class=3, formats=("png",), classes=("cat", "dog"))
+    target = root / "cat" / "odd.bmp"  # uncompressed: the same size whatever the colour
+    Image.new("RGB", (20, 20), (250, 0, 0)).save(target)
+    first = decoded(root, tmp_path)
+    before = os.stat(target)
+    replacement = tmp_path / "blue.bmp"
+    Image.new("RGB", (20, 20), (0, 0, 250)).save(replacement)
+    os.replace(replacement, target)  # as rsync -t or unzip leave it: new content, the old size and mtime
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(target).st_size == before.st_size
+    again = decoded(root, tmp_path)
+    assert again.cache.decoded == 1
+    rows = np.fromfile(again.cache.path, dtype=np.uint8).reshape(-1, 3, 16, 16)
+    assert tuple(rows[again.cache.rows.index("cat/odd.bmp")][:, 8, 8]) == (0, 0, 250)
+    assert first.cache.decoded == 7
+
+
+def test_a_second_run_waits_for_the_one_building_the_cache(tmp_path, capfd):
+    import threading
+
+    import filelock
+
+    from mnist_classifier.data import image_cache
+
+    root = make_folder(tmp_path / "photos", per_class=3, formats=("png",), classes=("cat", "dog"))
+    cache = image_cache.cache_folder(str(tmp_path / "data"), root.resolve())
+    held = filelock.FileLock(cache / ".lock")
+    held.acquire()
+    results = []
+    second = threading.Thread(target=lambda: results.append(decoded(root, tmp_path)))
+    second.start()
+    second.join(timeout=2)
+    assert second.is_alive() and not results  # waiting, not writing the same files
+    held.release()
+    second.join(timeout=60)
+    assert results and results[0].cache.decoded == 6
+    assert "waiting for another run that is building the picture cache" in capfd.readouterr().err
+
+
+def test_a_folder_keeps_the_caches_of_its_latest_three_shapes(tmp_path):
+    root = make_folder(tmp_path / "photos", per_class=3, formats=("png",), classes=("cat", "dog"))
+    for side in (8, 10, 12):
+        decoded(root, tmp_path, side)
+    fourth = decoded(root, tmp_path, 14)
+    kept = sorted(p.name for p in fourth.cache.path.parent.glob("pixels-*.u8"))
+    assert kept == ["pixels-3-10-crop.u8", "pixels-3-12-crop.u8", "pixels-3-14-crop.u8"]
+    assert len(fourth.pruned) == 1 and "removed the picture cache pixels-3-8-crop.u8" in fourth.pruned[0]
+    assert decoded(root, tmp_path, 10).cache.decoded == 0  # a kept shape is still warm

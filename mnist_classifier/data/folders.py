@@ -196,7 +196,7 @@ def _picture_stamp(found: Found, entry: os.DirEntry) -> image_cache.Stamp | None
     if not S_ISREG(stat.st_mode):  # a FIFO named x.jpg would block the reader forever
         found.notes.append(f"{entry.path}: skipped, not a regular file")
         return None
-    return image_cache.Stamp(stat.st_size, stat.st_mtime_ns)
+    return image_cache.Stamp(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
@@ -235,6 +235,7 @@ class Pictures:
     cache: image_cache.Pixels
     headers: dict[str, list]
     unreadable: dict[str, str]  # file -> why
+    pruned: list[str] = field(default_factory=list)  # the caches of other shapes removed, a line each
 
 
 def hashed_order(names: list[str]) -> list[str]:
@@ -247,8 +248,16 @@ def decode_folder(found: Found, data_dir: str, image_size: int | None, resize: s
     """Every picture's header and pixels, from the cache where the file is unchanged. New files are read
     once: their headers and pixels together, at the shape a sample of their headers predicts (decoded
     again only if the whole folder's headers decide otherwise)."""
-    files = {rel: found.stamps[rel] for split in found.splits.values() for rel, _ in split}
     cache = image_cache.cache_folder(data_dir, found.root.resolve())
+    with image_cache.building(cache):
+        pictures = _decode(found, cache, image_size, resize, strict, channels)
+        pictures.pruned = image_cache.prune(cache, pictures.cache)
+    return pictures
+
+
+def _decode(found: Found, cache: Path, image_size: int | None, resize: str, strict: bool,
+            channels: int | None) -> Pictures:
+    files = {rel: found.stamps[rel] for split in found.splits.values() for rel, _ in split}
     headers = image_cache.known_headers(files, cache)
     new = hashed_order([rel for rel in files if rel not in headers])  # the cache's order: often no copy later
     staged = None
@@ -376,4 +385,4 @@ def describe(pictures: Pictures, dataset: Dataset) -> str:
 def _notes(pictures: Pictures) -> list[str]:
     """One line per file or folder skipped."""
     skipped = [f"skipped {pictures.found.root / rel}: {why}" for rel, why in sorted(pictures.unreadable.items())]
-    return [*pictures.found.notes, *skipped]
+    return [*pictures.found.notes, *skipped, *pictures.pruned]

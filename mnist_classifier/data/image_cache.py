@@ -7,14 +7,18 @@ A cache is a folder under ``--data_dir`` (``folder-cache/NAME-HASH/``) holding:
 - ``pixels-C-S-RESIZE.u8``: the pictures prepared by ``pictures.fit_picture`` as uint8
   (N, C, S, S), with ``pixels-C-S-RESIZE.json`` naming each row's file (path, size, mtime).
 
-Both are keyed by the files' paths, sizes and modification times: a changed, added or removed
-file is decoded again, every other row is copied from the old cache. Decoding runs in a process
-per core, with a progress bar. A cache that would not fit in the memory the run may use is read
-from the file in shuffled blocks (``FileRows``).
+Both are keyed by the files' paths, sizes, modification times and change times: a changed, added or
+removed file is decoded again, every other row is copied from the old cache. The change time (ctime)
+is what no tool can set: a picture replaced by one of the same size and mtime (``cp -p``,
+``rsync -t``, tar, unzip) still has a new one. A lock keeps two runs from building one cache at once,
+and a folder keeps the pixels of its ``KEEP_SHAPES`` latest shapes (``--image_size``, ``--resize``).
+Decoding runs in a process per core, with a progress bar. A cache that would not fit in the memory
+the run may use is read from the file in shuffled blocks (``FileRows``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -26,6 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import filelock
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -36,7 +41,7 @@ from . import pictures
 from .images import shrunk
 from .pictures import fit_picture, is_colour
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the change time in every stamp
 CHUNK = 256  # files per task sent to a decoding process: large enough to hide the messaging
 # A cache too large for memory is read in blocks of this many bytes, their order shuffled every epoch.
 BLOCK_BYTES = 64 * 2**20
@@ -48,6 +53,7 @@ class Stamp:
 
     size: int
     mtime_ns: int
+    ctime_ns: int = 0  # changed by any write and by no tool that copies stamps: a file replaced in place
 
 
 # ---- headers: what each picture is, without decoding it ----------------------------------------------
@@ -69,7 +75,8 @@ def _why(error: Exception) -> str:
     return "not a picture Pillow can read" if isinstance(error, UnidentifiedImageError) else first_line(error)[:200]
 
 
-HEADER_COLUMNS = ("size", "mtime", "width", "height", "colour")
+HEADER_COLUMNS = ("size", "mtime", "ctime", "width", "height", "colour")
+STAMP_COLUMNS = HEADER_COLUMNS[:3]
 
 
 def known_headers(files: dict[str, Stamp], cache: Path) -> dict[str, list]:
@@ -80,20 +87,25 @@ def known_headers(files: dict[str, Stamp], cache: Path) -> dict[str, list]:
     if not saved:
         return {}
     known = {}
-    for name, size, mtime, width, height, colour in zip(saved["names"], *(saved[c] for c in HEADER_COLUMNS),
-                                                         strict=True):
-        stamp = files.get(name)
-        if stamp is not None and stamp.size == size and stamp.mtime_ns == mtime:
+    for name, size, mtime, ctime, width, height, colour in zip(
+            saved["names"], *(saved[c] for c in HEADER_COLUMNS), strict=True):
+        if files.get(name) == Stamp(size, mtime, ctime):
             known[name] = [width, height, colour]
     return known
 
 
 def save_headers(files: dict[str, Stamp], headers: dict[str, list], cache: Path) -> None:
     names = [name for name in files if headers[name][0] is not None]
-    columns = {"size": [files[n].size for n in names], "mtime": [files[n].mtime_ns for n in names],
+    columns = {**stamp_columns(files, names),
                **{c: [headers[n][i] if i < len(headers[n]) else None for n in names]
-                  for i, c in enumerate(HEADER_COLUMNS[2:])}}
+                  for i, c in enumerate(HEADER_COLUMNS[3:])}}
     _write_json(cache / "headers.json", {"version": CACHE_VERSION, "names": names, **columns})
+
+
+def stamp_columns(files: dict[str, Stamp], names: list[str]) -> dict[str, list[int]]:
+    """The stamps of ``names`` as the columns a cache's JSON keeps."""
+    return {"size": [files[n].size for n in names], "mtime": [files[n].mtime_ns for n in names],
+            "ctime": [files[n].ctime_ns for n in names]}
 
 
 # ---- pixels: each picture decoded and resized once ---------------------------------------------------
@@ -225,7 +237,7 @@ def _build(root: Path, files: dict[str, Stamp], order: list[str], shape: tuple[i
     # (a run killed between the two writes, or another run's) is never read with the wrong names.
     stamp = _file_stamp(data)
     _write_json(index, {"version": CACHE_VERSION, "shape": list(shape), "data": stamp, "names": rows,
-                        "size": [files[n].size for n in rows], "mtime": [files[n].mtime_ns for n in rows]})
+                        **stamp_columns(files, rows)})
     return Pixels(data, shape, rows, failed, len(todo) + len(staged.index) + len(staged.failed), stamp)
 
 
@@ -245,8 +257,8 @@ def _old_rows(saved: dict, data: Path, shape: tuple[int, ...], files: dict[str, 
     if saved.get("shape") != list(shape) or stamp is None or stamp != saved.get("data") or stamp[0] != len(
             names) * row_bytes:
         return Rows(data, tuple(shape), {}, {})  # none, or a torn or foreign file: decode everything again
-    index = {name: i for i, (name, size, mtime) in enumerate(zip(names, saved["size"], saved["mtime"], strict=True))
-             if name in files and files[name].size == size and files[name].mtime_ns == mtime}
+    index = {name: i for i, (name, *stamp) in enumerate(zip(names, *(saved[c] for c in STAMP_COLUMNS), strict=True))
+             if files.get(name) == Stamp(*stamp)}
     return Rows(data, tuple(shape), index, {})
 
 
@@ -323,6 +335,41 @@ def _read_json(path: Path) -> dict | None:
 
 def _write_json(path: Path, value: dict) -> None:
     atomic_write(path, lambda f: f.write(json.dumps(value).encode()))
+
+
+@contextlib.contextmanager
+def building(cache: Path):
+    """Hold the cache's lock while a run reads and builds it: a second run on the same folder waits
+    (saying so) rather than writing the same files at the same time."""
+    lock = filelock.FileLock(cache / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        print(f"waiting for another run that is building the picture cache {cache} ...", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# A folder keeps the pixels of this many shapes (--image_size, --resize, channels): the ones used last.
+KEEP_SHAPES = 3
+
+
+def prune(cache: Path, used: Pixels) -> list[str]:
+    """Remove the pixels of the shapes used least lately, beyond ``KEEP_SHAPES``; a line for each."""
+    os.utime(used.path.with_suffix(".json"))  # used now: the last to go
+    indexes = sorted(cache.glob("pixels-*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    removed = []
+    for index in indexes[KEEP_SHAPES:]:
+        data = index.with_suffix(".u8")
+        size = data.stat().st_size if data.exists() else 0
+        data.unlink(missing_ok=True)
+        index.unlink(missing_ok=True)
+        removed.append(f"removed the picture cache {data.name} ({size / 2**20:,.1f} MB), the least lately used of "
+                       f"{len(indexes)} shapes; a folder keeps its {KEEP_SHAPES} latest")
+    return removed
 
 
 def cache_folder(data_dir: str, root: Path) -> Path:

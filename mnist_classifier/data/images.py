@@ -18,6 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
 from ..files import atomic_write
+from .pictures import eight_bit
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 INK_THRESHOLD = 0.2  # pixels above this share of the brightest one count as the digit
@@ -72,7 +73,7 @@ def _check_regular_file(path: Path) -> None:
 
 
 # Modes Pillow cannot reduce, and the mode each is reduced in without losing what it shows.
-REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+REDUCIBLE_AS = {"1": "L", "P": "RGBA", "PA": "RGBA"}
 
 
 def shrunk(image: Image.Image, working_side: int = WORKING_SIDE) -> Image.Image:
@@ -81,7 +82,7 @@ def shrunk(image: Image.Image, working_side: int = WORKING_SIDE) -> Image.Image:
         return image
     if image.mode in REDUCIBLE_AS:
         image = image.convert(REDUCIBLE_AS[image.mode])
-    return image.reduce(factor)
+    return eight_bit(image).reduce(factor)  # 16-bit pictures on their own range first, as small ones are
 
 
 def image_files(paths: list[str]) -> list[Path]:

@@ -43,6 +43,18 @@ def is_colour(image: Image.Image) -> bool:
 
 def flattened(image: Image.Image, channels: int) -> Image.Image:
     """The picture in mode RGB (3 channels) or L (1), transparency laid on ``BACKGROUND``."""
+    image = eight_bit(image)
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba)
+    mode = "RGB" if channels == 3 else "L"
+    return image if image.mode == mode else image.convert(mode)
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A grayscale picture of 16 or 32 bits, or of floats, as 8-bit L; any other picture as it is. Done
+    before a large picture is reduced too: a 16-bit picture reduced becomes a 32-bit one whose range
+    would no longer say it had 16 bits, so one picture would give two answers by its size."""
     if image.mode.startswith("I;16") or image.mode == "I":
         # 16-bit and 32-bit grayscale: scaled to 8 bits by their own range, not clipped at 255.
         values = np.asarray(image, dtype=np.float64)
@@ -53,11 +65,7 @@ def flattened(image: Image.Image, channels: int) -> Image.Image:
         values = np.nan_to_num(np.asarray(image, dtype=np.float64))
         top = 1.0 if values.max() <= 1.0 else 255.0
         image = Image.fromarray(np.clip(values / top * 255, 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (*BACKGROUND, 255)), rgba)
-    mode = "RGB" if channels == 3 else "L"
-    return image if image.mode == mode else image.convert(mode)
+    return image
 
 
 def fit_picture(image: Image.Image, side: int, channels: int, resize: str = CROP, name: str = "image"
