@@ -42,3 +42,10 @@ def printable(name: str) -> str:
 def shortened(text: str, limit: int = 200) -> str:
     """``text`` cut to ``limit`` characters for a one-line message, saying how long it was."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def quoted(value, limit: int = 80) -> str:
+    """A value as a message quotes it (its repr), cut to about ``limit`` characters: a list of 100,000
+    numbers in a config file stays a line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

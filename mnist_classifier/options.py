@@ -2,8 +2,8 @@
 default, help text, bounds and choices. The command line (flags and ``--help``), the validation,
 the estimators' parameters and the generated flags page all read them from there.
 
-This module imports nothing of the project, so that the model families can declare their options
-with it too.
+This module imports nothing of the project but ``errors`` (which imports nothing), so that the model
+families can declare their options with it too.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from .errors import quoted
 
 KINDS = (bool, int, float, str, list)
 
@@ -83,13 +85,13 @@ class Option:
         if problem:
             return problem
         if spec.choices is not None and value not in spec.choices:
-            return f"{name} must be one of {', '.join(map(str, spec.choices))}, got {value!r}"
+            return f"{name} must be one of {', '.join(map(str, spec.choices))}, got {quoted(value)}"
         if self.kind is list and not value:
             return f"{name} needs at least one value"
         numbers = value if self.kind is list else [value] if self.kind in (int, float) else []
         for number in numbers:
             if not _inside(number, spec):
-                return f"{name} {_bounds_words(self.kind, spec)}, got {value}"
+                return f"{name} {_bounds_words(self.kind, spec)}, got {quoted(value)}"
         return None
 
 
@@ -159,7 +161,7 @@ def int_list(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {quoted(text)}") from None
 
 
 def _kind(annotation) -> tuple[type, bool]:
@@ -177,17 +179,17 @@ def _kind(annotation) -> tuple[type, bool]:
 def _kind_problem(name: str, kind: type, value: Any) -> str | None:
     # bool is an int to Python: True must not pass as a number, nor 1 as a switch.
     if kind is bool:
-        return None if isinstance(value, bool) else f"{name} must be true or false, got {value!r}"
+        return None if isinstance(value, bool) else f"{name} must be true or false, got {quoted(value)}"
     if kind is list:
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return None
-        return f"{name} must be comma-separated integers, got {value!r}"
+        return f"{name} must be comma-separated integers, got {quoted(value)}"
     accepted = {int: (int,), float: (int, float), str: (str,)}[kind]
     if isinstance(value, bool) or not isinstance(value, accepted):
         return f"{name} must be {'an integer' if kind is int else 'a number' if kind is float else 'a word'}, " \
-               f"got {value!r}"
+               f"got {quoted(value)}"
     if kind is float and not math.isfinite(value):
-        return f"{name} must be a finite number, got {value}"
+        return f"{name} must be a finite number, got {quoted(value)}"
     return None
 
 

@@ -118,11 +118,18 @@ def settle(replayed: dict, given: dict) -> TrainConfig:
     return resolve(given, {**machine, **replayed})
 
 
+CONFIG_MAX_BYTES = 2**20
+
+
 def read_config_file(path: str) -> dict:
     """A ``--config`` file's settings: a run's own ``MODEL.config.json`` (what it settled), or YAML or
     JSON of flag names and values. Only settings a user could type are taken."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            data = f.read(CONFIG_MAX_BYTES + 1)
+        if len(data) > CONFIG_MAX_BYTES:
+            raise ValueError(f"over {CONFIG_MAX_BYTES // 2**20} MB; a run's settings take a few hundred bytes")
+        text = data.decode("utf-8")
         values = json.loads(text) if path.lower().endswith(".json") else _yaml(text)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise UserError(f"--config {path}: cannot be read ({e})") from e
@@ -140,9 +147,13 @@ def read_config_file(path: str) -> dict:
 
 
 def _yaml(text: str):
+    """The YAML's value; anchors and aliases refused before anything is built, for an alias of aliases
+    of aliases (a "billion laughs") expands 400 bytes into gigabytes."""
     import yaml
 
     try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            raise ValueError("it uses an alias (*name); write each value out, a config file takes no aliases")
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(str(e).splitlines()[0]) from e

@@ -10,7 +10,7 @@ from torch import nn
 from ..data.csv_data import column_names, encoding_named
 from ..data.pictures import CROP, RESIZE_POLICIES
 from ..data.preprocessing import CLASSIFICATION, REGRESSION
-from ..errors import ParameterError, UserError
+from ..errors import ParameterError, UserError, quoted
 from ..kinds import KINDS, Kind, kind_of, source_path, source_prefix, with_path
 from ..kinds.tables import reading_option
 from ..models import MODELS, model_options
@@ -213,7 +213,7 @@ class TrainConfig:
                 raise ParameterError(problem)
         model_options = self._check_model_options()
         if self.amp not in AMP_CHOICES:
-            raise ParameterError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {self.amp!r}")
+            raise ParameterError(f"amp must be one of {', '.join(AMP_CHOICES)}, got {quoted(self.amp)}")
         self._check_table_words()
         if self.delimiter is not None and (len(self.delimiter) != 1 or self.delimiter in '"\r\n'):
             raise UserError(f"--delimiter must be one character (not a quote or a line break), got "
@@ -235,7 +235,7 @@ class TrainConfig:
         for name in ("na_values", "text_columns", "ignore_columns"):
             value = getattr(self, name)
             if value is not None and not column_names(value):
-                raise UserError(f"--{name} needs at least one comma-separated name, got {value!r}")
+                raise UserError(f"--{name} needs at least one comma-separated name, got {quoted(value)}")
         both = self.text_columns and self.ignore_columns and \
             set(column_names(self.text_columns)) & set(column_names(self.ignore_columns))
         if both:
@@ -333,9 +333,9 @@ class RunFacts:
         """Refuse facts a damaged or hand-edited file could hold, or that contradict ``amp``."""
         # bool is an int to Python: True must not pass for 1.
         if isinstance(self.world_size, bool) or not (isinstance(self.world_size, int) and self.world_size >= 1):
-            raise UserError(f"the number of processes must be a positive integer, got {self.world_size!r}")
+            raise UserError(f"the number of processes must be a positive integer, got {quoted(self.world_size)}")
         if self.precision not in (None, BFLOAT16, FLOAT32):
-            raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {self.precision!r}")
+            raise UserError(f"the precision must be {BFLOAT16} or {FLOAT32}, got {quoted(self.precision)}")
         reason = self.precision_reason
         if reason is not None and not (isinstance(reason, str) and len(reason) <= 200 and reason.isprintable()):
             raise UserError("the recorded reason for the precision must be one line of printable text")
@@ -428,7 +428,7 @@ def resolve(given: dict, replayed: dict | None = None, kind: type[Kind] | None =
     chosen = {**replayed, **given}
     for name in ("model", "dataset", "preset"):  # needed before validation: to find the defaults
         if chosen.get(name) is not None and not isinstance(chosen[name], str):
-            raise ParameterError(f"{name} must be a word, got {chosen[name]!r}")
+            raise ParameterError(f"{name} must be a word, got {quoted(chosen[name])}")
     kind = kind or data_kind(chosen.get("dataset") or TRAIN_OPTIONS["dataset"].default)
     model = chosen.get("model") or kind.default_model  # tables: auto, linear or mlp, whichever fits
     defaults = defaults_for(model, kind, chosen.get("preset"))
