@@ -274,3 +274,69 @@ def test_huge_cells_are_read_and_cut_in_messages_and_numbers_find_text_levels(tm
     from_text, from_number = predictor.predict([["7"]]), predictor.predict(np.array([[7.0]]))
     assert from_text[0].label == from_number[0].label == "a"
     assert from_text[0].probability == pytest.approx(from_number[0].probability)
+
+
+def test_a_decimal_comma_model_reads_whole_numbers_and_grouped_thousands_as_its_file_wrote_them(tmp_path, capsys):
+    rows = "".join(f"{20 + i % 9},{i % 4}5;{70 + i}.{i % 10}00,5;{'ab'[i % 3 > 0]}\n" for i in range(60))
+    (tmp_path / "eu.csv").write_text("price;area;y\n" + rows)
+    model_fn = str(tmp_path / "eu.pth")
+    train_main(["--dataset", f"csv:{tmp_path / 'eu.csv'}", "--model_fn", model_fn, "--seed", "0", "--verbose", "0",
+                "--n_epochs", "2", "--amp", "off", "--model", "linear"])
+    # Whole prices and thousands grouped with points, no comma in sight: read with the model's decimal commas.
+    (tmp_path / "new.csv").write_text("price;area\n12;85.591\n30;71.004\n")
+    capsys.readouterr()
+    predict_cli.main(["--model_fn", model_fn, str(tmp_path / "new.csv"), "--json"])
+    assert "new.csv (semicolons, decimal commas)" in capsys.readouterr().err
+    (tmp_path / "same.csv").write_text("price;area\n12;85591\n30;71004\n")  # the same rows, ungrouped
+    ours, same = (Predictor(model_fn).predict(read_rows(tmp_path / name, predict_cli.TableOptions(usual_decimal=","),
+                                                        ["price", "area"], ["price", "area"]))
+                  for name in ("new.csv", "same.csv"))
+    assert [p.probability for p in ours] == [p.probability for p in same]
+    assert Predictor(model_fn).data_kind.values["decimal"] == ","
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_its_byte_order_mark_is_read_and_named(tmp_path, encoding):
+    rows = "".join(f"{i},{i * 2},caf\u00e9 {i % 3},x{i % 2}\n" for i in range(300))
+    (tmp_path / "u16.csv").write_bytes(("a,b,c,y\n" + rows).encode(encoding))
+    dataset = load_dataset(f"csv:{tmp_path / 'u16.csv'}")
+    assert dataset.found == f"u16.csv (read as {encoding})"
+    assert len(dataset.train[1]) + len(dataset.test[1]) == 300
+    assert set(pd.concat([dataset.train[0], dataset.test[0]])["c"]) == {"caf\u00e9 0", "caf\u00e9 1", "caf\u00e9 2"}
+
+
+def test_a_file_that_turns_from_utf8_to_cp1252_is_refused_at_the_line(tmp_path):
+    head = "a,b,c,y\n" + "".join(f"{i},{i * 2},caf\u00e9,x{i % 2}\n" for i in range(5000))
+    tail = "".join(f"{i},{i * 2},caf\u00e9,x{i % 2}\n" for i in range(200))
+    (tmp_path / "mixed.csv").write_bytes(head.encode() + tail.encode("cp1252"))  # the switch after 64 KB
+    with pytest.raises(UserError, match=r"mixed.csv, line 5,002: not UTF-8, though line 2 is UTF-8 .*mixes two "
+                                        r"encodings"):
+        load_dataset(f"csv:{tmp_path / 'mixed.csv'}")
+
+
+def test_a_test_csv_with_the_columns_in_another_order_is_matched_by_name(tmp_path):
+    frame = loans_table(200, seed=0)
+    frame.iloc[:150].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[150:].to_csv(tmp_path / "test.csv", index=False)
+    frame.iloc[150:, ::-1].to_csv(tmp_path / "reversed.csv", index=False)
+    as_written, reversed_ = (load_dataset(f"csv:{tmp_path / 'train.csv'}", test_csv=str(tmp_path / name))
+                             for name in ("test.csv", "reversed.csv"))
+    pd.testing.assert_frame_equal(as_written.test[0], reversed_.test[0])
+    assert torch.equal(as_written.test[1], reversed_.test[1])
+    frame.iloc[150:].drop(columns=["income"]).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(UserError, match=r"short.csv: has no column 'income', which train.csv has; a test file needs "
+                                        r"the training file's columns \(in any order\)"):
+        load_dataset(f"csv:{tmp_path / 'train.csv'}", test_csv=str(tmp_path / "short.csv"))
+
+
+def test_a_class_name_of_megabytes_is_cut_in_its_message(tmp_path):
+    frame = loans_table(100, seed=0)
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    frame.assign(repaid=[frame["repaid"][0]] * 99 + ["x" * 2_000_000]).to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(UserError) as refused:
+        load_dataset(f"csv:{tmp_path / 'train.csv'}", test_csv=str(tmp_path / "test.csv"))
+    assert "does not occur in the training data" in str(refused.value) and len(str(refused.value)) < 300
+    frame.iloc[:20].assign(repaid="y" * 200_000).to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(UserError, match="a single class") as refused:
+        load_dataset(f"csv:{tmp_path / 'one.csv'}")
+    assert len(str(refused.value)) < 300

@@ -109,7 +109,8 @@ def predict_rows(args, predictor: Predictor) -> list[dict]:
     if args.show or "-" in args.images:
         raise UserError(f"{args.model_fn} is a table model: give CSV files of rows (not --show, not -)")
     names, numbers = [spec["name"] for spec in specs], [spec["name"] for spec in specs if spec["type"] == NUMBER]
-    options = TableOptions(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding)
+    options = TableOptions(delimiter=args.delimiter, decimal=args.decimal, encoding=args.encoding,
+                           usual_decimal=predictor.data_kind.values.get("decimal", "."))
     if args.out:
         inputs = {f"INPUT {path}": path for path in args.images} | {"--model_fn": args.model_fn}
         _check_out(args.out, inputs)

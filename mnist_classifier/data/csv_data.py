@@ -17,14 +17,14 @@ import csv
 import re
 import stat
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, quoted
 from ..files import unchanged_since_written
 from .dataset import CLASSIFICATION, REGRESSION, Dataset, split_test
 from .tables import NUMBER_NA, as_number_column, is_text, text_gaps
@@ -65,6 +65,7 @@ class TableOptions:
     text_columns: list[str] = field(default_factory=list)
     ignore_columns: list[str] = field(default_factory=list)
     drop_na: bool = False
+    usual_decimal: str = "."  # the decimal mark of a file that does not show one (the training file's)
 
 
 def column_names(text: str | None) -> list[str]:
@@ -108,16 +109,17 @@ def load_csv(
     else:
         # Columns that are text in training are text in the test file too: a level "7" stays "7".
         text = [name for name in features.columns if not pd.api.types.is_float_dtype(features[name])]
-        test_table = CsvTable.read(Path(test_csv), options, text=[*text, target])
-        if test_table.header != table.header:
-            raise UserError(f"{test_csv}: its columns differ from {path}'s ({', '.join(table.header)})")
+        test_table = CsvTable.read(Path(test_csv), replace(options, usual_decimal=table.decimal), text=[*text, target])
+        _check_same_columns(Path(test_csv), test_table.header, path, table.header)
         test_features, test_labels = test_table.parse(target, task, left_out=table.left_out)
+        test_features = test_features[list(features.columns)]  # matched by name: any order of columns will do
         table.notes += test_table.notes
         train = (features, targets(path, labels, task, classes))
         test = (test_features, targets(Path(test_csv), test_labels, task, classes))
     names = list(features.columns)
     return Dataset(f"csv:{path}", train, test, task, (len(names),), classes, feature_names=names,
-                   found=f"{path.name}{table.format_words()}", notes=table.notes, na_values=options.na_values)
+                   found=f"{path.name}{table.format_words()}", notes=table.notes, na_values=options.na_values,
+                   decimal=table.decimal)
 
 
 def spreadsheet_safe(cell: object) -> object:
@@ -180,7 +182,7 @@ class CsvTable:
         encoding = encoding_named(options.encoding) if options.encoding else detect_encoding(raw)
         sample = _whole_lines(path, raw, encoding)
         delimiter = options.delimiter or _sniff(sample)
-        decimal = options.decimal or _sniff_decimal(sample, delimiter)
+        decimal = options.decimal or _sniff_decimal(sample, delimiter) or options.usual_decimal
         if decimal == "," and delimiter == ",":
             raise UserError(f"{path}: --decimal , needs cells split by another character, and this file's are split "
                             "by commas (give --delimiter if they are not)")
@@ -220,7 +222,17 @@ class CsvTable:
         if self.path.stat().st_size > DETECT_WHOLE_BYTES:
             raise UserError(f"{self.path}: not UTF-8 after its first {SNIFF_BYTES // 1024} KB ({error}); give its "
                             "encoding with --encoding") from error
-        return detect_encoding(self.path.read_bytes())
+        data = self.path.read_bytes()
+        try:
+            data.decode(UTF8)
+        except UnicodeDecodeError as bad:
+            earlier = re.search(rb"[\x80-\xff]", data[:bad.start])
+            if earlier:  # UTF-8's own characters before: the rest is another encoding, not one code page for all
+                line, first = data.count(b"\n", 0, bad.start) + 1, data.count(b"\n", 0, earlier.start()) + 1
+                raise UserError(f"{self.path}, line {line:,}: not UTF-8, though line {first:,} is UTF-8 with "
+                                "characters beyond ASCII: the file mixes two encodings; save it again in one (UTF-8)"
+                                ) from error
+        return detect_encoding(data)
 
     def format_words(self) -> str:
         """' (read as cp1252; semicolons, decimal commas)': how the file was read, where not the usual."""
@@ -393,6 +405,9 @@ def detect_encoding(raw: bytes) -> str:
     UTF-16 byte-order mark's, or the one charset-normalizer finds."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    unmarked = _utf16_without_bom(raw)
+    if unmarked:
+        return unmarked
     try:
         codecs.getincrementaldecoder(UTF8)().decode(raw, final=False)  # a character cut at the end is fine
         return UTF8
@@ -411,6 +426,20 @@ def detect_encoding(raw: bytes) -> str:
     least = min(m.chaos for m in matches)
     clean = [name for m in matches if m.chaos == least for name in m.could_be_from_charset]
     return encoding_named("cp1252" if "cp1252" in clean else matches[0].encoding)
+
+
+def _utf16_without_bom(raw: bytes) -> str | None:
+    """utf-16-le or utf-16-be for text saved as UTF-16 without its byte-order mark: mostly Latin text
+    then has a NUL as every second byte (valid UTF-8, so it must be caught before UTF-8 is tried)."""
+    pairs = raw[:len(raw) // 2 * 2]
+    if len(pairs) < 8:
+        return None
+    even, odd = pairs[0::2].count(0) / (len(pairs) / 2), pairs[1::2].count(0) / (len(pairs) / 2)
+    if odd > 0.5 and even < 0.05:
+        return "utf-16-le"
+    if even > 0.5 and odd < 0.05:
+        return "utf-16-be"
+    return None
 
 
 def encoding_named(name: str) -> str:
@@ -471,16 +500,17 @@ def _first_lines(sample: str) -> list[str]:
     return sample.splitlines()[:50]
 
 
-def _sniff_decimal(sample: str, delimiter: str) -> str:
+def _sniff_decimal(sample: str, delimiter: str) -> str | None:
     """',' when a file not split by commas writes its numbers with decimal commas (0,5) and never
-    with points (0.5); else '.'."""
+    with points (0.5); '.' when it writes points or is split by commas; None when it shows neither
+    (whole numbers, 85.591 that may be grouped thousands)."""
     if delimiter == ",":
         return "."
     cells = [cell.strip() for row in csv.reader(_first_lines(sample)[1:], delimiter=delimiter) for cell in row]
     commas = sum(bool(DECIMAL_COMMA.fullmatch(cell)) for cell in cells)
     # 85.591 or 2.817,20 may be thousands grouped with points, as decimal-comma files write them.
     points = sum(bool(DECIMAL_POINT.fullmatch(cell)) and not GROUPED.fullmatch(cell) for cell in cells)
-    return "," if commas and not points else "."
+    return "," if commas and not points else "." if points else None
 
 
 def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[str]:
@@ -499,6 +529,16 @@ def _header(path: Path, sample: str, delimiter: str, min_columns: int) -> list[s
     if repeated:
         raise UserError(f"{path}, line 1: the column name {repeated[0]!r} appears more than once")
     return header
+
+
+def _check_same_columns(test_csv: Path, header: list[str], path: Path, training: list[str]) -> None:
+    """The test file has the training file's columns, in any order; else the first one missing or extra."""
+    missing, extra = [c for c in training if c not in header], [c for c in header if c not in training]
+    if missing or extra:
+        what = f"no column {quoted(missing[0])}" if missing else f"a column {quoted(extra[0])}"
+        raise UserError(f"{test_csv}: has {what} that {path.name} does not have" if extra else
+                        f"{test_csv}: has {what}, which {path.name} has; a test file needs the training file's "
+                        "columns (in any order)")
 
 
 def _split_one_file(path: Path, features: pd.DataFrame, labels: list, task: str, classes: list[str] | None):

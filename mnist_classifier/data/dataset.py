@@ -43,6 +43,7 @@ class Dataset:
     notes: list[str] = field(default_factory=list)  # a line per file or folder skipped
     skipped: int = 0  # files that could not be read, saved in the model file
     na_values: list[str] = field(default_factory=list)  # a table's words for a gap besides the usual (--na_values)
+    decimal: str = "."  # a table's decimal mark: files read later that do not show theirs are read with it
     kind: type | None = None  # its kind (``kinds.Kind``), set by ``kinds.load_dataset``: it fits the record
 
     @property

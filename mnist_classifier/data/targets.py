@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, quoted
 from .dataset import CLASSIFICATION, REGRESSION
 from .tables import cell_text, number_cells
 
@@ -71,7 +71,7 @@ def class_names(path: Path, labels: list[str]) -> list[str]:
     """Class names in a natural order: numerically when every label is a number."""
     unique = set(labels)
     if len(unique) < 2:
-        raise UserError(f"{path}: the target has a single class ({next(iter(unique))!r}); "
+        raise UserError(f"{path}: the target has a single class ({quoted(next(iter(unique)))}); "
                         "a classifier needs at least two")
     try:
         for label in unique:
@@ -99,5 +99,5 @@ def targets(path: Path, labels: list, task: str, classes: list[str] | None) -> t
     index = {name: i for i, name in enumerate(classes)}
     unknown = sorted(set(labels) - index.keys())
     if unknown:
-        raise UserError(f"{path}: class {unknown[0]!r} does not occur in the training data")
+        raise UserError(f"{path}: class {quoted(unknown[0])} does not occur in the training data")
     return torch.tensor([index[label] for label in labels], dtype=torch.long)

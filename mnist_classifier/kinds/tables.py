@@ -109,10 +109,10 @@ class Table(Kind):
 
     @classmethod
     def fit(cls, x: pd.DataFrame | torch.Tensor, y: torch.Tensor | None = None,
-            feature_names: list[str] | None = None, na_values=()) -> Table:
+            feature_names: list[str] | None = None, na_values=(), decimal: str = ".") -> Table:
         """How the training rows ``x`` (and regression targets ``y``) become model input: column specs
         (gap fills included) and standardisation statistics, from these rows only. ``na_values``:
-        the words that also mean a gap (``--na_values``)."""
+        the words that also mean a gap (``--na_values``); ``decimal``: the training file's decimal mark."""
         if isinstance(x, torch.Tensor):
             x = pd.DataFrame(x.double().numpy(), columns=feature_names or [f"x{i}" for i in range(x.size(1))])
         specs = tables.fit_columns(x, na_values)
@@ -127,6 +127,8 @@ class Table(Kind):
         mean, std = torch.where(one_hot, 0.0, mean), torch.where(one_hot, 1.0, std)  # slots stay 0 or 1
         values = {"kind": cls.kind, "feature_names": [spec["name"] for spec in specs], "columns": specs,
                   "x_mean": mean.tolist(), "x_std": std.tolist(), "y_mean": 0.0, "y_std": 1.0}
+        if decimal != ".":  # 85.591 in a file of whole numbers is then 85,591, as the training file wrote it
+            values["decimal"] = decimal
         if y is not None:
             y = y.double()
             values["y_mean"] = y.mean().item()
@@ -138,7 +140,8 @@ class Table(Kind):
         x, y = dataset.train
         if rows is not None:
             x, y = x.iloc[rows.numpy()] if hasattr(x, "iloc") else x[rows], y[rows]
-        return cls.fit(x, y if dataset.task == REGRESSION else None, dataset.feature_names, dataset.na_values)
+        return cls.fit(x, y if dataset.task == REGRESSION else None, dataset.feature_names, dataset.na_values,
+                       dataset.decimal)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
